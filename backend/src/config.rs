@@ -1,0 +1,617 @@
+//! The only reader of the environment: every setting, its variable, its
+//! default and its validation. Secrets are wrapped so they never print whole.
+
+use std::fmt;
+use std::net::IpAddr;
+use std::time::Duration;
+
+use clap::builder::BoolishValueParser;
+use clap::error::{ContextKind, ContextValue, ErrorKind};
+use clap::{Args, CommandFactory, Parser, ValueEnum};
+use http::{HeaderName, HeaderValue, Uri};
+
+use crate::domain::Handle;
+
+#[derive(Debug, Clone, Parser)]
+#[command(
+    name = "cruddur-backend",
+    version,
+    about = "The Cruddur micro-blogging API, traced from its first request"
+)]
+pub struct Config {
+    /// Port to listen on (0 picks a free one)
+    #[arg(long, env = "PORT", value_name = "PORT", default_value_t = 4567)]
+    pub port: u16,
+    /// Address to bind; 0.0.0.0 in containers
+    #[arg(
+        long,
+        env = "BIND_ADDRESS",
+        value_name = "BIND_ADDRESS",
+        default_value = "0.0.0.0"
+    )]
+    pub bind_address: IpAddr,
+    /// SQLite database file, created on first start; `:memory:` keeps nothing
+    #[arg(
+        long,
+        env = "DATABASE_PATH",
+        value_name = "DATABASE_PATH",
+        default_value = "./data/cruddur.db"
+    )]
+    pub database_path: String,
+    /// The acting user until sign-in exists
+    #[arg(long, env = "CRUDDUR_DEFAULT_USER", value_name = "CRUDDUR_DEFAULT_USER", default_value = "andrewbrown", value_parser = parse_handle)]
+    pub default_user: Handle,
+    /// Origin of the frontend, allowed by CORS
+    #[arg(long, env = "FRONTEND_URL", value_name = "FRONTEND_URL", default_value = "http://localhost:3000", value_parser = parse_origin)]
+    pub frontend_url: HeaderValue,
+    /// Origin of this backend as browsers see it, allowed by CORS
+    #[arg(long, env = "BACKEND_URL", value_name = "BACKEND_URL", default_value = "http://localhost:4567", value_parser = parse_origin)]
+    pub backend_url: HeaderValue,
+    /// How long a clean shutdown may take to finish requests and flush every sink (`5s`, `500ms`)
+    #[arg(long, env = "SHUTDOWN_TIMEOUT", value_name = "SHUTDOWN_TIMEOUT", default_value = "5s", value_parser = parse_duration)]
+    pub shutdown_timeout: Duration,
+    #[command(flatten)]
+    pub telemetry: TelemetryConfig,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct TelemetryConfig {
+    /// Service name on every span (resource `service.name`)
+    #[arg(
+        long,
+        env = "OTEL_SERVICE_NAME",
+        value_name = "OTEL_SERVICE_NAME",
+        default_value = "cruddur-backend"
+    )]
+    pub service_name: String,
+    /// OTLP base URL; `/v1/traces` is appended for HTTP
+    #[arg(long, env = "OTEL_EXPORTER_OTLP_ENDPOINT", value_name = "OTEL_EXPORTER_OTLP_ENDPOINT", value_parser = parse_url)]
+    pub otlp_endpoint: Option<Uri>,
+    /// Full OTLP traces URL, used as is
+    #[arg(long, env = "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", value_name = "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", value_parser = parse_url)]
+    pub otlp_traces_endpoint: Option<Uri>,
+    /// Headers for every OTLP export: `key=value,key2=value2`
+    #[arg(long, env = "OTEL_EXPORTER_OTLP_HEADERS", value_name = "OTEL_EXPORTER_OTLP_HEADERS", value_parser = parse_headers, hide_env_values = true)]
+    pub otlp_headers: Option<Headers>,
+    /// `http/protobuf` or `grpc`
+    #[arg(
+        long,
+        env = "OTEL_EXPORTER_OTLP_PROTOCOL",
+        value_name = "OTEL_EXPORTER_OTLP_PROTOCOL",
+        default_value = "http/protobuf"
+    )]
+    pub otlp_protocol: OtlpProtocol,
+    /// Milliseconds one export attempt may take
+    #[arg(long, env = "OTEL_EXPORTER_OTLP_TIMEOUT", value_name = "OTEL_EXPORTER_OTLP_TIMEOUT", default_value = "10000", value_parser = parse_millis)]
+    pub otlp_timeout: Duration,
+    /// Extra resource attributes: `key=value,key2=value2`
+    #[arg(long, env = "OTEL_RESOURCE_ATTRIBUTES", value_name = "OTEL_RESOURCE_ATTRIBUTES", value_parser = parse_pairs)]
+    pub resource_attributes: Option<Pairs>,
+    /// Which spans are kept: always_on, always_off, traceidratio, parentbased_always_on, parentbased_always_off, parentbased_traceidratio
+    #[arg(
+        long,
+        env = "OTEL_TRACES_SAMPLER",
+        value_name = "OTEL_TRACES_SAMPLER",
+        default_value = "parentbased_always_on"
+    )]
+    pub sampler: SamplerKind,
+    /// Ratio for the traceidratio samplers, 0 to 1
+    #[arg(long, env = "OTEL_TRACES_SAMPLER_ARG", value_name = "OTEL_TRACES_SAMPLER_ARG", value_parser = parse_ratio)]
+    pub sampler_arg: Option<f64>,
+    /// Where spans go: `otlp`, `console`, `none`, or a comma list; default `otlp` when an endpoint or Honeycomb key is set, else `console`
+    #[arg(
+        long,
+        env = "OTEL_TRACES_EXPORTER",
+        value_name = "OTEL_TRACES_EXPORTER",
+        value_delimiter = ','
+    )]
+    pub traces_exporter: Option<Vec<TracesExporter>>,
+    /// Turns every trace sink off
+    #[arg(long, env = "OTEL_SDK_DISABLED", value_name = "OTEL_SDK_DISABLED", default_value = "false", value_parser = BoolishValueParser::new(), action = clap::ArgAction::Set)]
+    pub sdk_disabled: bool,
+    /// Honeycomb key: sends OTLP to https://api.honeycomb.io with the x-honeycomb-team header
+    #[arg(long, env = "HONEYCOMB_API_KEY", value_name = "HONEYCOMB_API_KEY", hide_env_values = true, value_parser = parse_secret)]
+    pub honeycomb_api_key: Option<Secret>,
+    /// `http/dup` also emits the old HTTP attribute names
+    #[arg(
+        long,
+        env = "OTEL_SEMCONV_STABILITY_OPT_IN",
+        value_name = "OTEL_SEMCONV_STABILITY_OPT_IN",
+        default_value = ""
+    )]
+    pub semconv_stability_opt_in: String,
+    /// Console log format: `pretty`, `json`, or `auto` (pretty on a terminal)
+    #[arg(
+        long,
+        env = "LOG_FORMAT",
+        value_name = "LOG_FORMAT",
+        default_value = "auto"
+    )]
+    pub log_format: LogFormat,
+    /// Console log filter, tracing-subscriber EnvFilter syntax (`off` silences logs)
+    #[arg(
+        long,
+        env = "RUST_LOG",
+        value_name = "RUST_LOG",
+        default_value = "info"
+    )]
+    pub log_filter: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum OtlpProtocol {
+    #[value(name = "http/protobuf")]
+    HttpProtobuf,
+    #[value(name = "grpc")]
+    Grpc,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum TracesExporter {
+    Otlp,
+    Console,
+    None,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+#[value(rename_all = "snake_case")]
+pub enum SamplerKind {
+    AlwaysOn,
+    AlwaysOff,
+    Traceidratio,
+    ParentbasedAlwaysOn,
+    ParentbasedAlwaysOff,
+    ParentbasedTraceidratio,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    Auto,
+    Pretty,
+    Json,
+}
+
+/// A value that must never be printed whole: shows only its last four characters.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn new(value: impl Into<String>) -> Self {
+        Secret(value.into())
+    }
+
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(self, f)
+    }
+}
+
+impl fmt::Display for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let chars: Vec<char> = self.0.chars().collect();
+        if chars.len() <= 8 {
+            return f.write_str("****");
+        }
+        let tail: String = chars[chars.len() - 4..].iter().collect();
+        write!(f, "…{tail}")
+    }
+}
+
+/// A parsed `key=value,...` header list; every value is treated as secret.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Headers(pub Vec<(HeaderName, Secret)>);
+
+/// A parsed `key=value,...` list of plain values.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Pairs(pub Vec<(String, String)>);
+
+fn parse_handle(raw: &str) -> Result<Handle, String> {
+    raw.parse().map_err(|err| format!("{err}"))
+}
+
+fn parse_url(raw: &str) -> Result<Uri, String> {
+    let uri: Uri = raw
+        .trim()
+        .parse()
+        .map_err(|err| format!("not a URL: {err}"))?;
+    match (uri.scheme_str(), uri.authority()) {
+        (Some("http" | "https"), Some(_)) => Ok(uri),
+        _ => Err("must be an http:// or https:// URL with a host".into()),
+    }
+}
+
+/// An origin as browsers send it: scheme, host and port, no path.
+fn parse_origin(raw: &str) -> Result<HeaderValue, String> {
+    let uri = parse_url(raw)?;
+    let origin = format!(
+        "{}://{}",
+        uri.scheme_str().unwrap_or("http"),
+        uri.authority().map(|a| a.as_str()).unwrap_or_default()
+    );
+    HeaderValue::from_str(&origin).map_err(|err| err.to_string())
+}
+
+/// `5s`, `250ms`, `1m`, or a bare number of seconds.
+fn parse_duration(raw: &str) -> Result<Duration, String> {
+    let raw = raw.trim();
+    let (number, unit) = raw
+        .find(|c: char| !c.is_ascii_digit() && c != '.')
+        .map_or((raw, "s"), |at| raw.split_at(at));
+    let value: f64 = number
+        .parse()
+        .map_err(|_| format!("not a duration: {raw:?} (try 5s or 500ms)"))?;
+    let seconds = match unit {
+        "ms" => value / 1000.0,
+        "s" => value,
+        "m" => value * 60.0,
+        _ => return Err(format!("unknown unit {unit:?} (use ms, s or m)")),
+    };
+    Duration::try_from_secs_f64(seconds).map_err(|err| err.to_string())
+}
+
+fn parse_millis(raw: &str) -> Result<Duration, String> {
+    raw.trim()
+        .parse::<u64>()
+        .map(Duration::from_millis)
+        .map_err(|_| format!("not a whole number of milliseconds: {raw:?}"))
+}
+
+fn parse_ratio(raw: &str) -> Result<f64, String> {
+    match raw.trim().parse::<f64>() {
+        Ok(ratio) if (0.0..=1.0).contains(&ratio) => Ok(ratio),
+        _ => Err(format!("must be a number from 0 to 1, got {raw:?}")),
+    }
+}
+
+fn parse_secret(raw: &str) -> Result<Secret, String> {
+    let raw = raw.trim();
+    if raw.is_empty() {
+        return Err("is set but empty".into());
+    }
+    Ok(Secret::new(raw))
+}
+
+/// Splits a W3C-style `key=value,key2=value2` list, percent-decoding values.
+fn split_pairs(raw: &str) -> Result<Vec<(String, String)>, String> {
+    raw.split(',')
+        .map(str::trim)
+        .filter(|item| !item.is_empty())
+        .map(|item| {
+            let (key, value) = item
+                .split_once('=')
+                .ok_or_else(|| format!("{item:?} is not key=value"))?;
+            let key = key.trim();
+            if key.is_empty() {
+                return Err(format!("{item:?} has an empty key"));
+            }
+            Ok((key.to_owned(), percent_decode(value.trim())?))
+        })
+        .collect()
+}
+
+fn percent_decode(raw: &str) -> Result<String, String> {
+    let bytes = raw.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%' {
+            let hex = raw
+                .get(i + 1..i + 3)
+                .and_then(|h| u8::from_str_radix(h, 16).ok())
+                .ok_or_else(|| "has a broken %-escape".to_owned())?;
+            out.push(hex);
+            i += 3;
+        } else {
+            out.push(bytes[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8(out).map_err(|_| "is not UTF-8 once %-decoded".to_owned())
+}
+
+fn parse_headers(raw: &str) -> Result<Headers, String> {
+    split_pairs(raw)?
+        .into_iter()
+        .map(|(key, value)| {
+            let name = HeaderName::from_bytes(key.as_bytes())
+                .map_err(|_| format!("{key:?} is not a valid header name"))?;
+            HeaderValue::from_str(&value)
+                .map_err(|_| format!("the value of {key:?} is not a valid header value"))?;
+            Ok((name, Secret::new(value)))
+        })
+        .collect::<Result<_, String>>()
+        .map(Headers)
+}
+
+fn parse_pairs(raw: &str) -> Result<Pairs, String> {
+    split_pairs(raw).map(Pairs)
+}
+
+/// Why the configuration was refused, as one line naming the variable.
+#[derive(Debug)]
+pub enum ConfigError {
+    /// `--help` or `--version`: print and exit 0.
+    Info(clap::Error),
+    Invalid(String),
+}
+
+impl Config {
+    /// Reads the command line and the environment.
+    pub fn load() -> Result<Config, ConfigError> {
+        Self::try_parse_from(std::env::args_os())
+    }
+
+    pub fn try_parse_from<I, T>(args: I) -> Result<Config, ConfigError>
+    where
+        I: IntoIterator<Item = T>,
+        T: Into<std::ffi::OsString> + Clone,
+    {
+        let config = <Config as Parser>::try_parse_from(args).map_err(explain)?;
+        config.check().map_err(ConfigError::Invalid)?;
+        Ok(config)
+    }
+
+    /// Checks that need more than one setting.
+    fn check(&self) -> Result<(), String> {
+        let t = &self.telemetry;
+        if let Some(exporters) = &t.traces_exporter
+            && exporters.contains(&TracesExporter::Otlp)
+            && t.otlp_traces_url().is_none()
+        {
+            return Err(
+                "OTEL_TRACES_EXPORTER includes otlp, but neither OTEL_EXPORTER_OTLP_ENDPOINT, \
+                        OTEL_EXPORTER_OTLP_TRACES_ENDPOINT nor HONEYCOMB_API_KEY is set"
+                    .into(),
+            );
+        }
+        if matches!(
+            t.sampler,
+            SamplerKind::Traceidratio | SamplerKind::ParentbasedTraceidratio
+        ) && t.sampler_arg.is_none()
+        {
+            return Err(format!(
+                "OTEL_TRACES_SAMPLER={} needs OTEL_TRACES_SAMPLER_ARG (a ratio from 0 to 1)",
+                t.sampler
+                    .to_possible_value()
+                    .map(|v| v.get_name().to_owned())
+                    .unwrap_or_default()
+            ));
+        }
+        Ok(())
+    }
+}
+
+const HONEYCOMB_ENDPOINT: &str = "https://api.honeycomb.io";
+
+impl TelemetryConfig {
+    /// Where OTLP traces go: the traces URL as given, else the base URL with
+    /// `/v1/traces` (HTTP) appended, else Honeycomb when its key is set.
+    pub fn otlp_traces_url(&self) -> Option<String> {
+        if let Some(url) = &self.otlp_traces_endpoint {
+            return Some(url.to_string());
+        }
+        let base = match (&self.otlp_endpoint, &self.honeycomb_api_key) {
+            (Some(url), _) => url.to_string(),
+            (None, Some(_)) => HONEYCOMB_ENDPOINT.to_owned(),
+            (None, None) => return None,
+        };
+        let base = base.trim_end_matches('/');
+        Some(match self.otlp_protocol {
+            OtlpProtocol::Grpc => base.to_owned(),
+            OtlpProtocol::HttpProtobuf if base.ends_with("/v1/traces") => base.to_owned(),
+            OtlpProtocol::HttpProtobuf => format!("{base}/v1/traces"),
+        })
+    }
+
+    /// Every header an OTLP export carries; the Honeycomb key becomes
+    /// `x-honeycomb-team` unless the header list already sets it.
+    pub fn otlp_headers(&self) -> Vec<(HeaderName, Secret)> {
+        let mut headers = self.otlp_headers.clone().map(|h| h.0).unwrap_or_default();
+        if let Some(key) = &self.honeycomb_api_key {
+            let team = HeaderName::from_static("x-honeycomb-team");
+            if !headers.iter().any(|(name, _)| *name == team) {
+                headers.push((team, key.clone()));
+            }
+        }
+        headers
+    }
+
+    /// The trace sinks asked for, after the defaults are applied.
+    pub fn traces_exporters(&self) -> Vec<TracesExporter> {
+        if self.sdk_disabled {
+            return Vec::new();
+        }
+        match &self.traces_exporter {
+            Some(list) => list
+                .iter()
+                .copied()
+                .filter(|e| *e != TracesExporter::None)
+                .collect(),
+            None if self.otlp_traces_url().is_some() => vec![TracesExporter::Otlp],
+            None => vec![TracesExporter::Console],
+        }
+    }
+
+    pub fn http_dup_semconv(&self) -> bool {
+        self.semconv_stability_opt_in
+            .split(',')
+            .any(|item| item.trim() == "http/dup")
+    }
+}
+
+/// Turns a clap error into one line naming the environment variable.
+fn explain(err: clap::Error) -> ConfigError {
+    if matches!(
+        err.kind(),
+        ErrorKind::DisplayHelp | ErrorKind::DisplayVersion
+    ) {
+        return ConfigError::Info(err);
+    }
+    let arg = match err.get(ContextKind::InvalidArg) {
+        Some(ContextValue::String(arg)) => arg.clone(),
+        _ => String::new(),
+    };
+    let variable = Config::command()
+        .get_arguments()
+        .find(|a| {
+            a.get_long()
+                .is_some_and(|long| arg.starts_with(&format!("--{long}")))
+        })
+        .and_then(|a| a.get_env().map(|env| env.to_string_lossy().into_owned()))
+        .unwrap_or(arg);
+    let value = match err.get(ContextKind::InvalidValue) {
+        Some(ContextValue::String(value)) => value.clone(),
+        _ => String::new(),
+    };
+    let secret =
+        variable.contains("KEY") || variable.contains("HEADERS") || variable.contains("TOKEN");
+    let shown = if secret {
+        "(hidden)".to_owned()
+    } else {
+        format!("{value:?}")
+    };
+    let reason = std::error::Error::source(&err)
+        .map(|source| source.to_string())
+        .or_else(|| match err.get(ContextKind::ValidValue) {
+            Some(ContextValue::Strings(valid)) => {
+                Some(format!("expected one of {}", valid.join(", ")))
+            }
+            _ => None,
+        })
+        .unwrap_or_else(|| err.kind().to_string());
+    if variable.is_empty() {
+        let text = err.to_string();
+        return ConfigError::Invalid(
+            text.lines()
+                .next()
+                .unwrap_or_default()
+                .trim_start_matches("error: ")
+                .to_owned(),
+        );
+    }
+    ConfigError::Invalid(format!("{variable}={shown} is invalid: {reason}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(vars: &[&str]) -> Result<Config, ConfigError> {
+        let mut args = vec!["cruddur-backend".to_owned()];
+        args.extend(vars.iter().map(|v| v.to_string()));
+        Config::try_parse_from(args)
+    }
+
+    fn invalid(vars: &[&str]) -> String {
+        match parse(vars) {
+            Err(ConfigError::Invalid(line)) => line,
+            other => panic!("expected an error, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn endpoints_are_normalised() {
+        let config = parse(&["--otlp-endpoint", "https://api.honeycomb.io/"]).unwrap();
+        assert_eq!(
+            config.telemetry.otlp_traces_url().unwrap(),
+            "https://api.honeycomb.io/v1/traces"
+        );
+        let config = parse(&["--otlp-endpoint", "http://collector:4318/v1/traces"]).unwrap();
+        assert_eq!(
+            config.telemetry.otlp_traces_url().unwrap(),
+            "http://collector:4318/v1/traces"
+        );
+        let config = parse(&["--otlp-traces-endpoint", "http://c:4318/custom"]).unwrap();
+        assert_eq!(
+            config.telemetry.otlp_traces_url().unwrap(),
+            "http://c:4318/custom"
+        );
+        let config = parse(&[
+            "--otlp-endpoint",
+            "http://c:4317",
+            "--otlp-protocol",
+            "grpc",
+        ])
+        .unwrap();
+        assert_eq!(config.telemetry.otlp_traces_url().unwrap(), "http://c:4317");
+    }
+
+    #[test]
+    fn honeycomb_key_alone_turns_otlp_on() {
+        let config = parse(&["--honeycomb-api-key", "hcaik_0123456789abcd"]).unwrap();
+        let t = &config.telemetry;
+        assert_eq!(
+            t.otlp_traces_url().unwrap(),
+            "https://api.honeycomb.io/v1/traces"
+        );
+        assert_eq!(t.traces_exporters(), vec![TracesExporter::Otlp]);
+        let headers = t.otlp_headers();
+        assert_eq!(headers[0].0, "x-honeycomb-team");
+        assert_eq!(headers[0].1.expose(), "hcaik_0123456789abcd");
+        assert_eq!(headers[0].1.to_string(), "…abcd");
+    }
+
+    #[test]
+    fn console_is_the_default_sink() {
+        let config = parse(&[]).unwrap();
+        assert_eq!(
+            config.telemetry.traces_exporters(),
+            vec![TracesExporter::Console]
+        );
+        let config = parse(&["--traces-exporter", "none"]).unwrap();
+        assert!(config.telemetry.traces_exporters().is_empty());
+        let config = parse(&["--sdk-disabled", "true"]).unwrap();
+        assert!(config.telemetry.traces_exporters().is_empty());
+    }
+
+    #[test]
+    fn header_lists_are_parsed_and_decoded() {
+        let config = parse(&["--otlp-headers", "x-honeycomb-team=abc%3D,x-other = two "]).unwrap();
+        let headers = config.telemetry.otlp_headers.unwrap().0;
+        assert_eq!(headers[0].1.expose(), "abc=");
+        assert_eq!(headers[1].0, "x-other");
+        assert_eq!(headers[1].1.expose(), "two");
+    }
+
+    #[test]
+    fn bad_values_name_their_variable() {
+        assert!(invalid(&["--port", "abc"]).starts_with("PORT=\"abc\" is invalid"));
+        assert!(
+            invalid(&["--otlp-endpoint", "not a url"]).starts_with("OTEL_EXPORTER_OTLP_ENDPOINT=")
+        );
+        assert!(invalid(&["--otlp-endpoint", "ftp://x"]).contains("http:// or https://"));
+        let line = invalid(&["--otlp-headers", "novalue,x=1"]);
+        assert!(
+            line.starts_with("OTEL_EXPORTER_OTLP_HEADERS=(hidden) is invalid"),
+            "{line}"
+        );
+        assert!(invalid(&["--otlp-protocol", "http/json"]).contains("grpc"));
+        assert!(invalid(&["--sampler", "traceidratio"]).contains("OTEL_TRACES_SAMPLER_ARG"));
+        assert!(invalid(&["--sampler-arg", "2"]).starts_with("OTEL_TRACES_SAMPLER_ARG="));
+        assert!(invalid(&["--shutdown-timeout", "5 parsecs"]).starts_with("SHUTDOWN_TIMEOUT="));
+        assert!(invalid(&["--default-user", "Bad User"]).starts_with("CRUDDUR_DEFAULT_USER="));
+        assert!(invalid(&["--traces-exporter", "otlp"]).contains("OTEL_EXPORTER_OTLP_ENDPOINT"));
+    }
+
+    #[test]
+    fn durations_and_origins() {
+        assert_eq!(parse_duration("5s").unwrap(), Duration::from_secs(5));
+        assert_eq!(parse_duration("250ms").unwrap(), Duration::from_millis(250));
+        assert_eq!(parse_duration("2").unwrap(), Duration::from_secs(2));
+        assert_eq!(
+            parse_origin("https://3000-abc.gitpod.io/").unwrap(),
+            "https://3000-abc.gitpod.io"
+        );
+    }
+
+    #[test]
+    fn secrets_show_only_their_tail() {
+        assert_eq!(format!("{:?}", Secret::new("short")), "****");
+        assert_eq!(Secret::new("0123456789").to_string(), "…6789");
+    }
+}

@@ -1,0 +1,249 @@
+//! The Cruddur vocabulary: what is stored and what the API answers, with the
+//! validation rules of the original backend.
+
+use std::fmt;
+use std::str::FromStr;
+
+use chrono::{DateTime, Duration, SecondsFormat, Utc};
+use serde::{Serialize, Serializer};
+use uuid::Uuid;
+
+/// Longest crud message, in characters.
+pub const MAX_ACTIVITY_CHARS: usize = 280;
+/// Longest reply or direct message, in characters.
+pub const MAX_MESSAGE_CHARS: usize = 1024;
+/// Longest search term: a term longer than any crud can never match.
+pub const MAX_SEARCH_CHARS: usize = MAX_ACTIVITY_CHARS;
+
+/// Serializes timestamps as RFC 3339 with microseconds and an explicit offset
+/// (`2026-11-21T10:00:00.123456+00:00`), the form the Flask backend produced.
+fn rfc3339<S: Serializer>(at: &DateTime<Utc>, serializer: S) -> Result<S::Ok, S::Error> {
+    serializer.serialize_str(&at.to_rfc3339_opts(SecondsFormat::Micros, false))
+}
+
+/// A user handle: lowercase ASCII letters, digits and `_`, 1 to 32 characters.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Handle(String);
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum HandleError {
+    #[error("a handle cannot be blank")]
+    Blank,
+    #[error("a handle is 1 to 32 characters of a-z, 0-9 and _")]
+    Invalid,
+}
+
+impl Handle {
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl FromStr for Handle {
+    type Err = HandleError;
+
+    fn from_str(raw: &str) -> Result<Self, Self::Err> {
+        let trimmed = raw.trim();
+        if trimmed.is_empty() {
+            return Err(HandleError::Blank);
+        }
+        let valid = trimmed.len() <= 32
+            && trimmed
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_');
+        if valid {
+            Ok(Handle(trimmed.to_owned()))
+        } else {
+            Err(HandleError::Invalid)
+        }
+    }
+}
+
+impl fmt::Display for Handle {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// How long a crud lives, as the API spells it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Ttl {
+    ThirtyDays,
+    SevenDays,
+    ThreeDays,
+    OneDay,
+    TwelveHours,
+    ThreeHours,
+    OneHour,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("ttl must be one of 30-days 7-days 3-days 1-day 12-hours 3-hours 1-hour")]
+pub struct UnknownTtl;
+
+impl Ttl {
+    pub fn duration(self) -> Duration {
+        match self {
+            Ttl::ThirtyDays => Duration::days(30),
+            Ttl::SevenDays => Duration::days(7),
+            Ttl::ThreeDays => Duration::days(3),
+            Ttl::OneDay => Duration::days(1),
+            Ttl::TwelveHours => Duration::hours(12),
+            Ttl::ThreeHours => Duration::hours(3),
+            Ttl::OneHour => Duration::hours(1),
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Ttl::ThirtyDays => "30-days",
+            Ttl::SevenDays => "7-days",
+            Ttl::ThreeDays => "3-days",
+            Ttl::OneDay => "1-day",
+            Ttl::TwelveHours => "12-hours",
+            Ttl::ThreeHours => "3-hours",
+            Ttl::OneHour => "1-hour",
+        }
+    }
+}
+
+impl FromStr for Ttl {
+    type Err = UnknownTtl;
+
+    fn from_str(raw: &str) -> Result<Self, Self::Err> {
+        Ok(match raw.trim() {
+            "30-days" => Ttl::ThirtyDays,
+            "7-days" => Ttl::SevenDays,
+            "3-days" => Ttl::ThreeDays,
+            "1-day" => Ttl::OneDay,
+            "12-hours" => Ttl::TwelveHours,
+            "3-hours" => Ttl::ThreeHours,
+            "1-hour" => Ttl::OneHour,
+            _ => return Err(UnknownTtl),
+        })
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Reply {
+    pub uuid: Uuid,
+    pub reply_to_activity_uuid: Uuid,
+    pub display_name: String,
+    pub handle: String,
+    pub message: String,
+    pub likes_count: i64,
+    pub replies_count: i64,
+    pub reposts_count: i64,
+    #[serde(serialize_with = "rfc3339")]
+    pub created_at: DateTime<Utc>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Activity {
+    pub uuid: Uuid,
+    pub display_name: String,
+    pub handle: String,
+    pub message: String,
+    #[serde(serialize_with = "rfc3339")]
+    pub created_at: DateTime<Utc>,
+    #[serde(serialize_with = "rfc3339")]
+    pub expires_at: DateTime<Utc>,
+    pub likes_count: i64,
+    pub replies_count: i64,
+    pub reposts_count: i64,
+    pub replies: Vec<Reply>,
+}
+
+/// A conversation as listed in the inbox: the other person and the last word.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct MessageGroup {
+    pub uuid: Uuid,
+    pub display_name: String,
+    pub handle: String,
+    pub message: String,
+    #[serde(serialize_with = "rfc3339")]
+    pub created_at: DateTime<Utc>,
+}
+
+/// One direct message; `handle` and `display_name` are its sender's.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Message {
+    pub uuid: Uuid,
+    pub display_name: String,
+    pub handle: String,
+    pub message: String,
+    #[serde(serialize_with = "rfc3339")]
+    pub created_at: DateTime<Utc>,
+}
+
+/// Whether `message` mentions `@handle` as a whole word.
+pub fn mentions(message: &str, handle: &Handle) -> bool {
+    let needle = format!("@{handle}");
+    message.match_indices(&needle).any(|(at, _)| {
+        let after = message[at + needle.len()..].bytes().next();
+        !matches!(after, Some(b) if b.is_ascii_alphanumeric() || b == b'_')
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn handles_are_lowercase_ascii_up_to_32() {
+        assert_eq!(
+            "andrew_brown2".parse::<Handle>().unwrap().as_str(),
+            "andrew_brown2"
+        );
+        assert_eq!(" worf ".parse::<Handle>().unwrap().as_str(), "worf");
+        assert_eq!("".parse::<Handle>(), Err(HandleError::Blank));
+        assert_eq!("   ".parse::<Handle>(), Err(HandleError::Blank));
+        for bad in ["Worf", "a-b", "a b", "ü", "../etc", "a%00", &"a".repeat(33)] {
+            assert_eq!(bad.parse::<Handle>(), Err(HandleError::Invalid), "{bad}");
+        }
+        assert!("a".repeat(32).parse::<Handle>().is_ok());
+    }
+
+    #[test]
+    fn every_ttl_round_trips() {
+        for ttl in [
+            Ttl::ThirtyDays,
+            Ttl::SevenDays,
+            Ttl::ThreeDays,
+            Ttl::OneDay,
+            Ttl::TwelveHours,
+            Ttl::ThreeHours,
+            Ttl::OneHour,
+        ] {
+            assert_eq!(ttl.as_str().parse::<Ttl>(), Ok(ttl));
+        }
+        assert_eq!("2-days".parse::<Ttl>(), Err(UnknownTtl));
+        assert_eq!(Ttl::TwelveHours.duration(), Duration::hours(12));
+    }
+
+    #[test]
+    fn mentions_match_whole_handles_only() {
+        let worf: Handle = "worf".parse().unwrap();
+        assert!(mentions("hey @worf!", &worf));
+        assert!(mentions("@worf", &worf));
+        assert!(!mentions("hey @worfy", &worf));
+        assert!(!mentions("hey worf", &worf));
+        assert!(mentions("@worfy and @worf", &worf));
+    }
+
+    #[test]
+    fn timestamps_have_micros_and_offset() {
+        let at = DateTime::parse_from_rfc3339("2026-11-21T10:00:00.123456Z")
+            .unwrap()
+            .with_timezone(&Utc);
+        let json = serde_json::to_value(Message {
+            uuid: Uuid::nil(),
+            display_name: "W".into(),
+            handle: "worf".into(),
+            message: "m".into(),
+            created_at: at,
+        })
+        .unwrap();
+        assert_eq!(json["created_at"], "2026-11-21T10:00:00.123456+00:00");
+    }
+}

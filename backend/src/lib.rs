@@ -1,0 +1,12 @@
+//! cruddur-backend: the Cruddur micro-blogging API, observable from its
+//! first request.
+
+pub mod app;
+pub mod config;
+pub mod domain;
+pub mod error;
+pub mod middleware;
+pub mod routes;
+pub mod services;
+pub mod store;
+pub mod telemetry;

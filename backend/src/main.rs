@@ -1,0 +1,108 @@
+use std::process::ExitCode;
+use std::time::Duration;
+
+use cruddur_backend::app::App;
+use cruddur_backend::config::{Config, ConfigError};
+use cruddur_backend::middleware::request_span::SpanSettings;
+use cruddur_backend::telemetry;
+
+fn main() -> ExitCode {
+    let config = match Config::load() {
+        Ok(config) => config,
+        Err(ConfigError::Info(info)) => {
+            let _ = info.print();
+            return ExitCode::SUCCESS;
+        }
+        Err(ConfigError::Invalid(line)) => {
+            eprintln!("cruddur-backend: {line}");
+            return ExitCode::from(2);
+        }
+    };
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(err) => {
+            eprintln!("cruddur-backend: cannot start the async runtime: {err}");
+            return ExitCode::FAILURE;
+        }
+    };
+    runtime.block_on(run(config))
+}
+
+async fn run(config: Config) -> ExitCode {
+    let telemetry = match telemetry::init(&config.telemetry) {
+        Ok(telemetry) => telemetry,
+        Err(err) => {
+            eprintln!("cruddur-backend: {err}");
+            return ExitCode::from(2);
+        }
+    };
+    let spans = SpanSettings {
+        http_dup_semconv: telemetry.http_dup_semconv,
+    };
+    let app = match App::build(&config, telemetry.health.clone(), spans).await {
+        Ok(app) => app,
+        Err(err) => {
+            eprintln!("cruddur-backend: {err}");
+            let _ = tokio::task::spawn_blocking(move || {
+                telemetry.guard.shutdown(Duration::from_secs(1))
+            })
+            .await;
+            return ExitCode::from(2);
+        }
+    };
+    eprintln!("cruddur-backend listening on http://{}", app.local_addr());
+
+    let grace = config.shutdown_timeout;
+    let (stopping_tx, stopping_rx) = tokio::sync::oneshot::channel();
+    let signal = async move {
+        shutdown_signal().await;
+        eprintln!("cruddur-backend: shutting down: finishing requests, then flushing telemetry");
+        let _ = stopping_tx.send(());
+    };
+    let served = tokio::select! {
+        served = app.run(signal) => served,
+        () = async {
+            let _ = stopping_rx.await;
+            tokio::time::sleep(grace).await;
+        } => {
+            eprintln!("cruddur-backend: requests still running after {grace:?}; stopping anyway");
+            Ok(())
+        }
+    };
+    // Flushing blocks on the sinks' own threads: keep it off the runtime's workers.
+    let flushed = tokio::task::spawn_blocking(move || telemetry.guard.shutdown(grace))
+        .await
+        .unwrap_or(false);
+    match served {
+        Err(err) => {
+            eprintln!("cruddur-backend: server error: {err}");
+            ExitCode::FAILURE
+        }
+        Ok(()) if !flushed => {
+            eprintln!("cruddur-backend: some telemetry was not delivered before the deadline");
+            ExitCode::SUCCESS
+        }
+        Ok(()) => ExitCode::SUCCESS,
+    }
+}
+
+async fn shutdown_signal() {
+    let interrupt = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut terminate =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(terminate) => terminate,
+                Err(_) => return interrupt.await.unwrap_or_default(),
+            };
+        tokio::select! {
+            _ = interrupt => {}
+            _ = terminate.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = interrupt.await;
+}

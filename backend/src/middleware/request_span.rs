@@ -1,0 +1,209 @@
+//! The SERVER span of each request: joins the caller's trace, carries the
+//! stable HTTP attributes (and the old names under `http/dup`), is named from
+//! the matched route, turns ERROR on 5xx, and ends with one access-log line.
+
+use std::net::SocketAddr;
+use std::time::Instant;
+
+use axum::extract::{ConnectInfo, MatchedPath, Request, State};
+use axum::middleware::Next;
+use axum::response::Response;
+use http::HeaderValue;
+use http::header::{HOST, USER_AGENT};
+use opentelemetry::KeyValue;
+use opentelemetry::trace::TraceContextExt;
+use tracing::Instrument;
+use tracing::field::Empty;
+use tracing_opentelemetry::OpenTelemetrySpanExt;
+
+use crate::error::InternalCause;
+use crate::telemetry::{ids, propagation};
+
+/// Longest header text copied into a span attribute.
+const MAX_ATTRIBUTE_CHARS: usize = 256;
+
+#[derive(Clone, Copy, Debug, Default)]
+pub struct SpanSettings {
+    pub http_dup_semconv: bool,
+}
+
+fn header_text<'a>(request: &'a Request, name: http::HeaderName) -> &'a str {
+    let text = request
+        .headers()
+        .get(name)
+        .and_then(|value| value.to_str().ok())
+        .unwrap_or_default();
+    match text.char_indices().nth(MAX_ATTRIBUTE_CHARS) {
+        Some((cut, _)) => &text[..cut],
+        None => text,
+    }
+}
+
+fn protocol_version(request: &Request) -> &'static str {
+    match request.version() {
+        http::Version::HTTP_09 => "0.9",
+        http::Version::HTTP_10 => "1.0",
+        http::Version::HTTP_2 => "2",
+        http::Version::HTTP_3 => "3",
+        _ => "1.1",
+    }
+}
+
+/// The client as the first proxy saw it, else the peer.
+fn client_address(request: &Request) -> String {
+    let forwarded = header_text(request, http::HeaderName::from_static("x-forwarded-for"))
+        .split(',')
+        .next()
+        .map(str::trim)
+        .filter(|first| first.parse::<std::net::IpAddr>().is_ok());
+    match (
+        forwarded,
+        request.extensions().get::<ConnectInfo<SocketAddr>>(),
+    ) {
+        (Some(first), _) => first.to_owned(),
+        (None, Some(ConnectInfo(peer))) => peer.ip().to_string(),
+        (None, None) => String::new(),
+    }
+}
+
+pub async fn trace_request(
+    State(settings): State<SpanSettings>,
+    request: Request,
+    next: Next,
+) -> Response {
+    let started = Instant::now();
+    let method = request.method().clone();
+    let path = request.uri().path().to_owned();
+    let host = header_text(&request, HOST);
+    let (server_address, server_port) = match host.rsplit_once(':') {
+        Some((name, port)) if port.parse::<u16>().is_ok() => {
+            (name, port.parse::<i64>().unwrap_or_default())
+        }
+        _ => (host, 80),
+    };
+    let scheme = match header_text(&request, http::HeaderName::from_static("x-forwarded-proto")) {
+        "https" => "https",
+        _ => "http",
+    };
+    let user_agent = header_text(&request, USER_AGENT).to_owned();
+    let client = client_address(&request);
+    let span = tracing::info_span!(
+        "request",
+        otel.name = method.as_str(),
+        otel.kind = "server",
+        otel.status_code = Empty,
+        http.request.method = method.as_str(),
+        url.path = path.as_str(),
+        url.scheme = scheme,
+        http.route = Empty,
+        http.response.status_code = Empty,
+        server.address = server_address,
+        server.port = server_port,
+        client.address = client.as_str(),
+        user_agent.original = user_agent.as_str(),
+        network.protocol.version = protocol_version(&request),
+        http.method = Empty,
+        http.target = Empty,
+        http.scheme = Empty,
+        http.host = Empty,
+        http.user_agent = Empty,
+        http.flavor = Empty,
+        http.client_ip = Empty,
+        http.status_code = Empty,
+    );
+    if settings.http_dup_semconv {
+        span.record("http.method", method.as_str());
+        span.record(
+            "http.target",
+            request.uri().path_and_query().map_or("/", |pq| pq.as_str()),
+        );
+        span.record("http.scheme", scheme);
+        span.record("http.host", host);
+        span.record("http.user_agent", user_agent.as_str());
+        span.record("http.flavor", protocol_version(&request));
+        span.record("http.client_ip", client.as_str());
+    }
+
+    let mut trace_header = None;
+    if !span.is_disabled() {
+        let incoming = propagation::extract(request.headers());
+        if let Some(parent) = incoming.parent {
+            let _ = span.set_parent(parent);
+        }
+        // Starting the span now fixes its trace id for the response header and logs.
+        let cx = ids::with_trace_id(incoming.trace_id, || span.context());
+        let otel_span = cx.span();
+        let sc = otel_span.span_context();
+        if sc.is_valid() {
+            trace_header = HeaderValue::from_str(&format!(
+                "Root={};Parent={:016x};Sampled={}",
+                ids::xray_trace_id(sc.trace_id()),
+                sc.span_id(),
+                u8::from(sc.is_sampled())
+            ))
+            .ok();
+        }
+    }
+
+    let mut response = next.run(request).instrument(span.clone()).await;
+
+    let status = response.status();
+    let route = response
+        .extensions()
+        .get::<MatchedPath>()
+        .map(|p| p.as_str().to_owned());
+    if let Some(route) = &route {
+        span.record("http.route", route.as_str());
+        span.record("otel.name", format!("{method} {route}"));
+    }
+    span.record("http.response.status_code", i64::from(status.as_u16()));
+    if settings.http_dup_semconv {
+        span.record("http.status_code", i64::from(status.as_u16()));
+    }
+    if status.is_server_error() {
+        span.record("otel.status_code", "ERROR");
+    }
+    if let Some(InternalCause(cause)) = response.extensions().get::<InternalCause>() {
+        span.add_event(
+            "exception",
+            vec![
+                KeyValue::new(
+                    "exception.type",
+                    if cause.starts_with("panic:") {
+                        "panic"
+                    } else {
+                        "internal_error"
+                    },
+                ),
+                KeyValue::new("exception.message", cause.to_string()),
+            ],
+        );
+        span.in_scope(|| tracing::error!(error = %cause, "request failed"));
+    }
+    let latency_ms = started.elapsed().as_secs_f64() * 1000.0;
+    span.in_scope(|| {
+        tracing::info!(
+            target: "cruddur::access",
+            method = method.as_str(),
+            path = path.as_str(),
+            route = route.as_deref().unwrap_or(""),
+            status = status.as_u16(),
+            latency_ms,
+            client_address = client.as_str(),
+            user_agent = user_agent.as_str(),
+            "{method} {path} {} {latency_ms:.3}ms",
+            status.as_u16()
+        )
+    });
+    if let Some(value) = trace_header {
+        response.headers_mut().insert("x-amzn-trace-id", value);
+    }
+    response
+}
+
+/// Route layer: hands the matched route template out to `trace_request`.
+pub async fn expose_route(matched: MatchedPath, request: Request, next: Next) -> Response {
+    let mut response = next.run(request).await;
+    response.extensions_mut().insert(matched);
+    response
+}

@@ -1,0 +1,167 @@
+//! Cruds: the feeds, search, show, create and reply.
+
+use chrono::{DateTime, SecondsFormat, Utc};
+use tracing::field::Empty;
+use uuid::Uuid;
+
+use super::{ServiceError, check_message, counted};
+use crate::domain::{
+    Activity, Handle, MAX_ACTIVITY_CHARS, MAX_MESSAGE_CHARS, MAX_SEARCH_CHARS, Reply, Ttl,
+};
+use crate::store::{NewActivity, NewReply, Store};
+
+fn stamp(now: DateTime<Utc>) -> String {
+    now.to_rfc3339_opts(SecondsFormat::Micros, false)
+}
+
+#[tracing::instrument(name = "home_activities", skip_all, fields(app.now = stamp(now), app.result_length = Empty))]
+pub async fn home(store: &dyn Store, now: DateTime<Utc>) -> Result<Vec<Activity>, ServiceError> {
+    Ok(counted(store.home_activities(now).await?))
+}
+
+#[tracing::instrument(
+    name = "notifications_activities",
+    skip_all,
+    fields(app.now = stamp(now), app.user_handle = user.as_str(), app.result_length = Empty)
+)]
+pub async fn notifications(
+    store: &dyn Store,
+    user: &Handle,
+    now: DateTime<Utc>,
+) -> Result<Vec<Activity>, ServiceError> {
+    Ok(counted(store.notification_activities(user, now).await?))
+}
+
+#[tracing::instrument(
+    name = "user_activities",
+    skip_all,
+    fields(app.now = stamp(now), app.user_handle = handle, app.result_length = Empty)
+)]
+pub async fn user_feed(
+    store: &dyn Store,
+    handle: &str,
+    now: DateTime<Utc>,
+) -> Result<Vec<Activity>, ServiceError> {
+    let handle: Handle = handle.parse().map_err(|err| match err {
+        crate::domain::HandleError::Blank => ServiceError::Invalid(vec!["user_handle_blank"]),
+        crate::domain::HandleError::Invalid => ServiceError::NotFound("no user has that handle"),
+    })?;
+    match store.user_activities(&handle, now).await? {
+        Some(feed) => Ok(counted(feed)),
+        None => Err(ServiceError::NotFound("no user has that handle")),
+    }
+}
+
+#[tracing::instrument(
+    name = "search_activities",
+    skip_all,
+    fields(app.now = stamp(now), app.search_term_length = term.map_or(0, |t| t.chars().count() as i64), app.result_length = Empty)
+)]
+pub async fn search(
+    store: &dyn Store,
+    term: Option<&str>,
+    now: DateTime<Utc>,
+) -> Result<Vec<Activity>, ServiceError> {
+    let term = term.map(str::trim).unwrap_or_default();
+    if term.is_empty() {
+        return Err(ServiceError::Invalid(vec!["search_term_blank"]));
+    }
+    if term.chars().count() > MAX_SEARCH_CHARS {
+        return Err(ServiceError::Invalid(vec!["search_term_exceed_max_chars"]));
+    }
+    Ok(counted(store.search_activities(term, now).await?))
+}
+
+#[tracing::instrument(
+    name = "show_activity",
+    skip_all,
+    fields(app.now = stamp(now), app.activity_uuid = uuid, app.result_length = Empty)
+)]
+pub async fn show(
+    store: &dyn Store,
+    uuid: &str,
+    now: DateTime<Utc>,
+) -> Result<Activity, ServiceError> {
+    let not_found = || ServiceError::NotFound("no crud has that uuid, or it has expired");
+    let uuid = Uuid::parse_str(uuid).map_err(|_| not_found())?;
+    let activity = store
+        .show_activity(uuid, now)
+        .await?
+        .ok_or_else(not_found)?;
+    tracing::Span::current().record("app.result_length", activity.replies.len() as i64);
+    Ok(activity)
+}
+
+#[tracing::instrument(
+    name = "create_activity",
+    skip_all,
+    fields(app.now = stamp(now), app.user_handle = user.as_str(), app.ttl = ttl, app.message_length = message.map_or(0, |m| m.chars().count() as i64), app.activity_uuid = Empty)
+)]
+pub async fn create(
+    store: &dyn Store,
+    user: &Handle,
+    message: Option<&str>,
+    ttl: Option<&str>,
+    now: DateTime<Utc>,
+) -> Result<Activity, ServiceError> {
+    let mut codes = Vec::new();
+    check_message(message, MAX_ACTIVITY_CHARS, &mut codes);
+    let ttl = match ttl.map(str::trim) {
+        None | Some("") => {
+            codes.push("ttl_blank");
+            None
+        }
+        Some(raw) => match raw.parse::<Ttl>() {
+            Ok(ttl) => Some(ttl),
+            Err(_) => {
+                codes.push("ttl_invalid");
+                None
+            }
+        },
+    };
+    let (Some(message), Some(ttl), true) = (message, ttl, codes.is_empty()) else {
+        return Err(ServiceError::Invalid(codes));
+    };
+    let activity = store
+        .create_activity(NewActivity {
+            handle: user.clone(),
+            message: message.trim().to_owned(),
+            created_at: now,
+            expires_at: now + ttl.duration(),
+        })
+        .await?;
+    tracing::Span::current().record("app.activity_uuid", activity.uuid.to_string());
+    Ok(activity)
+}
+
+#[tracing::instrument(
+    name = "create_reply",
+    skip_all,
+    fields(app.now = stamp(now), app.user_handle = user.as_str(), app.activity_uuid = activity_uuid, app.reply_uuid = Empty)
+)]
+pub async fn reply(
+    store: &dyn Store,
+    user: &Handle,
+    activity_uuid: &str,
+    message: Option<&str>,
+    now: DateTime<Utc>,
+) -> Result<Reply, ServiceError> {
+    let mut codes = Vec::new();
+    check_message(message, MAX_MESSAGE_CHARS, &mut codes);
+    let not_found = || ServiceError::NotFound("no crud has that uuid, or it has expired");
+    let activity_uuid = Uuid::parse_str(activity_uuid).map_err(|_| not_found())?;
+    let (Some(message), true) = (message, codes.is_empty()) else {
+        return Err(ServiceError::Invalid(codes));
+    };
+    let reply = store
+        .create_reply(NewReply {
+            activity_uuid,
+            handle: user.clone(),
+            message: message.trim().to_owned(),
+            created_at: now,
+        })
+        .await?
+        .ok_or_else(not_found)?;
+    tracing::Span::current().record("app.reply_uuid", reply.uuid.to_string());
+    Ok(reply)
+}

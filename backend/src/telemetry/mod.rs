@@ -1,0 +1,322 @@
+//! One pipeline for every signal. `tracing` is the instrumentation API;
+//! tracing-opentelemetry bridges spans into one OpenTelemetry tracer
+//! provider, where each trace sink is a span processor feeding its own
+//! bounded queue. Log events go through tracing-subscriber layers. A sink
+//! that is off is simply not there: a `None` layer or no processor.
+
+mod console;
+mod guard;
+pub mod ids;
+mod logs;
+mod otlp;
+pub mod propagation;
+pub mod queue;
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use opentelemetry::KeyValue;
+use opentelemetry::trace::TracerProvider as _;
+use opentelemetry_sdk::Resource;
+use opentelemetry_sdk::error::OTelSdkResult;
+use opentelemetry_sdk::trace::{Sampler, SdkTracerProvider, SpanData, SpanProcessor};
+use serde_json::{Map, Value, json};
+use tracing::Level;
+use tracing_subscriber::Layer as _;
+use tracing_subscriber::filter::{EnvFilter, filter_fn};
+use tracing_subscriber::layer::SubscriberExt;
+use tracing_subscriber::util::SubscriberInitExt;
+
+pub use guard::Guard;
+use queue::{Flush, QueueConfig, QueueSender, SinkStats};
+
+use crate::config::{OtlpProtocol, SamplerKind, TelemetryConfig, TracesExporter};
+
+#[derive(Debug, thiserror::Error)]
+pub enum TelemetryError {
+    #[error("{0}")]
+    Config(String),
+    #[error("cannot start a telemetry worker: {0}")]
+    Io(#[from] std::io::Error),
+    #[error("a global tracing subscriber is already installed")]
+    AlreadyInstalled,
+}
+
+const OTLP_QUEUE: QueueConfig = QueueConfig {
+    capacity: 65_536,
+    max_batch: 512,
+    flush_interval: Duration::from_secs(1),
+    attempt_timeout: Duration::from_secs(10),
+    max_attempts: 4,
+    initial_backoff: Duration::from_millis(200),
+};
+
+const CONSOLE_QUEUE: QueueConfig = QueueConfig {
+    capacity: 16_384,
+    max_batch: 256,
+    flush_interval: Duration::from_millis(100),
+    attempt_timeout: Duration::from_secs(5),
+    max_attempts: 1,
+    initial_backoff: Duration::from_millis(0),
+};
+
+/// A span processor that hands finished, sampled spans to a queue.
+struct QueueSpanProcessor<T> {
+    queue: QueueSender<T>,
+    convert: fn(SpanData) -> T,
+}
+
+impl<T: Send + 'static> std::fmt::Debug for QueueSpanProcessor<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.queue.fmt(f)
+    }
+}
+
+impl<T: Send + 'static> SpanProcessor for QueueSpanProcessor<T> {
+    fn on_start(&self, _span: &mut opentelemetry_sdk::trace::Span, _cx: &opentelemetry::Context) {}
+
+    fn on_end(&self, span: SpanData) {
+        if span.span_context.is_sampled() {
+            self.queue.try_send((self.convert)(span));
+        }
+    }
+
+    fn force_flush(&self) -> OTelSdkResult {
+        self.queue.flush(Instant::now() + Duration::from_secs(5));
+        Ok(())
+    }
+
+    fn shutdown_with_timeout(&self, timeout: Duration) -> OTelSdkResult {
+        let _ = self
+            .queue
+            .begin_shutdown(Instant::now() + timeout)
+            .recv_timeout(timeout);
+        Ok(())
+    }
+}
+
+/// A sink as `/api/health-check` lists it.
+enum SinkEntry {
+    On(Arc<SinkStats>),
+    Off { name: &'static str, reason: String },
+}
+
+/// Per-sink counters for the health check; cheap to clone.
+#[derive(Clone, Default)]
+pub struct Health {
+    sinks: Arc<Vec<SinkEntry>>,
+}
+
+impl Health {
+    pub fn report(&self) -> Value {
+        let mut sinks = Map::new();
+        for entry in self.sinks.iter() {
+            match entry {
+                SinkEntry::On(stats) => {
+                    sinks.insert(stats.name().into(), json!(stats.report()));
+                }
+                SinkEntry::Off { name, reason } => {
+                    sinks.insert(
+                        (*name).into(),
+                        json!({ "enabled": false, "reason": reason }),
+                    );
+                }
+            }
+        }
+        Value::Object(sinks)
+    }
+}
+
+/// What `init` hands back: the shutdown guard, the health counters, and the
+/// request-span settings.
+pub struct Telemetry {
+    pub guard: Guard,
+    pub health: Health,
+    /// The old HTTP attribute names are wanted as well.
+    pub http_dup_semconv: bool,
+}
+
+fn sampler(config: &TelemetryConfig) -> Sampler {
+    let ratio = config.sampler_arg.unwrap_or(1.0);
+    match config.sampler {
+        SamplerKind::AlwaysOn => Sampler::AlwaysOn,
+        SamplerKind::AlwaysOff => Sampler::AlwaysOff,
+        SamplerKind::Traceidratio => Sampler::TraceIdRatioBased(ratio),
+        SamplerKind::ParentbasedAlwaysOn => Sampler::ParentBased(Box::new(Sampler::AlwaysOn)),
+        SamplerKind::ParentbasedAlwaysOff => Sampler::ParentBased(Box::new(Sampler::AlwaysOff)),
+        SamplerKind::ParentbasedTraceidratio => {
+            Sampler::ParentBased(Box::new(Sampler::TraceIdRatioBased(ratio)))
+        }
+    }
+}
+
+fn resource(config: &TelemetryConfig) -> Resource {
+    let mut attributes = vec![
+        KeyValue::new("service.version", env!("CARGO_PKG_VERSION")),
+        KeyValue::new("telemetry.sdk.name", "opentelemetry"),
+        KeyValue::new("telemetry.sdk.language", "rust"),
+    ];
+    if let Some(extra) = &config.resource_attributes {
+        attributes.extend(
+            extra
+                .0
+                .iter()
+                .map(|(k, v)| KeyValue::new(k.clone(), v.clone())),
+        );
+    }
+    Resource::builder_empty()
+        .with_attributes(attributes)
+        .with_service_name(config.service_name.clone())
+        .build()
+}
+
+/// Starts every configured sink and installs the global subscriber. Prints
+/// one line per sink saying where it sends or why it is off.
+pub fn init(config: &TelemetryConfig) -> Result<Telemetry, TelemetryError> {
+    let exporters = config.traces_exporters();
+    let logs_on = config.log_filter.trim() != "off";
+    let log_filter = logs_on
+        .then(|| EnvFilter::try_new(&config.log_filter))
+        .transpose()
+        .map_err(|err| {
+            TelemetryError::Config(format!(
+                "RUST_LOG={:?} is invalid: {err}",
+                config.log_filter
+            ))
+        })?;
+    let resource = resource(config);
+    let mut entries = Vec::new();
+    let mut sinks: Vec<Box<dyn Flush>> = Vec::new();
+    let mut provider = SdkTracerProvider::builder()
+        .with_id_generator(ids::XrayIdGenerator::default())
+        .with_sampler(sampler(config))
+        .with_resource(resource.clone());
+
+    if exporters.contains(&TracesExporter::Otlp) {
+        let url = config.otlp_traces_url().unwrap_or_default();
+        let headers = config.otlp_headers();
+        let protocol = match config.otlp_protocol {
+            OtlpProtocol::HttpProtobuf => "http/protobuf",
+            OtlpProtocol::Grpc => "grpc",
+        };
+        let shown_headers: Vec<String> = headers
+            .iter()
+            .map(|(name, value)| format!("{name}={value}"))
+            .collect();
+        eprintln!(
+            "telemetry: otlp on: {url} ({protocol}){}",
+            if shown_headers.is_empty() {
+                String::new()
+            } else {
+                format!(", headers {}", shown_headers.join(" "))
+            }
+        );
+        let stats = SinkStats::new("otlp", format!("{url} ({protocol})"));
+        let queue = QueueConfig {
+            attempt_timeout: config.otlp_timeout,
+            ..OTLP_QUEUE
+        };
+        let sender = queue::spawn(Arc::clone(&stats), queue, || {
+            otlp::OtlpSink::new(
+                config.otlp_protocol,
+                &url,
+                &headers,
+                config.otlp_timeout,
+                &resource,
+            )
+        })?;
+        provider = provider.with_span_processor(QueueSpanProcessor {
+            queue: sender.clone(),
+            convert: std::convert::identity,
+        });
+        sinks.push(Box::new(sender));
+        entries.push(SinkEntry::On(stats));
+    } else {
+        let reason = if config.sdk_disabled {
+            "OTEL_SDK_DISABLED=true".to_owned()
+        } else if config.traces_exporter.is_some() {
+            "not in OTEL_TRACES_EXPORTER".to_owned()
+        } else {
+            "OTEL_EXPORTER_OTLP_ENDPOINT and HONEYCOMB_API_KEY unset".to_owned()
+        };
+        eprintln!("telemetry: otlp off ({reason})");
+        entries.push(SinkEntry::Off {
+            name: "otlp",
+            reason,
+        });
+    }
+
+    let console_spans = exporters.contains(&TracesExporter::Console);
+    let console = if console_spans || logs_on {
+        let stats = SinkStats::new("console", "stdout".into());
+        let sender = queue::spawn(Arc::clone(&stats), CONSOLE_QUEUE, || {
+            Ok::<_, TelemetryError>(console::ConsoleSink)
+        })?;
+        entries.push(SinkEntry::On(stats));
+        Some(sender)
+    } else {
+        entries.push(SinkEntry::Off {
+            name: "console",
+            reason: "RUST_LOG=off and console not in OTEL_TRACES_EXPORTER".into(),
+        });
+        None
+    };
+    eprintln!(
+        "telemetry: console spans {}, console logs {}",
+        if console_spans { "on" } else { "off" },
+        if logs_on {
+            format!("on ({})", config.log_filter)
+        } else {
+            "off".into()
+        }
+    );
+    if let (true, Some(lines)) = (console_spans, &console) {
+        provider = provider.with_span_processor(QueueSpanProcessor {
+            queue: lines.clone(),
+            convert: |span| console::span_line(&span),
+        });
+    }
+
+    let traced = !exporters.is_empty() || logs_on;
+    let provider = provider.build();
+    let otel_layer = traced.then(|| {
+        tracing_opentelemetry::layer()
+            .with_tracer(provider.tracer("cruddur-backend"))
+            .with_context_activation(false)
+            .with_tracked_inactivity(false)
+            .with_location(false)
+            .with_threads(false)
+            .with_target(false)
+            .with_filter(filter_fn(|meta| {
+                if meta.is_span() {
+                    *meta.level() <= Level::INFO
+                } else {
+                    *meta.level() <= Level::WARN
+                }
+            }))
+    });
+    let log_layer = match (log_filter, &console) {
+        (Some(filter), Some(lines)) => {
+            Some(logs::ConsoleLogLayer::new(lines.clone(), config.log_format).with_filter(filter))
+        }
+        _ => None,
+    };
+    tracing_subscriber::registry()
+        .with(otel_layer)
+        .with(log_layer)
+        .try_init()
+        .map_err(|_| TelemetryError::AlreadyInstalled)?;
+    if let Some(console) = console {
+        sinks.push(Box::new(console));
+    }
+    Ok(Telemetry {
+        guard: Guard {
+            provider: Some(provider),
+            sinks,
+        },
+        health: Health {
+            sinks: Arc::new(entries),
+        },
+        http_dup_semconv: config.http_dup_semconv(),
+    })
+}

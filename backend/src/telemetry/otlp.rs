@@ -1,0 +1,198 @@
+//! OTLP traces to Honeycomb or any collector, over HTTP/protobuf or gRPC.
+//!
+//! Spans are encoded with opentelemetry-proto (the official messages and
+//! SDK-to-wire conversion) and sent by our own small transport, so the queue
+//! can tell a retryable answer (timeouts, 429, 5xx, UNAVAILABLE) from a
+//! rejected payload and resend the same request without re-encoding.
+
+use std::str::FromStr;
+use std::time::Duration;
+
+use http::header::CONTENT_TYPE;
+use http::{HeaderMap, HeaderValue, StatusCode};
+use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
+use opentelemetry_proto::tonic::collector::trace::v1::trace_service_client::TraceServiceClient;
+use opentelemetry_proto::transform::common::tonic::ResourceAttributesWithSchema;
+use opentelemetry_proto::transform::trace::tonic::group_spans_by_resource_and_scope;
+use opentelemetry_sdk::Resource;
+use opentelemetry_sdk::trace::SpanData;
+use prost::Message;
+use tonic::metadata::{MetadataKey, MetadataMap, MetadataValue};
+use tonic::transport::{Channel, ClientTlsConfig, Endpoint};
+
+use super::TelemetryError;
+use super::queue::{SendError, Sink};
+use crate::config::{OtlpProtocol, Secret};
+
+enum Transport {
+    Http {
+        client: reqwest::Client,
+        url: String,
+        headers: HeaderMap,
+    },
+    Grpc {
+        client: TraceServiceClient<Channel>,
+        metadata: MetadataMap,
+    },
+}
+
+pub struct OtlpSink {
+    resource: ResourceAttributesWithSchema,
+    transport: Transport,
+}
+
+fn invalid(message: String) -> TelemetryError {
+    TelemetryError::Config(message)
+}
+
+impl OtlpSink {
+    /// Builds the client; must run inside a tokio runtime (the worker's).
+    pub fn new(
+        protocol: OtlpProtocol,
+        url: &str,
+        headers: &[(http::HeaderName, Secret)],
+        timeout: Duration,
+        resource: &Resource,
+    ) -> Result<Self, TelemetryError> {
+        let transport = match protocol {
+            OtlpProtocol::HttpProtobuf => {
+                let mut map = HeaderMap::new();
+                for (name, value) in headers {
+                    let value = HeaderValue::from_str(value.expose()).map_err(|_| {
+                        invalid(format!("OTEL_EXPORTER_OTLP_HEADERS: bad value for {name}"))
+                    })?;
+                    map.insert(name.clone(), value);
+                }
+                map.insert(
+                    CONTENT_TYPE,
+                    HeaderValue::from_static("application/x-protobuf"),
+                );
+                let client = reqwest::Client::builder()
+                    .timeout(timeout)
+                    .connect_timeout(timeout)
+                    .build()
+                    .map_err(|err| invalid(format!("cannot build the OTLP HTTP client: {err}")))?;
+                Transport::Http {
+                    client,
+                    url: url.to_owned(),
+                    headers: map,
+                }
+            }
+            OtlpProtocol::Grpc => {
+                let mut endpoint = Endpoint::from_str(url)
+                    .map_err(|err| invalid(format!("OTEL_EXPORTER_OTLP_ENDPOINT: {err}")))?
+                    .timeout(timeout)
+                    .connect_timeout(timeout);
+                if url.starts_with("https://") {
+                    endpoint = endpoint
+                        .tls_config(ClientTlsConfig::new().with_webpki_roots())
+                        .map_err(|err| invalid(format!("OTLP gRPC TLS: {err}")))?;
+                }
+                let mut metadata = MetadataMap::new();
+                for (name, value) in headers {
+                    let key = MetadataKey::from_bytes(name.as_str().as_bytes()).map_err(|_| {
+                        invalid(format!("OTEL_EXPORTER_OTLP_HEADERS: bad gRPC key {name}"))
+                    })?;
+                    let value = MetadataValue::try_from(value.expose()).map_err(|_| {
+                        invalid(format!("OTEL_EXPORTER_OTLP_HEADERS: bad value for {name}"))
+                    })?;
+                    metadata.insert(key, value);
+                }
+                Transport::Grpc {
+                    client: TraceServiceClient::new(endpoint.connect_lazy()),
+                    metadata,
+                }
+            }
+        };
+        Ok(OtlpSink {
+            resource: resource.into(),
+            transport,
+        })
+    }
+}
+
+/// Whether an HTTP answer is worth another try (OTLP/HTTP spec: 429, 502, 503, 504; we add 500).
+fn retryable_status(status: StatusCode) -> bool {
+    status == StatusCode::TOO_MANY_REQUESTS || status.is_server_error()
+}
+
+fn retryable_code(code: tonic::Code) -> bool {
+    use tonic::Code::*;
+    matches!(
+        code,
+        Cancelled
+            | DeadlineExceeded
+            | ResourceExhausted
+            | Aborted
+            | OutOfRange
+            | Unavailable
+            | DataLoss
+            | Internal
+            | Unknown
+    )
+}
+
+impl Sink<SpanData> for OtlpSink {
+    type Payload = ExportTraceServiceRequest;
+
+    fn encode(&mut self, batch: Vec<SpanData>) -> ExportTraceServiceRequest {
+        ExportTraceServiceRequest {
+            resource_spans: group_spans_by_resource_and_scope(batch, &self.resource),
+        }
+    }
+
+    async fn send(&mut self, payload: &ExportTraceServiceRequest) -> Result<(), SendError> {
+        match &mut self.transport {
+            Transport::Http {
+                client,
+                url,
+                headers,
+            } => {
+                let answer = client
+                    .post(url.as_str())
+                    .headers(headers.clone())
+                    .body(payload.encode_to_vec())
+                    .send()
+                    .await
+                    .map_err(|err| {
+                        SendError::retryable(format!("OTLP/HTTP: {}", describe(&err)))
+                    })?;
+                let status = answer.status();
+                if status.is_success() {
+                    return Ok(());
+                }
+                Err(SendError {
+                    message: format!("OTLP/HTTP answered {status}"),
+                    retryable: retryable_status(status),
+                })
+            }
+            Transport::Grpc { client, metadata } => {
+                let mut request = tonic::Request::new(payload.clone());
+                *request.metadata_mut() = metadata.clone();
+                match client.export(request).await {
+                    Ok(_) => Ok(()),
+                    Err(status) => Err(SendError {
+                        message: format!(
+                            "OTLP/gRPC answered {:?}: {}",
+                            status.code(),
+                            status.message()
+                        ),
+                        retryable: retryable_code(status.code()),
+                    }),
+                }
+            }
+        }
+    }
+}
+
+/// A transport error without the URL's query or anything sent with it.
+fn describe(err: &reqwest::Error) -> String {
+    if err.is_timeout() {
+        "timed out".into()
+    } else if err.is_connect() {
+        "cannot connect".into()
+    } else {
+        std::error::Error::source(err)
+            .map_or_else(|| "request failed".to_owned(), ToString::to_string)
+    }
+}

@@ -1,0 +1,213 @@
+//! Incoming trace context: W3C `traceparent`/`tracestate` and `baggage`,
+//! else `X-Amzn-Trace-Id`. Anything malformed is ignored: a new trace starts.
+
+use http::HeaderMap;
+use opentelemetry::Context;
+use opentelemetry::propagation::{Extractor, TextMapPropagator};
+use opentelemetry::trace::{SpanContext, TraceContextExt, TraceFlags, TraceId};
+use opentelemetry_aws::trace::xray_propagator::span_context_from_str;
+use opentelemetry_sdk::propagation::{BaggagePropagator, TraceContextPropagator};
+
+const XRAY_HEADER: &str = "x-amzn-trace-id";
+
+struct Headers<'a>(&'a HeaderMap);
+
+impl Extractor for Headers<'_> {
+    fn get(&self, key: &str) -> Option<&str> {
+        self.0.get(key).and_then(|value| value.to_str().ok())
+    }
+
+    fn keys(&self) -> Vec<&str> {
+        self.0.keys().map(|name| name.as_str()).collect()
+    }
+}
+
+/// Where a request's server span belongs.
+pub struct Incoming {
+    /// The caller's context, when it named a parent span.
+    pub parent: Option<Context>,
+    /// A trace to join without a parent (an X-Ray `Root=` with no `Parent=`,
+    /// as a load balancer sends).
+    pub trace_id: Option<TraceId>,
+}
+
+pub fn extract(headers: &HeaderMap) -> Incoming {
+    let carrier = Headers(headers);
+    let with_baggage = |cx: &Context| BaggagePropagator::new().extract_with_context(cx, &carrier);
+    let w3c = TraceContextPropagator::new().extract(&carrier);
+    if w3c.span().span_context().is_valid() {
+        return Incoming {
+            parent: Some(with_baggage(&w3c)),
+            trace_id: None,
+        };
+    }
+    let xray = carrier
+        .get(XRAY_HEADER)
+        .and_then(|value| span_context_from_str(value.trim()));
+    match xray {
+        Some(sc) if sc.is_valid() => {
+            // No decision (`Sampled=?` or none): the decision is ours, and
+            // the default is to keep the trace.
+            let flags = if sc.trace_flags() == TraceFlags::SAMPLED
+                || sc.trace_flags() == TraceFlags::default()
+            {
+                sc.trace_flags()
+            } else {
+                TraceFlags::SAMPLED
+            };
+            let sc = SpanContext::new(
+                sc.trace_id(),
+                sc.span_id(),
+                flags,
+                true,
+                sc.trace_state().clone(),
+            );
+            Incoming {
+                parent: Some(with_baggage(&Context::new()).with_remote_span_context(sc)),
+                trace_id: None,
+            }
+        }
+        Some(sc) if sc.trace_id() != TraceId::INVALID => Incoming {
+            parent: Some(with_baggage(&Context::new())),
+            trace_id: Some(sc.trace_id()),
+        },
+        _ => Incoming {
+            parent: headers
+                .contains_key("baggage")
+                .then(|| with_baggage(&Context::new())),
+            trace_id: None,
+        },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use opentelemetry::baggage::BaggageExt;
+
+    fn headers(pairs: &[(&'static str, &str)]) -> HeaderMap {
+        let mut map = HeaderMap::new();
+        for (name, value) in pairs {
+            map.insert(*name, value.parse().unwrap());
+        }
+        map
+    }
+
+    fn parent_of(pairs: &[(&'static str, &str)]) -> Option<SpanContext> {
+        extract(&headers(pairs))
+            .parent
+            .map(|cx| cx.span().span_context().clone())
+            .filter(SpanContext::is_valid)
+    }
+
+    #[test]
+    fn w3c_parent_is_joined_with_its_flags_and_baggage() {
+        let incoming = extract(&headers(&[
+            (
+                "traceparent",
+                "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01",
+            ),
+            ("baggage", "user=worf"),
+        ]));
+        let cx = incoming.parent.unwrap();
+        let sc = cx.span().span_context().clone();
+        assert_eq!(
+            format!("{:032x}", sc.trace_id()),
+            "0af7651916cd43dd8448eb211c80319c"
+        );
+        assert_eq!(format!("{:016x}", sc.span_id()), "b7ad6b7169203331");
+        assert!(sc.is_sampled() && sc.is_remote());
+        assert_eq!(
+            cx.baggage().get("user").map(|v| v.as_str().to_owned()),
+            Some("worf".into())
+        );
+    }
+
+    #[test]
+    fn xray_header_is_joined() {
+        let sc = parent_of(&[(
+            "x-amzn-trace-id",
+            "Root=1-5759e988-bd862e3fe1be46a994272793;Parent=53995c3f42cd8ad8;Sampled=1",
+        )])
+        .unwrap();
+        assert_eq!(
+            format!("{:032x}", sc.trace_id()),
+            "5759e988bd862e3fe1be46a994272793"
+        );
+        assert_eq!(format!("{:016x}", sc.span_id()), "53995c3f42cd8ad8");
+        assert!(sc.is_sampled());
+        let unsampled = parent_of(&[(
+            "x-amzn-trace-id",
+            "Root=1-5759e988-bd862e3fe1be46a994272793;Parent=53995c3f42cd8ad8;Sampled=0",
+        )])
+        .unwrap();
+        assert!(!unsampled.is_sampled());
+    }
+
+    #[test]
+    fn xray_without_decision_is_kept() {
+        let sc = parent_of(&[(
+            "x-amzn-trace-id",
+            "Root=1-5759e988-bd862e3fe1be46a994272793;Parent=53995c3f42cd8ad8",
+        )])
+        .unwrap();
+        assert!(sc.is_sampled());
+    }
+
+    #[test]
+    fn load_balancer_root_without_parent_names_the_trace() {
+        let incoming = extract(&headers(&[(
+            "x-amzn-trace-id",
+            "Self=1-67891234-12456789abcdef012345678;Root=1-5759e988-bd862e3fe1be46a994272793",
+        )]));
+        assert_eq!(
+            incoming.trace_id.map(|id| format!("{id:032x}")),
+            Some("5759e988bd862e3fe1be46a994272793".into())
+        );
+        assert!(!incoming.parent.unwrap().span().span_context().is_valid());
+    }
+
+    #[test]
+    fn w3c_wins_over_xray() {
+        let sc = parent_of(&[
+            (
+                "traceparent",
+                "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01",
+            ),
+            (
+                "x-amzn-trace-id",
+                "Root=1-5759e988-bd862e3fe1be46a994272793;Parent=53995c3f42cd8ad8;Sampled=1",
+            ),
+        ])
+        .unwrap();
+        assert_eq!(
+            format!("{:032x}", sc.trace_id()),
+            "0af7651916cd43dd8448eb211c80319c"
+        );
+    }
+
+    #[test]
+    fn malformed_headers_start_a_new_trace() {
+        for pairs in [
+            vec![("traceparent", "00-zzzz-b7ad6b7169203331-01")],
+            vec![(
+                "traceparent",
+                "00-00000000000000000000000000000000-b7ad6b7169203331-01",
+            )],
+            vec![(
+                "traceparent",
+                "ff-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01",
+            )],
+            vec![("x-amzn-trace-id", "Root=garbage;Parent=53995c3f42cd8ad8")],
+            vec![("x-amzn-trace-id", ";;;===;")],
+            vec![(
+                "x-amzn-trace-id",
+                "Root=1-5759e988-bd862e3fe1be46a99427279;Sampled=1",
+            )],
+        ] {
+            let incoming = extract(&headers(&pairs));
+            assert!(incoming.trace_id.is_none(), "{pairs:?}");
+            assert!(parent_of(&pairs).is_none(), "{pairs:?}");
+        }
+    }
+}

@@ -1,0 +1,604 @@
+//! A fake OTLP traces receiver for integration tests.
+//!
+//! It speaks the real wire protocols the `opentelemetry-otlp` exporters use:
+//!
+//! * [`OtlpReceiver::http`]: OTLP/HTTP, `POST /v1/traces` with an
+//!   `application/x-protobuf` body holding an `ExportTraceServiceRequest`;
+//! * [`OtlpReceiver::grpc`]: OTLP/gRPC, the `TraceService/Export` method served
+//!   by tonic.
+//!
+//! Every export request is decoded and its spans are flattened into
+//! [`ReceivedSpan`]s (ids as lowercase hex, attributes as [`AttrValue`]s, the
+//! resource attributes copied onto each span). Tests wait for data with
+//! [`OtlpReceiver::wait_for_spans`] / [`OtlpReceiver::wait_for_requests`],
+//! which are woken by each request (no polling).
+//!
+//! The receiver serves on `127.0.0.1:<random port>` until it is dropped.
+//!
+//! ```ignore
+//! let otlp = OtlpReceiver::http(Behavior::Accept).await;
+//! // ... point the app's exporter at otlp.endpoint() and make it emit spans ...
+//! let spans = otlp.wait_for_spans(1, Duration::from_secs(10)).await;
+//! let server = spans.iter().find(|s| s.kind == SPAN_KIND_SERVER).unwrap();
+//! assert_eq!(server.int_attr("http.response.status_code"), Some(200));
+//! ```
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::Duration;
+
+use axum::body::Bytes;
+use axum::extract::{DefaultBodyLimit, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::post;
+use opentelemetry_proto::tonic::collector::trace::v1::trace_service_server::{
+    TraceService, TraceServiceServer,
+};
+use opentelemetry_proto::tonic::collector::trace::v1::{
+    ExportTraceServiceRequest, ExportTraceServiceResponse,
+};
+use opentelemetry_proto::tonic::common::v1::{AnyValue, KeyValue, any_value};
+use prost::Message as _;
+use tokio::net::TcpListener;
+use tokio::sync::{Notify, watch};
+use tokio::task::JoinHandle;
+
+/// `Span.kind` values (the proto `SpanKind` enum).
+pub const SPAN_KIND_UNSPECIFIED: i32 = 0;
+pub const SPAN_KIND_INTERNAL: i32 = 1;
+pub const SPAN_KIND_SERVER: i32 = 2;
+pub const SPAN_KIND_CLIENT: i32 = 3;
+pub const SPAN_KIND_PRODUCER: i32 = 4;
+pub const SPAN_KIND_CONSUMER: i32 = 5;
+
+/// `Span.status.code` values (the proto `StatusCode` enum).
+pub const STATUS_CODE_UNSET: i32 = 0;
+pub const STATUS_CODE_OK: i32 = 1;
+pub const STATUS_CODE_ERROR: i32 = 2;
+
+/// How the receiver answers export requests.
+///
+/// Whatever the behavior, every request is counted, its headers are recorded
+/// and, if its body decodes, its spans are recorded, *before* it is answered.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Behavior {
+    /// Answer success (HTTP 200 / gRPC OK) with an empty `ExportTraceServiceResponse`.
+    Accept,
+    /// Answer with this HTTP status. A 2xx status is a success. Over gRPC a
+    /// non-2xx status becomes the matching gRPC status (500 -> INTERNAL,
+    /// 429 -> RESOURCE_EXHAUSTED, 503 -> UNAVAILABLE, ... see [`grpc_status`]).
+    Status(u16),
+    /// Read the request, then never answer (until the receiver is dropped).
+    Hang,
+}
+
+/// One span as received, flattened out of its resource and scope.
+#[derive(Debug, Clone)]
+pub struct ReceivedSpan {
+    /// 32 lowercase hex digits.
+    pub trace_id: String,
+    /// 16 lowercase hex digits.
+    pub span_id: String,
+    /// 16 lowercase hex digits, or `""` for a root span.
+    pub parent_span_id: String,
+    pub name: String,
+    /// Proto `SpanKind`: 1 internal, 2 server, 3 client (see `SPAN_KIND_*`).
+    pub kind: i32,
+    /// Proto `StatusCode`: 0 unset, 1 ok, 2 error (see `STATUS_CODE_*`).
+    pub status_code: i32,
+    pub status_message: String,
+    pub attributes: BTreeMap<String, AttrValue>,
+    /// `(event name, event attributes)`, in order.
+    pub events: Vec<(String, BTreeMap<String, AttrValue>)>,
+    /// Attributes of the resource the span was exported under.
+    pub resource: BTreeMap<String, AttrValue>,
+    /// Name of the instrumentation scope the span was exported under.
+    pub scope_name: String,
+    pub start_unix_nano: u64,
+    pub end_unix_nano: u64,
+}
+
+impl ReceivedSpan {
+    pub fn attr(&self, key: &str) -> Option<&AttrValue> {
+        self.attributes.get(key)
+    }
+
+    /// The attribute's value if it is a string.
+    pub fn str_attr(&self, key: &str) -> Option<&str> {
+        self.attr(key).and_then(AttrValue::as_str)
+    }
+
+    /// The attribute's value if it is an integer.
+    pub fn int_attr(&self, key: &str) -> Option<i64> {
+        self.attr(key).and_then(AttrValue::as_int)
+    }
+
+    /// The attribute's value if it is a boolean.
+    pub fn bool_attr(&self, key: &str) -> Option<bool> {
+        self.attr(key).and_then(AttrValue::as_bool)
+    }
+
+    /// The resource attribute's value if it is a string (e.g. `service.name`).
+    pub fn resource_str(&self, key: &str) -> Option<&str> {
+        self.resource.get(key).and_then(AttrValue::as_str)
+    }
+
+    /// Attributes of the first event with this name.
+    pub fn event(&self, name: &str) -> Option<&BTreeMap<String, AttrValue>> {
+        self.events
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, attrs)| attrs)
+    }
+
+    pub fn is_root(&self) -> bool {
+        self.parent_span_id.is_empty()
+    }
+}
+
+/// An attribute value. Arrays, key-value lists and bytes are rendered as text
+/// in [`AttrValue::Other`] (arrays as `[a, b]`, lists as `{k: v}`, bytes as hex).
+#[derive(Debug, Clone, PartialEq)]
+pub enum AttrValue {
+    Str(String),
+    Int(i64),
+    Double(f64),
+    Bool(bool),
+    Other(String),
+}
+
+impl AttrValue {
+    pub fn as_str(&self) -> Option<&str> {
+        match self {
+            AttrValue::Str(s) => Some(s),
+            _ => None,
+        }
+    }
+
+    pub fn as_int(&self) -> Option<i64> {
+        match self {
+            AttrValue::Int(i) => Some(*i),
+            _ => None,
+        }
+    }
+
+    pub fn as_bool(&self) -> Option<bool> {
+        match self {
+            AttrValue::Bool(b) => Some(*b),
+            _ => None,
+        }
+    }
+
+    pub fn as_double(&self) -> Option<f64> {
+        match self {
+            AttrValue::Double(d) => Some(*d),
+            _ => None,
+        }
+    }
+
+    fn from_proto(value: Option<&AnyValue>) -> Self {
+        match value.and_then(|v| v.value.as_ref()) {
+            Some(any_value::Value::StringValue(s)) => AttrValue::Str(s.clone()),
+            Some(any_value::Value::IntValue(i)) => AttrValue::Int(*i),
+            Some(any_value::Value::DoubleValue(d)) => AttrValue::Double(*d),
+            Some(any_value::Value::BoolValue(b)) => AttrValue::Bool(*b),
+            other => AttrValue::Other(render(other)),
+        }
+    }
+}
+
+/// Text rendering of any proto value (used for the non-scalar ones).
+fn render(value: Option<&any_value::Value>) -> String {
+    use any_value::Value;
+    let render_any = |v: &AnyValue| render(v.value.as_ref());
+    match value {
+        None => String::new(),
+        Some(Value::StringValue(s)) => s.clone(),
+        Some(Value::IntValue(i)) => i.to_string(),
+        Some(Value::DoubleValue(d)) => d.to_string(),
+        Some(Value::BoolValue(b)) => b.to_string(),
+        Some(Value::BytesValue(bytes)) => hex(bytes),
+        Some(Value::StringValueStrindex(i)) => format!("strindex:{i}"),
+        Some(Value::ArrayValue(array)) => {
+            let items: Vec<String> = array.values.iter().map(render_any).collect();
+            format!("[{}]", items.join(", "))
+        }
+        Some(Value::KvlistValue(list)) => {
+            let items: Vec<String> = list
+                .values
+                .iter()
+                .map(|kv| {
+                    let v = kv.value.as_ref().map(render_any).unwrap_or_default();
+                    format!("{}: {v}", kv.key)
+                })
+                .collect();
+            format!("{{{}}}", items.join(", "))
+        }
+    }
+}
+
+fn attr_map(attributes: &[KeyValue]) -> BTreeMap<String, AttrValue> {
+    attributes
+        .iter()
+        .map(|kv| (kv.key.clone(), AttrValue::from_proto(kv.value.as_ref())))
+        .collect()
+}
+
+fn hex(bytes: &[u8]) -> String {
+    let mut out = String::with_capacity(bytes.len() * 2);
+    for b in bytes {
+        let _ = write!(out, "{b:02x}");
+    }
+    out
+}
+
+/// Flattens an export request into one [`ReceivedSpan`] per span.
+pub fn flatten(request: &ExportTraceServiceRequest) -> Vec<ReceivedSpan> {
+    let mut out = Vec::new();
+    for resource_spans in &request.resource_spans {
+        let resource = resource_spans
+            .resource
+            .as_ref()
+            .map(|r| attr_map(&r.attributes))
+            .unwrap_or_default();
+        for scope_spans in &resource_spans.scope_spans {
+            let scope_name = scope_spans
+                .scope
+                .as_ref()
+                .map(|s| s.name.clone())
+                .unwrap_or_default();
+            for span in &scope_spans.spans {
+                let (status_code, status_message) = span
+                    .status
+                    .as_ref()
+                    .map(|s| (s.code, s.message.clone()))
+                    .unwrap_or_default();
+                out.push(ReceivedSpan {
+                    trace_id: hex(&span.trace_id),
+                    span_id: hex(&span.span_id),
+                    parent_span_id: hex(&span.parent_span_id),
+                    name: span.name.clone(),
+                    kind: span.kind,
+                    status_code,
+                    status_message,
+                    attributes: attr_map(&span.attributes),
+                    events: span
+                        .events
+                        .iter()
+                        .map(|e| (e.name.clone(), attr_map(&e.attributes)))
+                        .collect(),
+                    resource: resource.clone(),
+                    scope_name: scope_name.clone(),
+                    start_unix_nano: span.start_time_unix_nano,
+                    end_unix_nano: span.end_time_unix_nano,
+                });
+            }
+        }
+    }
+    out
+}
+
+/// The gRPC status a [`Behavior::Status`] HTTP status maps to (`None` for 2xx).
+pub fn grpc_status(http_status: u16) -> Option<tonic::Status> {
+    let message = format!("injected failure (HTTP {http_status})");
+    Some(match http_status {
+        200..=299 => return None,
+        400 => tonic::Status::invalid_argument(message),
+        401 => tonic::Status::unauthenticated(message),
+        403 => tonic::Status::permission_denied(message),
+        404 | 501 => tonic::Status::unimplemented(message),
+        408 | 504 => tonic::Status::deadline_exceeded(message),
+        429 => tonic::Status::resource_exhausted(message),
+        500 => tonic::Status::internal(message),
+        502 | 503 => tonic::Status::unavailable(message),
+        _ => tonic::Status::unknown(message),
+    })
+}
+
+#[derive(Debug)]
+struct Recorded {
+    behavior: Behavior,
+    requests: usize,
+    spans: Vec<ReceivedSpan>,
+    last_headers: BTreeMap<String, String>,
+}
+
+struct Shared {
+    state: Mutex<Recorded>,
+    /// Signalled (notify_waiters) after each request has been recorded.
+    notify: Notify,
+    /// Changes to "closed" when the receiver is dropped; ends `Hang`s.
+    shutdown: watch::Receiver<()>,
+}
+
+impl Shared {
+    fn lock(&self) -> MutexGuard<'_, Recorded> {
+        // A panicking test thread must not hide the recorded data from others.
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Records one request and returns how to answer it.
+    fn record(&self, headers: &HeaderMap, request: Option<&ExportTraceServiceRequest>) -> Behavior {
+        let behavior = {
+            let mut state = self.lock();
+            state.requests += 1;
+            state.last_headers = header_map(headers);
+            if let Some(request) = request {
+                state.spans.extend(flatten(request));
+            }
+            state.behavior
+        };
+        self.notify.notify_waiters();
+        behavior
+    }
+
+    /// Resolves only once the receiver has been dropped.
+    async fn hang(&self) {
+        let mut shutdown = self.shutdown.clone();
+        while shutdown.changed().await.is_ok() {}
+    }
+}
+
+fn header_map(headers: &HeaderMap) -> BTreeMap<String, String> {
+    let mut out: BTreeMap<String, String> = BTreeMap::new();
+    for (name, value) in headers {
+        let value = String::from_utf8_lossy(value.as_bytes()).into_owned();
+        out.entry(name.as_str().to_owned())
+            .and_modify(|v| {
+                v.push_str(", ");
+                v.push_str(&value);
+            })
+            .or_insert(value);
+    }
+    out
+}
+
+/// A running fake OTLP receiver; stops when dropped.
+pub struct OtlpReceiver {
+    pub addr: SocketAddr,
+    shared: Arc<Shared>,
+    task: JoinHandle<()>,
+    /// Dropped with the receiver, which releases any hanging request.
+    _shutdown: watch::Sender<()>,
+}
+
+impl OtlpReceiver {
+    /// OTLP/HTTP receiver: `POST /v1/traces`, protobuf body.
+    ///
+    /// A body that is not `content-type: application/x-protobuf` gets 415 and
+    /// one that does not decode gets 400 (both still count as requests).
+    pub async fn http(behavior: Behavior) -> Self {
+        let listener = bind().await;
+        let addr = listener.local_addr().expect("receiver local addr");
+        let (shutdown_tx, shared) = shared(behavior);
+        let app = axum::Router::new()
+            .route("/v1/traces", post(http_export))
+            .layer(DefaultBodyLimit::disable())
+            .with_state(shared.clone());
+        let task = tokio::spawn(async move {
+            if let Err(e) = axum::serve(listener, app).await {
+                eprintln!("fake OTLP/HTTP receiver stopped: {e}");
+            }
+        });
+        Self {
+            addr,
+            shared,
+            task,
+            _shutdown: shutdown_tx,
+        }
+    }
+
+    /// OTLP/gRPC receiver: `opentelemetry.proto.collector.trace.v1.TraceService/Export`.
+    pub async fn grpc(behavior: Behavior) -> Self {
+        let listener = bind().await;
+        let addr = listener.local_addr().expect("receiver local addr");
+        let (shutdown_tx, shared) = shared(behavior);
+        let service = TraceServiceServer::new(GrpcTraces(shared.clone()));
+        let task = tokio::spawn(async move {
+            let incoming = tonic::transport::server::TcpIncoming::from(listener);
+            if let Err(e) = tonic::transport::Server::builder()
+                .add_service(service)
+                .serve_with_incoming(incoming)
+                .await
+            {
+                eprintln!("fake OTLP/gRPC receiver stopped: {e}");
+            }
+        });
+        Self {
+            addr,
+            shared,
+            task,
+            _shutdown: shutdown_tx,
+        }
+    }
+
+    /// `http://127.0.0.1:PORT` (the OTLP endpoint to configure an exporter with).
+    pub fn endpoint(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// `http://127.0.0.1:PORT/v1/traces` (the full OTLP/HTTP traces URL).
+    pub fn traces_url(&self) -> String {
+        format!("{}/v1/traces", self.endpoint())
+    }
+
+    /// Changes how subsequent requests are answered.
+    pub fn set_behavior(&self, behavior: Behavior) {
+        self.shared.lock().behavior = behavior;
+    }
+
+    /// All spans received so far, in arrival order.
+    pub fn spans(&self) -> Vec<ReceivedSpan> {
+        self.shared.lock().spans.clone()
+    }
+
+    /// Number of export requests received so far (whatever they were answered).
+    pub fn requests(&self) -> usize {
+        self.shared.lock().requests
+    }
+
+    /// Value of a header (or gRPC metadata entry) on the last request; the
+    /// name is case-insensitive, repeated headers are joined with `", "`.
+    pub fn header(&self, name: &str) -> Option<String> {
+        self.shared
+            .lock()
+            .last_headers
+            .get(&name.to_ascii_lowercase())
+            .cloned()
+    }
+
+    /// All headers of the last request (lowercase names).
+    pub fn headers(&self) -> BTreeMap<String, String> {
+        self.shared.lock().last_headers.clone()
+    }
+
+    /// Waits until at least `n` spans have arrived or `timeout` elapses, and
+    /// returns the spans received so far (fewer than `n` on timeout).
+    pub async fn wait_for_spans(&self, n: usize, timeout: Duration) -> Vec<ReceivedSpan> {
+        self.wait_until(timeout, |s| s.spans.len() >= n).await;
+        self.spans()
+    }
+
+    /// Waits until at least `n` requests have arrived or `timeout` elapses,
+    /// and returns the number of requests received so far.
+    pub async fn wait_for_requests(&self, n: usize, timeout: Duration) -> usize {
+        self.wait_until(timeout, |s| s.requests >= n).await;
+        self.requests()
+    }
+
+    async fn wait_until(&self, timeout: Duration, done: impl Fn(&Recorded) -> bool) {
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            // Created before the check: `notify_waiters` wakes every `Notified`
+            // that exists when it is called, even one not yet polled.
+            let notified = self.shared.notify.notified();
+            if done(&self.shared.lock()) {
+                return;
+            }
+            if tokio::time::timeout_at(deadline, notified).await.is_err() {
+                return;
+            }
+        }
+    }
+}
+
+impl Drop for OtlpReceiver {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+impl std::fmt::Debug for OtlpReceiver {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("OtlpReceiver")
+            .field("addr", &self.addr)
+            .field("state", &*self.shared.lock())
+            .finish()
+    }
+}
+
+async fn bind() -> TcpListener {
+    TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind fake OTLP receiver on 127.0.0.1:0")
+}
+
+fn shared(behavior: Behavior) -> (watch::Sender<()>, Arc<Shared>) {
+    let (shutdown_tx, shutdown_rx) = watch::channel(());
+    let shared = Arc::new(Shared {
+        state: Mutex::new(Recorded {
+            behavior,
+            requests: 0,
+            spans: Vec::new(),
+            last_headers: BTreeMap::new(),
+        }),
+        notify: Notify::new(),
+        shutdown: shutdown_rx,
+    });
+    (shutdown_tx, shared)
+}
+
+async fn http_export(
+    State(shared): State<Arc<Shared>>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let is_protobuf = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .is_some_and(|v| v.trim().eq_ignore_ascii_case("application/x-protobuf"));
+    if !is_protobuf {
+        shared.record(&headers, None);
+        return (
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "expected content-type: application/x-protobuf",
+        )
+            .into_response();
+    }
+    let request = match ExportTraceServiceRequest::decode(body) {
+        Ok(request) => request,
+        Err(e) => {
+            shared.record(&headers, None);
+            return (
+                StatusCode::BAD_REQUEST,
+                format!("bad ExportTraceServiceRequest: {e}"),
+            )
+                .into_response();
+        }
+    };
+    match shared.record(&headers, Some(&request)) {
+        Behavior::Accept => protobuf_success(StatusCode::OK),
+        Behavior::Status(code) => {
+            let status = StatusCode::from_u16(code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+            if status.is_success() {
+                protobuf_success(status)
+            } else {
+                (status, format!("injected failure (HTTP {code})")).into_response()
+            }
+        }
+        Behavior::Hang => {
+            shared.hang().await;
+            (StatusCode::SERVICE_UNAVAILABLE, "receiver shut down").into_response()
+        }
+    }
+}
+
+fn protobuf_success(status: StatusCode) -> Response {
+    let body = ExportTraceServiceResponse::default().encode_to_vec();
+    (
+        status,
+        [(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/x-protobuf"),
+        )],
+        body,
+    )
+        .into_response()
+}
+
+struct GrpcTraces(Arc<Shared>);
+
+#[tonic::async_trait]
+impl TraceService for GrpcTraces {
+    async fn export(
+        &self,
+        request: tonic::Request<ExportTraceServiceRequest>,
+    ) -> Result<tonic::Response<ExportTraceServiceResponse>, tonic::Status> {
+        let headers = request.metadata().clone().into_headers();
+        match self.0.record(&headers, Some(request.get_ref())) {
+            Behavior::Accept => Ok(tonic::Response::new(ExportTraceServiceResponse::default())),
+            Behavior::Status(code) => match grpc_status(code) {
+                None => Ok(tonic::Response::new(ExportTraceServiceResponse::default())),
+                Some(status) => Err(status),
+            },
+            Behavior::Hang => {
+                self.0.hang().await;
+                Err(tonic::Status::unavailable("receiver shut down"))
+            }
+        }
+    }
+}
