@@ -1,4 +1,6 @@
 //! Shared helpers for the integration tests. Use with `mod support;`.
 #![allow(dead_code)]
 
+pub mod app;
 pub mod otlp;
+pub mod server;

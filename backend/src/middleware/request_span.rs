@@ -27,7 +27,7 @@ pub struct SpanSettings {
     pub http_dup_semconv: bool,
 }
 
-fn header_text<'a>(request: &'a Request, name: http::HeaderName) -> &'a str {
+fn header_text(request: &Request, name: http::HeaderName) -> &str {
     let text = request
         .headers()
         .get(name)

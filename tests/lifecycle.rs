@@ -1,0 +1,169 @@
+//! The real binary: its settings, its errors at start-up, its data across
+//! restarts, and a clean exit on SIGTERM.
+
+mod support;
+
+use std::time::Duration;
+
+use serde_json::{Value, json};
+use support::server::{Server, command};
+
+fn run_to_end(env: &[(&str, &str)], args: &[&str]) -> (i32, String, String) {
+    let output = command(env).args(args).output().expect("the binary runs");
+    (
+        output.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&output.stdout).into_owned(),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn help_lists_every_setting_with_its_variable() {
+    let (code, stdout, _) = run_to_end(&[], &["--help"]);
+    assert_eq!(code, 0);
+    for variable in [
+        "PORT",
+        "BIND_ADDRESS",
+        "DATABASE_PATH",
+        "CRUDDUR_DEFAULT_USER",
+        "FRONTEND_URL",
+        "BACKEND_URL",
+        "SHUTDOWN_TIMEOUT",
+        "OTEL_SERVICE_NAME",
+        "OTEL_EXPORTER_OTLP_ENDPOINT",
+        "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT",
+        "OTEL_EXPORTER_OTLP_HEADERS",
+        "OTEL_EXPORTER_OTLP_PROTOCOL",
+        "OTEL_EXPORTER_OTLP_TIMEOUT",
+        "OTEL_RESOURCE_ATTRIBUTES",
+        "OTEL_TRACES_SAMPLER",
+        "OTEL_TRACES_SAMPLER_ARG",
+        "OTEL_TRACES_EXPORTER",
+        "OTEL_SDK_DISABLED",
+        "HONEYCOMB_API_KEY",
+        "OTEL_SEMCONV_STABILITY_OPT_IN",
+        "LOG_FORMAT",
+        "RUST_LOG",
+    ] {
+        assert!(
+            stdout.contains(&format!("[env: {variable}")),
+            "--help lacks {variable}"
+        );
+    }
+    assert!(stdout.contains("[default: 4567]"));
+    assert!(stdout.contains("[default: ./data/cruddur.db]"));
+}
+
+#[test]
+fn bad_settings_stop_start_up_with_one_line_naming_the_variable() {
+    let dir = tempfile::tempdir().unwrap();
+    let blocker = dir.path().join("file");
+    std::fs::write(&blocker, "not a folder").unwrap();
+    let under_a_file = format!("{}/cruddur.db", blocker.display());
+    let cases: Vec<(Vec<(&str, &str)>, &str)> = vec![
+        (vec![("PORT", "abc")], "PORT=\"abc\" is invalid"),
+        (vec![("PORT", "70000")], "PORT=\"70000\" is invalid"),
+        (
+            vec![("DATABASE_PATH", under_a_file.as_str())],
+            "DATABASE_PATH",
+        ),
+        (
+            vec![("DATABASE_PATH", dir.path().to_str().unwrap())],
+            "DATABASE_PATH",
+        ),
+        (
+            vec![("OTEL_EXPORTER_OTLP_ENDPOINT", "::not a url")],
+            "OTEL_EXPORTER_OTLP_ENDPOINT",
+        ),
+        (
+            vec![("OTEL_EXPORTER_OTLP_HEADERS", "x-honeycomb-team")],
+            "OTEL_EXPORTER_OTLP_HEADERS",
+        ),
+        (
+            vec![("OTEL_TRACES_SAMPLER", "sometimes")],
+            "OTEL_TRACES_SAMPLER",
+        ),
+        (
+            vec![("OTEL_EXPORTER_OTLP_PROTOCOL", "carrier-pigeon")],
+            "OTEL_EXPORTER_OTLP_PROTOCOL",
+        ),
+        (vec![("RUST_LOG", "info,[=bad")], "RUST_LOG"),
+        (vec![("FRONTEND_URL", "localhost")], "FRONTEND_URL"),
+        (vec![("HONEYCOMB_API_KEY", "")], "HONEYCOMB_API_KEY"),
+    ];
+    for (env, expected) in cases {
+        let (code, _, stderr) = run_to_end(&env, &[]);
+        assert_eq!(code, 2, "{env:?}: {stderr}");
+        let errors: Vec<&str> = stderr
+            .lines()
+            .filter(|l| l.starts_with("cruddur-backend: "))
+            .collect();
+        assert_eq!(errors.len(), 1, "{env:?}: {stderr}");
+        assert!(errors[0].contains(expected), "{env:?}: {stderr}");
+        assert!(!stderr.contains("listening on"), "{env:?}");
+    }
+}
+
+#[test]
+fn a_bad_secret_is_never_echoed() {
+    let (code, _, stderr) = run_to_end(
+        &[(
+            "OTEL_EXPORTER_OTLP_HEADERS",
+            "x-honeycomb-team=sekrit-canary-value,broken",
+        )],
+        &[],
+    );
+    assert_eq!(code, 2);
+    assert!(stderr.contains("OTEL_EXPORTER_OTLP_HEADERS"));
+    assert!(!stderr.contains("sekrit-canary-value"), "{stderr}");
+}
+
+fn client() -> reqwest::blocking::Client {
+    reqwest::blocking::Client::new()
+}
+
+#[test]
+fn data_survives_a_restart_and_sigterm_exits_zero() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("data/cruddur.db");
+    let db = db.to_str().unwrap();
+    let mut first = Server::start(&[("DATABASE_PATH", db)]);
+    let created: Value = client()
+        .post(first.url("/api/activities"))
+        .json(&json!({"message": "remember me", "ttl": "7-days"}))
+        .send()
+        .unwrap()
+        .json()
+        .unwrap();
+    let reply: Value = client()
+        .post(first.url(&format!(
+            "/api/activities/{}/reply",
+            created["uuid"].as_str().unwrap()
+        )))
+        .json(&json!({"message": "me too"}))
+        .send()
+        .unwrap()
+        .json()
+        .unwrap();
+    let status = first.terminate(Duration::from_secs(10));
+    assert_eq!(status.code(), Some(0), "{}", first.stderr());
+
+    let second = Server::start(&[("DATABASE_PATH", db)]);
+    let home: Value = client()
+        .get(second.url("/api/activities/home"))
+        .send()
+        .unwrap()
+        .json()
+        .unwrap();
+    let list = home.as_array().unwrap();
+    let found = list
+        .iter()
+        .find(|a| a["uuid"] == created["uuid"])
+        .expect("the crud survived");
+    assert_eq!(found["replies"][0]["uuid"], reply["uuid"]);
+    let seeded = list
+        .iter()
+        .filter(|a| a["message"] == "Cloud is very fun!")
+        .count();
+    assert_eq!(seeded, 1, "seed data is written once");
+}

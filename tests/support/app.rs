@@ -1,0 +1,105 @@
+//! The real application, in process, on 127.0.0.1 port 0.
+
+use std::net::SocketAddr;
+
+use cruddur_backend::app::App;
+use cruddur_backend::config::Config;
+use cruddur_backend::middleware::request_span::SpanSettings;
+use cruddur_backend::telemetry::Health;
+
+pub struct TestApp {
+    pub addr: SocketAddr,
+    pub client: reqwest::Client,
+    server: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for TestApp {
+    fn drop(&mut self) {
+        self.server.abort();
+    }
+}
+
+impl TestApp {
+    /// Starts the app with `extra` settings, by default on an in-memory database.
+    pub async fn start(extra: &[&str]) -> TestApp {
+        let mut args = vec![
+            "cruddur-backend",
+            "--port",
+            "0",
+            "--bind-address",
+            "127.0.0.1",
+        ];
+        if !extra.contains(&"--database-path") {
+            args.extend(["--database-path", ":memory:"]);
+        }
+        args.extend_from_slice(extra);
+        let config = Config::try_parse_from(args).expect("test config is valid");
+        let app = App::build(&config, Health::default(), SpanSettings::default())
+            .await
+            .expect("app builds");
+        let addr = app.local_addr();
+        let server = tokio::spawn(async move {
+            app.run(std::future::pending()).await.expect("server runs");
+        });
+        TestApp {
+            addr,
+            client: reqwest::Client::new(),
+            server,
+        }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.addr)
+    }
+
+    pub async fn get(&self, path: &str) -> reqwest::Response {
+        self.client
+            .get(self.url(path))
+            .send()
+            .await
+            .expect("request is answered")
+    }
+
+    pub async fn get_json(&self, path: &str) -> (u16, serde_json::Value) {
+        let response = self.get(path).await;
+        let status = response.status().as_u16();
+        (status, response.json().await.expect("answer is JSON"))
+    }
+
+    pub async fn post_json(&self, path: &str, body: serde_json::Value) -> (u16, serde_json::Value) {
+        let response = self
+            .client
+            .post(self.url(path))
+            .json(&body)
+            .send()
+            .await
+            .expect("request is answered");
+        let status = response.status().as_u16();
+        (status, response.json().await.expect("answer is JSON"))
+    }
+
+    pub async fn post_raw(
+        &self,
+        path: &str,
+        content_type: &str,
+        body: impl Into<reqwest::Body>,
+    ) -> (u16, serde_json::Value) {
+        let response = self
+            .client
+            .post(self.url(path))
+            .header("content-type", content_type)
+            .body(body)
+            .send()
+            .await
+            .expect("request is answered");
+        let status = response.status().as_u16();
+        (status, response.json().await.expect("answer is JSON"))
+    }
+
+    /// How many cruds the home feed shows.
+    pub async fn home_len(&self) -> usize {
+        let (status, home) = self.get_json("/api/activities/home").await;
+        assert_eq!(status, 200);
+        home.as_array().expect("home is a list").len()
+    }
+}

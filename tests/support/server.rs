@@ -1,0 +1,150 @@
+//! The real binary as a child process, configured only by the environment
+//! given here (nothing inherited), on 127.0.0.1 port 0.
+
+use std::io::{BufRead, BufReader, Read};
+use std::net::SocketAddr;
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::{Arc, Mutex, mpsc};
+use std::time::Duration;
+
+pub const BINARY: &str = env!("CARGO_BIN_EXE_cruddur-backend");
+
+pub struct Server {
+    pub addr: SocketAddr,
+    child: Option<Child>,
+    readers: Vec<std::thread::JoinHandle<()>>,
+    stdout: Arc<Mutex<String>>,
+    stderr: Arc<Mutex<String>>,
+}
+
+/// The environment every test server starts from: quiet and local.
+const BASE_ENV: &[(&str, &str)] = &[
+    ("PORT", "0"),
+    ("BIND_ADDRESS", "127.0.0.1"),
+    ("DATABASE_PATH", ":memory:"),
+    ("RUST_LOG", "off"),
+    ("OTEL_TRACES_EXPORTER", "none"),
+];
+
+pub fn command(env: &[(&str, &str)]) -> Command {
+    let mut command = Command::new(BINARY);
+    command.env_clear();
+    if let Ok(path) = std::env::var("PATH") {
+        command.env("PATH", path);
+    }
+    for (key, value) in BASE_ENV.iter().chain(env) {
+        command.env(key, value);
+    }
+    command
+}
+
+fn collect(
+    mut from: impl Read + Send + 'static,
+    into: Arc<Mutex<String>>,
+    lines: Option<mpsc::Sender<String>>,
+) -> std::thread::JoinHandle<()> {
+    std::thread::spawn(move || {
+        let mut reader = BufReader::new(&mut from);
+        let mut line = String::new();
+        while reader.read_line(&mut line).map(|n| n > 0).unwrap_or(false) {
+            into.lock().unwrap().push_str(&line);
+            if let Some(lines) = &lines {
+                let _ = lines.send(line.clone());
+            }
+            line.clear();
+        }
+    })
+}
+
+impl Server {
+    /// Starts the binary and waits for its "listening on" line.
+    pub fn start(env: &[(&str, &str)]) -> Server {
+        let mut child = command(env)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("the binary starts");
+        let stdout = Arc::new(Mutex::new(String::new()));
+        let stderr = Arc::new(Mutex::new(String::new()));
+        let (lines_tx, lines) = mpsc::channel();
+        let readers = vec![
+            collect(child.stdout.take().unwrap(), Arc::clone(&stdout), None),
+            collect(
+                child.stderr.take().unwrap(),
+                Arc::clone(&stderr),
+                Some(lines_tx),
+            ),
+        ];
+        let addr = loop {
+            match lines.recv_timeout(Duration::from_secs(30)) {
+                Ok(line) => {
+                    if let Some(url) = line
+                        .trim()
+                        .strip_prefix("cruddur-backend listening on http://")
+                    {
+                        break url.parse().expect("an address");
+                    }
+                }
+                Err(_) => {
+                    let _ = child.kill();
+                    panic!("the server did not start: {}", stderr.lock().unwrap());
+                }
+            }
+        };
+        Server {
+            addr,
+            child: Some(child),
+            readers,
+            stdout,
+            stderr,
+        }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.addr)
+    }
+
+    pub fn stdout(&self) -> String {
+        self.stdout.lock().unwrap().clone()
+    }
+
+    pub fn stderr(&self) -> String {
+        self.stderr.lock().unwrap().clone()
+    }
+
+    /// Sends SIGTERM, waits (bounded) for the exit, then for the last of
+    /// its output.
+    pub fn terminate(&mut self, within: Duration) -> ExitStatus {
+        let mut child = self.child.take().expect("the server is running");
+        let pid = child.id().to_string();
+        let sent = Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .expect("kill runs");
+        assert!(sent.success());
+        let (exited_tx, exited) = mpsc::channel();
+        std::thread::spawn(move || {
+            let _ = exited_tx.send(child.wait());
+        });
+        let status = match exited.recv_timeout(within) {
+            Ok(status) => status.expect("wait works"),
+            Err(_) => {
+                let _ = Command::new("kill").args(["-KILL", &pid]).status();
+                panic!("no exit within {within:?}: {}", self.stderr());
+            }
+        };
+        for reader in self.readers.drain(..) {
+            let _ = reader.join();
+        }
+        status
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
