@@ -84,6 +84,15 @@ pub struct TelemetryConfig {
     /// Milliseconds one export attempt may take
     #[arg(long, env = "OTEL_EXPORTER_OTLP_TIMEOUT", value_name = "OTEL_EXPORTER_OTLP_TIMEOUT", default_value = "10000", value_parser = parse_millis)]
     pub otlp_timeout: Duration,
+    /// Spans the OTLP queue holds while the collector is slow or down; beyond that new spans are dropped and counted
+    #[arg(long, env = "OTEL_BSP_MAX_QUEUE_SIZE", value_name = "OTEL_BSP_MAX_QUEUE_SIZE", default_value_t = 65_536, value_parser = clap::value_parser!(u32).range(1..))]
+    pub bsp_max_queue_size: u32,
+    /// Spans per OTLP export request
+    #[arg(long, env = "OTEL_BSP_MAX_EXPORT_BATCH_SIZE", value_name = "OTEL_BSP_MAX_EXPORT_BATCH_SIZE", default_value_t = 512, value_parser = clap::value_parser!(u32).range(1..))]
+    pub bsp_max_export_batch_size: u32,
+    /// Milliseconds a partial batch waits before it is exported
+    #[arg(long, env = "OTEL_BSP_SCHEDULE_DELAY", value_name = "OTEL_BSP_SCHEDULE_DELAY", default_value = "1000", value_parser = parse_millis)]
+    pub bsp_schedule_delay: Duration,
     /// Extra resource attributes: `key=value,key2=value2`
     #[arg(long, env = "OTEL_RESOURCE_ATTRIBUTES", value_name = "OTEL_RESOURCE_ATTRIBUTES", value_parser = parse_pairs)]
     pub resource_attributes: Option<Pairs>,
@@ -459,8 +468,9 @@ fn explain(err: clap::Error) -> ConfigError {
     let variable = Config::command()
         .get_arguments()
         .find(|a| {
-            a.get_long()
-                .is_some_and(|long| arg.starts_with(&format!("--{long}")))
+            a.get_long().is_some_and(|long| {
+                arg == format!("--{long}") || arg.starts_with(&format!("--{long} "))
+            })
         })
         .and_then(|a| a.get_env().map(|env| env.to_string_lossy().into_owned()))
         .unwrap_or(arg);

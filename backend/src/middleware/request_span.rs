@@ -125,6 +125,7 @@ pub async fn trace_request(
     }
 
     let mut trace_header = None;
+    let mut otel_cx = None;
     if !span.is_disabled() {
         let incoming = propagation::extract(request.headers());
         if let Some(parent) = incoming.parent {
@@ -143,6 +144,7 @@ pub async fn trace_request(
             ))
             .ok();
         }
+        otel_cx = Some(cx);
     }
 
     let mut response = next.run(request).instrument(span.clone()).await;
@@ -152,9 +154,10 @@ pub async fn trace_request(
         .extensions()
         .get::<MatchedPath>()
         .map(|p| p.as_str().to_owned());
-    if let Some(route) = &route {
+    if let (Some(route), Some(cx)) = (&route, &otel_cx) {
         span.record("http.route", route.as_str());
-        span.record("otel.name", format!("{method} {route}"));
+        // The span has started, so its name changes through OpenTelemetry.
+        cx.span().update_name(format!("{method} {route}"));
     }
     span.record("http.response.status_code", i64::from(status.as_u16()));
     if settings.http_dup_semconv {

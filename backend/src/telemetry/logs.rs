@@ -2,12 +2,10 @@
 //! here is what every log sink (console now) formats and ships.
 
 use std::fmt::{self, Write as _};
-use std::sync::OnceLock;
 
 use chrono::{SecondsFormat, Utc};
 use opentelemetry::trace::{TraceContextExt, TraceId};
 use serde_json::{Map, Value};
-use tracing::dispatcher::WeakDispatch;
 use tracing::field::{Field, Visit};
 use tracing::{Dispatch, Event, Subscriber};
 use tracing_subscriber::layer::Context;
@@ -75,7 +73,6 @@ impl Visit for Fields {
 pub struct ConsoleLogLayer {
     lines: QueueSender<String>,
     json: bool,
-    dispatch: OnceLock<WeakDispatch>,
 }
 
 impl ConsoleLogLayer {
@@ -85,11 +82,7 @@ impl ConsoleLogLayer {
             LogFormat::Pretty => false,
             LogFormat::Auto => !std::io::IsTerminal::is_terminal(&std::io::stdout()),
         };
-        ConsoleLogLayer {
-            lines,
-            json,
-            dispatch: OnceLock::new(),
-        }
+        ConsoleLogLayer { lines, json }
     }
 }
 
@@ -116,18 +109,12 @@ impl<S> tracing_subscriber::Layer<S> for ConsoleLogLayer
 where
     S: Subscriber + for<'a> LookupSpan<'a>,
 {
-    fn on_register_dispatch(&self, subscriber: &Dispatch) {
-        let _ = self.dispatch.set(subscriber.downgrade());
-    }
-
     fn on_event(&self, event: &Event<'_>, ctx: Context<'_, S>) {
         let mut fields = Fields::default();
         event.record(&mut fields);
-        let ids = self
-            .dispatch
-            .get()
-            .and_then(WeakDispatch::upgrade)
-            .and_then(|dispatch| trace_ids(event, &ctx, &dispatch));
+        // The global dispatcher (ours) is reachable even while it dispatches
+        // this event; under a scoped one there are simply no ids.
+        let ids = tracing::dispatcher::get_default(|dispatch| trace_ids(event, &ctx, dispatch));
         let meta = event.metadata();
         let timestamp = Utc::now().to_rfc3339_opts(SecondsFormat::Micros, true);
         let line = if self.json {

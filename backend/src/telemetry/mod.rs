@@ -42,15 +42,6 @@ pub enum TelemetryError {
     AlreadyInstalled,
 }
 
-const OTLP_QUEUE: QueueConfig = QueueConfig {
-    capacity: 65_536,
-    max_batch: 512,
-    flush_interval: Duration::from_secs(1),
-    attempt_timeout: Duration::from_secs(10),
-    max_attempts: 4,
-    initial_backoff: Duration::from_millis(200),
-};
-
 const CONSOLE_QUEUE: QueueConfig = QueueConfig {
     capacity: 16_384,
     max_batch: 256,
@@ -213,8 +204,12 @@ pub fn init(config: &TelemetryConfig) -> Result<Telemetry, TelemetryError> {
         );
         let stats = SinkStats::new("otlp", format!("{url} ({protocol})"));
         let queue = QueueConfig {
+            capacity: config.bsp_max_queue_size as usize,
+            max_batch: config.bsp_max_export_batch_size as usize,
+            flush_interval: config.bsp_schedule_delay,
             attempt_timeout: config.otlp_timeout,
-            ..OTLP_QUEUE
+            max_attempts: 4,
+            initial_backoff: Duration::from_millis(200),
         };
         let sender = queue::spawn(Arc::clone(&stats), queue, || {
             otlp::OtlpSink::new(

@@ -31,6 +31,23 @@ pub struct Incoming {
     pub trace_id: Option<TraceId>,
 }
 
+/// Whether the header's `Root=` is exactly `1-{8 hex}-{24 hex}`.
+fn has_valid_root(header: &str) -> bool {
+    header
+        .split(';')
+        .filter_map(|part| part.trim().strip_prefix("Root="))
+        .any(|root| {
+            let bytes = root.as_bytes();
+            bytes.len() == 35
+                && root.starts_with("1-")
+                && bytes[10] == b'-'
+                && bytes
+                    .iter()
+                    .enumerate()
+                    .all(|(i, b)| i < 2 || i == 10 || b.is_ascii_hexdigit())
+        })
+}
+
 pub fn extract(headers: &HeaderMap) -> Incoming {
     let carrier = Headers(headers);
     let with_baggage = |cx: &Context| BaggagePropagator::new().extract_with_context(cx, &carrier);
@@ -43,6 +60,7 @@ pub fn extract(headers: &HeaderMap) -> Incoming {
     }
     let xray = carrier
         .get(XRAY_HEADER)
+        .filter(|value| has_valid_root(value))
         .and_then(|value| span_context_from_str(value.trim()));
     match xray {
         Some(sc) if sc.is_valid() => {

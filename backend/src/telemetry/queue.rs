@@ -380,7 +380,7 @@ impl<T: Send + 'static, S: Sink<T>> Worker<T, S> {
             let outcome = match tokio::time::timeout(budget, self.sink.send(&payload)).await {
                 Ok(outcome) => outcome,
                 Err(_) => Err(SendError::retryable(format!(
-                    "no answer within {} ms",
+                    "timed out: no answer within {} ms",
                     budget.as_millis()
                 ))),
             };
