@@ -167,6 +167,8 @@ enum Control {
         deadline: Instant,
         done: std::sync::mpsc::Sender<()>,
     },
+    /// Every sender is gone.
+    Closed,
 }
 
 /// The request-path end of a queue: cheap to clone, never blocks.
@@ -192,6 +194,18 @@ impl<T> std::fmt::Debug for QueueSender<T> {
             .field("sink", &self.stats.name)
             .finish()
     }
+}
+
+/// How much sooner than its caller a worker gives up, so that its answer
+/// arrives before the caller stops waiting.
+const ANSWER_MARGIN: Duration = Duration::from_millis(50);
+
+fn worker_deadline(deadline: Instant) -> Instant {
+    let now = Instant::now();
+    deadline
+        .checked_sub(ANSWER_MARGIN)
+        .filter(|early| *early > now)
+        .unwrap_or(now)
 }
 
 /// A sink as the shutdown guard and the health check see it.
@@ -231,7 +245,10 @@ impl<T: Send + 'static> Flush for QueueSender<T> {
     fn begin_shutdown(&self, deadline: Instant) -> std::sync::mpsc::Receiver<()> {
         let (done, finished) = std::sync::mpsc::channel();
         // A worker that is already gone drops `done`, which also ends the wait.
-        let _ = self.control.send(Control::Shutdown { deadline, done });
+        let _ = self.control.send(Control::Shutdown {
+            deadline: worker_deadline(deadline),
+            done,
+        });
         finished
     }
 
@@ -269,6 +286,8 @@ where
         items: items_rx,
         control: control_rx,
         buffer: Vec::with_capacity(config.max_batch),
+        pending: None,
+        deadline: None,
     };
     std::thread::Builder::new()
         .name(format!("sink-{}", stats.name))
@@ -287,6 +306,33 @@ struct Worker<T, S> {
     items: mpsc::Receiver<T>,
     control: mpsc::UnboundedReceiver<Control>,
     buffer: Vec<T>,
+    /// A flush or shutdown that arrived while a batch was on its way.
+    pending: Option<Control>,
+    /// When set, no delivery may run past it.
+    deadline: Option<Instant>,
+}
+
+impl Control {
+    fn deadline(&self, attempt_timeout: Duration) -> Instant {
+        match self {
+            Control::Flush { deadline, .. } | Control::Shutdown { deadline, .. } => *deadline,
+            Control::Closed => Instant::now() + attempt_timeout,
+        }
+    }
+}
+
+/// Notes a flush or shutdown that arrives mid-delivery: the delivery now
+/// keeps its deadline, and the request is carried out next.
+fn note(
+    pending: &mut Option<Control>,
+    deadline: &mut Option<Instant>,
+    timeout: Duration,
+    control: Option<Control>,
+) {
+    let control = control.unwrap_or(Control::Closed);
+    let asked = control.deadline(timeout);
+    *deadline = Some(deadline.map_or(asked, |d| d.min(asked)));
+    *pending = Some(control);
 }
 
 impl<T: Send + 'static, S: Sink<T>> Worker<T, S> {
@@ -294,49 +340,67 @@ impl<T: Send + 'static, S: Sink<T>> Worker<T, S> {
         let mut ticker = tokio::time::interval(self.config.flush_interval);
         ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
+            if let Some(control) = self.pending.take() {
+                if self.obey(control).await {
+                    return;
+                }
+                continue;
+            }
             tokio::select! {
                 biased;
-                control = self.control.recv() => match control {
-                    Some(Control::Flush { deadline, done }) => {
-                        self.drain(deadline).await;
-                        let _ = done.send(());
-                    }
-                    Some(Control::Shutdown { deadline, done }) => {
-                        self.items.close();
-                        self.drain(deadline).await;
-                        let _ = done.send(());
+                control = self.control.recv() => {
+                    if self.obey(control.unwrap_or(Control::Closed)).await {
                         return;
                     }
-                    None => {
-                        // Every sender is gone: deliver what is left, then stop.
-                        self.items.close();
-                        self.drain(Instant::now() + self.config.attempt_timeout).await;
-                        return;
-                    }
-                },
+                }
                 item = self.items.recv() => match item {
                     Some(item) => {
                         self.buffer.push(item);
                         if self.buffer.len() >= self.config.max_batch {
-                            self.deliver(None).await;
+                            self.deliver().await;
                         }
                     }
                     None => {
-                        self.deliver(None).await;
+                        self.deliver().await;
                         return;
                     }
                 },
                 _ = ticker.tick() => {
                     if !self.buffer.is_empty() {
-                        self.deliver(None).await;
+                        self.deliver().await;
                     }
                 }
             }
         }
     }
 
+    /// Carries out a flush or shutdown; answers whether the worker stops.
+    async fn obey(&mut self, control: Control) -> bool {
+        let deadline = control.deadline(self.config.attempt_timeout);
+        match control {
+            Control::Flush { done, .. } => {
+                self.drain(deadline).await;
+                let _ = done.send(());
+                false
+            }
+            Control::Shutdown { done, .. } => {
+                self.items.close();
+                self.drain(deadline).await;
+                let _ = done.send(());
+                true
+            }
+            Control::Closed => {
+                // Every sender is gone: deliver what is left, then stop.
+                self.items.close();
+                self.drain(deadline).await;
+                true
+            }
+        }
+    }
+
     /// Delivers the buffer and everything queued now, batch by batch.
     async fn drain(&mut self, deadline: Instant) {
+        self.deadline = Some(self.deadline.map_or(deadline, |d| d.min(deadline)));
         loop {
             while self.buffer.len() < self.config.max_batch {
                 match self.items.try_recv() {
@@ -345,9 +409,9 @@ impl<T: Send + 'static, S: Sink<T>> Worker<T, S> {
                 }
             }
             if self.buffer.is_empty() {
-                return;
+                break;
             }
-            if Instant::now() >= deadline {
+            if self.deadline.is_some_and(|d| Instant::now() >= d) {
                 let mut left = self.buffer.len() as u64;
                 self.buffer.clear();
                 while self.items.try_recv().is_ok() {
@@ -355,34 +419,49 @@ impl<T: Send + 'static, S: Sink<T>> Worker<T, S> {
                 }
                 self.stats.count_drop(left);
                 eprintln!(
-                    "telemetry: sink {} reached its shutdown deadline with {left} items undelivered",
+                    "telemetry: sink {} reached its deadline with {left} items undelivered",
                     self.stats.name
                 );
-                return;
+                break;
             }
-            self.deliver(Some(deadline)).await;
+            self.deliver().await;
         }
+        self.deadline = None;
     }
 
     /// Sends the buffer as one batch, retrying retryable failures with
-    /// doubling backoff, never past `deadline`.
-    async fn deliver(&mut self, deadline: Option<Instant>) {
+    /// doubling backoff, never past the deadline.
+    async fn deliver(&mut self) {
         let batch: Vec<T> = std::mem::take(&mut self.buffer);
         self.buffer.reserve(self.config.max_batch);
         let size = batch.len();
         let payload = self.sink.encode(batch);
         let mut backoff = self.config.initial_backoff;
         for attempt in 1..=self.config.max_attempts {
-            let mut budget = self.config.attempt_timeout;
-            if let Some(deadline) = deadline {
-                budget = budget.min(deadline.saturating_duration_since(Instant::now()));
-            }
-            let outcome = match tokio::time::timeout(budget, self.sink.send(&payload)).await {
-                Ok(outcome) => outcome,
-                Err(_) => Err(SendError::retryable(format!(
-                    "timed out: no answer within {} ms",
-                    budget.as_millis()
-                ))),
+            let started = Instant::now();
+            let outcome = {
+                let send = self.sink.send(&payload);
+                tokio::pin!(send);
+                loop {
+                    let mut limit = started + self.config.attempt_timeout;
+                    if let Some(deadline) = self.deadline {
+                        limit = limit.min(deadline);
+                    }
+                    tokio::select! {
+                        biased;
+                        outcome = tokio::time::timeout_at(limit.into(), &mut send) => {
+                            break outcome.unwrap_or_else(|_| {
+                                Err(SendError::retryable(format!(
+                                    "timed out: no answer within {} ms",
+                                    limit.saturating_duration_since(started).as_millis()
+                                )))
+                            });
+                        }
+                        control = self.control.recv(), if self.pending.is_none() => {
+                            note(&mut self.pending, &mut self.deadline, self.config.attempt_timeout, control);
+                        }
+                    }
+                }
             };
             let err = match outcome {
                 Ok(()) => {
@@ -392,13 +471,204 @@ impl<T: Send + 'static, S: Sink<T>> Worker<T, S> {
                 Err(err) => err,
             };
             self.stats.record_error(&err.message);
-            let out_of_time = deadline.is_some_and(|d| Instant::now() + backoff >= d);
+            let wake = Instant::now() + backoff;
+            let out_of_time = self.deadline.is_some_and(|d| wake >= d);
             if !err.retryable || attempt == self.config.max_attempts || out_of_time {
                 break;
             }
-            tokio::time::sleep(backoff).await;
+            tokio::select! {
+                _ = tokio::time::sleep_until(wake.into()) => {}
+                control = self.control.recv(), if self.pending.is_none() => {
+                    note(&mut self.pending, &mut self.deadline, self.config.attempt_timeout, control);
+                }
+            }
             backoff *= 2;
         }
         self.stats.failed.fetch_add(size as u64, Ordering::Relaxed);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::AtomicUsize;
+
+    type Batches = Arc<Mutex<Vec<Vec<u32>>>>;
+
+    /// Records batches; fails the first `failures` attempts with `error`.
+    struct FakeSink {
+        batches: Batches,
+        attempts: Arc<AtomicUsize>,
+        failures: usize,
+        error: SendError,
+        gate: Option<Arc<tokio::sync::Notify>>,
+    }
+
+    impl Sink<u32> for FakeSink {
+        type Payload = Vec<u32>;
+
+        fn encode(&mut self, batch: Vec<u32>) -> Vec<u32> {
+            batch
+        }
+
+        async fn send(&mut self, payload: &Vec<u32>) -> Result<(), SendError> {
+            if let Some(gate) = &self.gate {
+                gate.notified().await;
+            }
+            let attempt = self.attempts.fetch_add(1, Ordering::SeqCst);
+            if attempt < self.failures {
+                return Err(self.error.clone());
+            }
+            self.batches.lock().unwrap().push(payload.clone());
+            Ok(())
+        }
+    }
+
+    const CONFIG: QueueConfig = QueueConfig {
+        capacity: 100,
+        max_batch: 10,
+        flush_interval: Duration::from_secs(3600),
+        attempt_timeout: Duration::from_secs(5),
+        max_attempts: 3,
+        initial_backoff: Duration::from_millis(1),
+    };
+
+    fn start(
+        config: QueueConfig,
+        failures: usize,
+        error: SendError,
+        gate: Option<Arc<tokio::sync::Notify>>,
+    ) -> (QueueSender<u32>, Batches, Arc<AtomicUsize>) {
+        let batches = Arc::new(Mutex::new(Vec::new()));
+        let attempts = Arc::new(AtomicUsize::new(0));
+        let sink = FakeSink {
+            batches: Arc::clone(&batches),
+            attempts: Arc::clone(&attempts),
+            failures,
+            error,
+            gate,
+        };
+        let sender = spawn(SinkStats::new("fake", "memory".into()), config, move || {
+            Ok::<_, std::io::Error>(sink)
+        })
+        .unwrap();
+        (sender, batches, attempts)
+    }
+
+    fn shutdown(sender: &QueueSender<u32>, within: Duration) -> bool {
+        sender
+            .begin_shutdown(Instant::now() + within)
+            .recv_timeout(within)
+            .is_ok()
+    }
+
+    #[test]
+    fn batches_are_full_and_shutdown_delivers_the_rest_in_order() {
+        let (sender, batches, _) = start(CONFIG, 0, SendError::retryable("x"), None);
+        for item in 0..25 {
+            sender.try_send(item);
+        }
+        assert!(shutdown(&sender, Duration::from_secs(5)));
+        let batches = batches.lock().unwrap();
+        assert!(batches.iter().all(|b| b.len() <= 10));
+        assert_eq!(batches.concat(), (0..25).collect::<Vec<_>>());
+        let report = sender.stats().report();
+        assert_eq!((report.exported, report.dropped, report.failed), (25, 0, 0));
+        assert!(report.last_success.is_some());
+    }
+
+    #[test]
+    fn a_full_queue_drops_and_counts() {
+        let gate = Arc::new(tokio::sync::Notify::new());
+        let config = QueueConfig {
+            capacity: 5,
+            max_batch: 1,
+            ..CONFIG
+        };
+        let (sender, _, _) = start(
+            config,
+            0,
+            SendError::retryable("x"),
+            Some(Arc::clone(&gate)),
+        );
+        for item in 0..50 {
+            sender.try_send(item);
+        }
+        let report = sender.stats().report();
+        // At most the queue plus the batch in the worker's hands survive.
+        assert!(report.dropped >= 50 - 5 - 1, "{report:?}");
+        for _ in 0..10 {
+            gate.notify_one();
+        }
+    }
+
+    #[test]
+    fn retryable_failures_are_retried_then_delivered() {
+        let (sender, batches, attempts) = start(CONFIG, 2, SendError::retryable("503"), None);
+        sender.try_send(7);
+        assert!(shutdown(&sender, Duration::from_secs(5)));
+        assert_eq!(attempts.load(Ordering::SeqCst), 3);
+        assert_eq!(*batches.lock().unwrap(), vec![vec![7]]);
+        let report = sender.stats().report();
+        assert_eq!((report.exported, report.failed), (1, 0));
+        assert_eq!(report.last_error.as_deref(), Some("503"));
+    }
+
+    #[test]
+    fn retries_are_bounded_and_counted_as_failed() {
+        let (sender, batches, attempts) =
+            start(CONFIG, usize::MAX, SendError::retryable("500"), None);
+        sender.try_send(1);
+        sender.try_send(2);
+        assert!(shutdown(&sender, Duration::from_secs(5)));
+        assert_eq!(attempts.load(Ordering::SeqCst), 3);
+        assert!(batches.lock().unwrap().is_empty());
+        assert_eq!(sender.stats().report().failed, 2);
+    }
+
+    #[test]
+    fn a_rejected_batch_is_not_retried() {
+        let rejected = SendError {
+            message: "400".into(),
+            retryable: false,
+        };
+        let (sender, _, attempts) = start(CONFIG, usize::MAX, rejected, None);
+        sender.try_send(1);
+        assert!(shutdown(&sender, Duration::from_secs(5)));
+        assert_eq!(attempts.load(Ordering::SeqCst), 1);
+        assert_eq!(sender.stats().report().failed, 1);
+    }
+
+    #[test]
+    fn shutdown_keeps_its_deadline_when_the_sink_hangs() {
+        let gate = Arc::new(tokio::sync::Notify::new());
+        let (sender, _, _) = start(CONFIG, 0, SendError::retryable("x"), Some(gate));
+        for item in 0..30 {
+            sender.try_send(item);
+        }
+        let started = Instant::now();
+        let finished = shutdown(&sender, Duration::from_millis(300));
+        assert!(
+            started.elapsed() < Duration::from_secs(2),
+            "{:?}",
+            started.elapsed()
+        );
+        assert!(finished, "the worker gives up at the deadline and answers");
+        let report = sender.stats().report();
+        assert_eq!(report.exported, 0);
+        assert_eq!(report.failed + report.dropped, 30, "{report:?}");
+    }
+
+    #[test]
+    fn flush_delivers_a_partial_batch() {
+        let config = QueueConfig {
+            flush_interval: Duration::from_millis(20),
+            ..CONFIG
+        };
+        let (sender, batches, _) = start(config, 0, SendError::retryable("x"), None);
+        sender.try_send(1);
+        assert!(sender.flush(Instant::now() + Duration::from_secs(5)));
+        assert_eq!(*batches.lock().unwrap(), vec![vec![1]]);
+        assert!(shutdown(&sender, Duration::from_secs(5)));
     }
 }
