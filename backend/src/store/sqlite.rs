@@ -5,6 +5,7 @@ use std::path::Path;
 use std::sync::{Arc, Mutex, PoisonError};
 
 use chrono::{DateTime, Utc};
+use rusqlite::config::DbConfig;
 use rusqlite::types::Type;
 use rusqlite::{Connection, OpenFlags, OptionalExtension, Row, Transaction, params};
 use tracing::Span;
@@ -332,6 +333,16 @@ pub enum OpenError {
 /// Statements kept prepared per connection: every query of this file fits.
 const STATEMENT_CACHE: usize = 64;
 
+/// Keeps prepared statements prepared. SQLite built with STAT4 (as the
+/// bundled one is) re-plans a statement whenever a value bound in a range
+/// constraint changes, and every feed query binds "now": without the query
+/// planner stability guarantee each request parsed and planned its SQL again.
+fn tune(conn: &Connection) -> rusqlite::Result<()> {
+    conn.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
+    conn.set_db_config(DbConfig::SQLITE_DBCONFIG_ENABLE_QPSG, true)?;
+    conn.busy_timeout(std::time::Duration::from_secs(5))
+}
+
 #[derive(Clone)]
 pub struct SqliteStore {
     /// Writes go through one connection on the blocking pool: a commit may
@@ -373,9 +384,7 @@ impl SqliteStore {
         };
         conn.pragma_update(None, "foreign_keys", "ON")
             .map_err(open_error)?;
-        conn.busy_timeout(std::time::Duration::from_secs(5))
-            .map_err(open_error)?;
-        conn.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
+        tune(&conn).map_err(open_error)?;
         migrate(&mut conn).map_err(open_error)?;
         seed::seed_if_empty(&mut conn, now).map_err(open_error)?;
         let writer = Arc::new(Mutex::new(conn));
@@ -387,10 +396,7 @@ impl SqliteStore {
                 OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
             )
             .map_err(open_error)?;
-            reader
-                .busy_timeout(std::time::Duration::from_secs(5))
-                .map_err(open_error)?;
-            reader.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
+            tune(&reader).map_err(open_error)?;
             Arc::new(Mutex::new(reader))
         };
         Ok(SqliteStore { writer, reader })

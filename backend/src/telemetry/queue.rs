@@ -171,9 +171,36 @@ enum Control {
     Closed,
 }
 
+/// The items waiting for a worker. Producers push under a short lock and
+/// wake the worker only when a full batch is waiting; otherwise it wakes on
+/// its interval. Waking it per item cost a thread switch per span.
+struct Waiting<T> {
+    items: Mutex<Vec<T>>,
+    capacity: usize,
+    max_batch: usize,
+    batch_ready: tokio::sync::Notify,
+    closed: AtomicBool,
+}
+
+impl<T> Waiting<T> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Vec<T>> {
+        self.items.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Moves up to `room` of the oldest items into `batch`.
+    fn take_into(&self, batch: &mut Vec<T>, room: usize) {
+        let mut items = self.lock();
+        if items.len() <= room {
+            batch.append(&mut items);
+        } else {
+            batch.extend(items.drain(..room));
+        }
+    }
+}
+
 /// The request-path end of a queue: cheap to clone, never blocks.
 pub struct QueueSender<T> {
-    items: mpsc::Sender<T>,
+    waiting: Arc<Waiting<T>>,
     control: mpsc::UnboundedSender<Control>,
     stats: Arc<SinkStats>,
 }
@@ -181,7 +208,7 @@ pub struct QueueSender<T> {
 impl<T> Clone for QueueSender<T> {
     fn clone(&self) -> Self {
         QueueSender {
-            items: self.items.clone(),
+            waiting: Arc::clone(&self.waiting),
             control: self.control.clone(),
             stats: Arc::clone(&self.stats),
         }
@@ -219,8 +246,22 @@ pub trait Flush: Send + Sync {
 impl<T: Send + 'static> QueueSender<T> {
     /// Queues `item`, or drops and counts it when the queue is full or closed.
     pub fn try_send(&self, item: T) {
-        if self.items.try_send(item).is_err() {
+        let waiting = &*self.waiting;
+        if waiting.closed.load(Ordering::Relaxed) {
             self.stats.count_drop(1);
+            return;
+        }
+        let mut items = waiting.lock();
+        if items.len() >= waiting.capacity {
+            drop(items);
+            self.stats.count_drop(1);
+            return;
+        }
+        items.push(item);
+        let full_batch = items.len() == waiting.max_batch;
+        drop(items);
+        if full_batch {
+            waiting.batch_ready.notify_one();
         }
     }
 
@@ -230,7 +271,10 @@ impl<T: Send + 'static> QueueSender<T> {
         let (done, finished) = std::sync::mpsc::channel();
         if self
             .control
-            .send(Control::Flush { deadline, done })
+            .send(Control::Flush {
+                deadline: worker_deadline(deadline),
+                done,
+            })
             .is_err()
         {
             return true;
@@ -277,13 +321,19 @@ where
         let _entered = runtime.enter();
         make_sink()?
     };
-    let (items_tx, items_rx) = mpsc::channel(config.capacity);
+    let waiting = Arc::new(Waiting {
+        items: Mutex::new(Vec::with_capacity(config.max_batch)),
+        capacity: config.capacity,
+        max_batch: config.max_batch,
+        batch_ready: tokio::sync::Notify::new(),
+        closed: AtomicBool::new(false),
+    });
     let (control_tx, control_rx) = mpsc::unbounded_channel();
     let worker = Worker {
         sink,
         config,
         stats: Arc::clone(&stats),
-        items: items_rx,
+        waiting: Arc::clone(&waiting),
         control: control_rx,
         buffer: Vec::with_capacity(config.max_batch),
         pending: None,
@@ -293,7 +343,7 @@ where
         .name(format!("sink-{}", stats.name))
         .spawn(move || runtime.block_on(worker.run()))?;
     Ok(QueueSender {
-        items: items_tx,
+        waiting,
         control: control_tx,
         stats,
     })
@@ -303,7 +353,7 @@ struct Worker<T, S> {
     sink: S,
     config: QueueConfig,
     stats: Arc<SinkStats>,
-    items: mpsc::Receiver<T>,
+    waiting: Arc<Waiting<T>>,
     control: mpsc::UnboundedReceiver<Control>,
     buffer: Vec<T>,
     /// A flush or shutdown that arrived while a batch was on its way.
@@ -337,7 +387,8 @@ fn note(
 
 impl<T: Send + 'static, S: Sink<T>> Worker<T, S> {
     async fn run(mut self) {
-        let mut ticker = tokio::time::interval(self.config.flush_interval);
+        let period = self.config.flush_interval;
+        let mut ticker = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
         ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             if let Some(control) = self.pending.take() {
@@ -353,19 +404,18 @@ impl<T: Send + 'static, S: Sink<T>> Worker<T, S> {
                         return;
                     }
                 }
-                item = self.items.recv() => match item {
-                    Some(item) => {
-                        self.buffer.push(item);
-                        if self.buffer.len() >= self.config.max_batch {
-                            self.deliver().await;
+                () = self.waiting.batch_ready.notified() => {
+                    // Every full batch now; a partial one waits for the interval.
+                    loop {
+                        self.fill();
+                        if self.buffer.len() < self.config.max_batch {
+                            break;
                         }
-                    }
-                    None => {
                         self.deliver().await;
-                        return;
                     }
-                },
+                }
                 _ = ticker.tick() => {
+                    self.fill();
                     if !self.buffer.is_empty() {
                         self.deliver().await;
                     }
@@ -384,17 +434,25 @@ impl<T: Send + 'static, S: Sink<T>> Worker<T, S> {
                 false
             }
             Control::Shutdown { done, .. } => {
-                self.items.close();
+                self.waiting.closed.store(true, Ordering::Relaxed);
                 self.drain(deadline).await;
                 let _ = done.send(());
                 true
             }
             Control::Closed => {
                 // Every sender is gone: deliver what is left, then stop.
-                self.items.close();
+                self.waiting.closed.store(true, Ordering::Relaxed);
                 self.drain(deadline).await;
                 true
             }
+        }
+    }
+
+    /// Tops the current batch up from the waiting items.
+    fn fill(&mut self) {
+        let room = self.config.max_batch.saturating_sub(self.buffer.len());
+        if room > 0 {
+            self.waiting.take_into(&mut self.buffer, room);
         }
     }
 
@@ -402,21 +460,14 @@ impl<T: Send + 'static, S: Sink<T>> Worker<T, S> {
     async fn drain(&mut self, deadline: Instant) {
         self.deadline = Some(self.deadline.map_or(deadline, |d| d.min(deadline)));
         loop {
-            while self.buffer.len() < self.config.max_batch {
-                match self.items.try_recv() {
-                    Ok(item) => self.buffer.push(item),
-                    Err(_) => break,
-                }
-            }
+            self.fill();
             if self.buffer.is_empty() {
                 break;
             }
             if self.deadline.is_some_and(|d| Instant::now() >= d) {
-                let mut left = self.buffer.len() as u64;
+                let left = (self.buffer.len() + self.waiting.lock().len()) as u64;
                 self.buffer.clear();
-                while self.items.try_recv().is_ok() {
-                    left += 1;
-                }
+                self.waiting.lock().clear();
                 self.stats.count_drop(left);
                 eprintln!(
                     "telemetry: sink {} reached its deadline with {left} items undelivered",
