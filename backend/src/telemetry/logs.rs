@@ -3,11 +3,11 @@
 
 use std::fmt::{self, Write as _};
 
-use chrono::{SecondsFormat, Utc};
+use chrono::{DateTime, SecondsFormat, Utc};
 use opentelemetry::trace::{TraceContextExt, TraceId};
 use serde_json::{Map, Value};
 use tracing::field::{Field, Visit};
-use tracing::{Dispatch, Event, Subscriber};
+use tracing::{Dispatch, Event, Level, Subscriber};
 use tracing_subscriber::layer::Context;
 use tracing_subscriber::registry::LookupSpan;
 
@@ -69,6 +69,85 @@ impl Visit for Fields {
     }
 }
 
+/// One log event with the trace it belongs to: what every log sink formats
+/// and ships.
+pub struct LogRecord {
+    pub timestamp: DateTime<Utc>,
+    pub level: Level,
+    pub target: &'static str,
+    pub message: String,
+    pub fields: Map<String, Value>,
+    pub ids: Option<TraceIds>,
+}
+
+impl LogRecord {
+    /// Reads an event, and finds its trace through the global dispatcher
+    /// (reachable even while it dispatches this event; under a scoped one
+    /// there are simply no ids).
+    pub fn from_event<S>(event: &Event<'_>, ctx: &Context<'_, S>) -> LogRecord
+    where
+        S: Subscriber + for<'a> LookupSpan<'a>,
+    {
+        let mut fields = Fields::default();
+        event.record(&mut fields);
+        let meta = event.metadata();
+        LogRecord {
+            timestamp: Utc::now(),
+            level: *meta.level(),
+            target: meta.target(),
+            message: fields.message,
+            fields: fields.fields,
+            ids: tracing::dispatcher::get_default(|dispatch| trace_ids(event, ctx, dispatch)),
+        }
+    }
+
+    /// One JSON object: timestamp, level, target, message, fields, and
+    /// `trace_id`, `span_id`, `xray_trace_id` when traced.
+    pub fn to_json(&self) -> String {
+        let mut record = Map::new();
+        record.insert(
+            "timestamp".into(),
+            self.timestamp
+                .to_rfc3339_opts(SecondsFormat::Micros, true)
+                .into(),
+        );
+        record.insert("level".into(), self.level.as_str().into());
+        record.insert("target".into(), self.target.into());
+        record.insert("message".into(), self.message.clone().into());
+        record.insert("fields".into(), Value::Object(self.fields.clone()));
+        if let Some(ids) = &self.ids {
+            record.insert("trace_id".into(), format!("{:032x}", ids.trace_id).into());
+            record.insert("span_id".into(), format!("{:016x}", ids.span_id).into());
+            record.insert("xray_trace_id".into(), xray_trace_id(ids.trace_id).into());
+        }
+        Value::Object(record).to_string()
+    }
+
+    /// One readable line: time, level, target, message, fields, ids.
+    pub fn to_pretty(&self) -> String {
+        let mut line = format!(
+            "{} {:>5} {}: {}",
+            self.timestamp.to_rfc3339_opts(SecondsFormat::Micros, true),
+            self.level,
+            self.target,
+            self.message
+        );
+        for (key, value) in &self.fields {
+            let _ = write!(line, " {key}={value}");
+        }
+        if let Some(ids) = &self.ids {
+            let _ = write!(
+                line,
+                " trace_id={:032x} span_id={:016x} xray_trace_id={}",
+                ids.trace_id,
+                ids.span_id,
+                xray_trace_id(ids.trace_id)
+            );
+        }
+        line
+    }
+}
+
 /// A tracing layer that formats each event it sees and queues the line.
 pub struct ConsoleLogLayer {
     lines: QueueSender<String>,
@@ -110,46 +189,11 @@ where
     S: Subscriber + for<'a> LookupSpan<'a>,
 {
     fn on_event(&self, event: &Event<'_>, ctx: Context<'_, S>) {
-        let mut fields = Fields::default();
-        event.record(&mut fields);
-        // The global dispatcher (ours) is reachable even while it dispatches
-        // this event; under a scoped one there are simply no ids.
-        let ids = tracing::dispatcher::get_default(|dispatch| trace_ids(event, &ctx, dispatch));
-        let meta = event.metadata();
-        let timestamp = Utc::now().to_rfc3339_opts(SecondsFormat::Micros, true);
+        let record = LogRecord::from_event(event, &ctx);
         let line = if self.json {
-            let mut record = Map::new();
-            record.insert("timestamp".into(), timestamp.into());
-            record.insert("level".into(), meta.level().as_str().into());
-            record.insert("target".into(), meta.target().into());
-            record.insert("message".into(), fields.message.into());
-            record.insert("fields".into(), Value::Object(fields.fields));
-            if let Some(ids) = ids {
-                record.insert("trace_id".into(), format!("{:032x}", ids.trace_id).into());
-                record.insert("span_id".into(), format!("{:016x}", ids.span_id).into());
-                record.insert("xray_trace_id".into(), xray_trace_id(ids.trace_id).into());
-            }
-            Value::Object(record).to_string()
+            record.to_json()
         } else {
-            let mut line = format!(
-                "{timestamp} {:>5} {}: {}",
-                meta.level(),
-                meta.target(),
-                fields.message
-            );
-            for (key, value) in &fields.fields {
-                let _ = write!(line, " {key}={value}");
-            }
-            if let Some(ids) = ids {
-                let _ = write!(
-                    line,
-                    " trace_id={:032x} span_id={:016x} xray_trace_id={}",
-                    ids.trace_id,
-                    ids.span_id,
-                    xray_trace_id(ids.trace_id)
-                );
-            }
-            line
+            record.to_pretty()
         };
         self.lines.try_send(line);
     }
