@@ -4,3 +4,4 @@
 pub mod app;
 pub mod otlp;
 pub mod server;
+pub mod xray;

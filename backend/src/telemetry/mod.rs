@@ -11,6 +11,7 @@ mod logs;
 mod otlp;
 pub mod propagation;
 pub mod queue;
+pub mod xray;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -51,10 +52,11 @@ const CONSOLE_QUEUE: QueueConfig = QueueConfig {
     initial_backoff: Duration::from_millis(0),
 };
 
-/// A span processor that hands finished, sampled spans to a queue.
+/// A span processor that hands finished, sampled spans to a queue, as
+/// `convert` makes them (or skips them, answering `None`).
 struct QueueSpanProcessor<T> {
     queue: QueueSender<T>,
-    convert: fn(SpanData) -> T,
+    convert: fn(SpanData) -> Option<T>,
 }
 
 impl<T: Send + 'static> std::fmt::Debug for QueueSpanProcessor<T> {
@@ -67,8 +69,10 @@ impl<T: Send + 'static> SpanProcessor for QueueSpanProcessor<T> {
     fn on_start(&self, _span: &mut opentelemetry_sdk::trace::Span, _cx: &opentelemetry::Context) {}
 
     fn on_end(&self, span: SpanData) {
-        if span.span_context.is_sampled() {
-            self.queue.try_send((self.convert)(span));
+        if span.span_context.is_sampled()
+            && let Some(item) = (self.convert)(span)
+        {
+            self.queue.try_send(item);
         }
     }
 
@@ -161,6 +165,54 @@ fn resource(config: &TelemetryConfig) -> Resource {
         .build()
 }
 
+const XRAY_QUEUE: QueueConfig = QueueConfig {
+    capacity: 65_536,
+    max_batch: 256,
+    flush_interval: Duration::from_secs(1),
+    attempt_timeout: Duration::from_secs(2),
+    max_attempts: 1,
+    initial_backoff: Duration::from_millis(0),
+};
+
+/// The X-Ray daemon sink, with its start-up line.
+fn xray_sink(
+    config: &TelemetryConfig,
+) -> Result<(QueueSender<SpanData>, Arc<SinkStats>), TelemetryError> {
+    let xray = &config.xray;
+    let address = xray
+        .daemon_address
+        .clone()
+        .unwrap_or(xray::daemon::DaemonAddress {
+            host: "127.0.0.1".into(),
+            port: 2000,
+        });
+    let naming = xray::translate::Naming {
+        fallback: xray
+            .tracing_name
+            .clone()
+            .unwrap_or_else(|| config.service_name.clone()),
+        pattern: xray.url_pattern.clone(),
+    };
+    let sampling = match &xray.sampling_rules {
+        Some(file) => format!("rules from {} ({} rules)", file.path, file.rules.len()),
+        None => "default rule (1/s, then 5%)".to_owned(),
+    };
+    eprintln!(
+        "telemetry: xray on: daemon udp {address}, segments named {:?}{}, sampling {sampling}",
+        naming.fallback,
+        naming
+            .pattern
+            .as_ref()
+            .map(|p| format!(" or the host matching {p:?}"))
+            .unwrap_or_default()
+    );
+    let stats = SinkStats::new("xray", format!("udp://{address} (daemon)"));
+    let sender = queue::spawn(Arc::clone(&stats), XRAY_QUEUE, || {
+        Ok::<_, TelemetryError>(xray::daemon::DaemonSink::new(address, naming))
+    })?;
+    Ok((sender, stats))
+}
+
 /// Starts every configured sink and installs the global subscriber. Prints
 /// one line per sink saying where it sends or why it is off.
 pub fn init(config: &TelemetryConfig) -> Result<Telemetry, TelemetryError> {
@@ -178,10 +230,24 @@ pub fn init(config: &TelemetryConfig) -> Result<Telemetry, TelemetryError> {
     let resource = resource(config);
     let mut entries = Vec::new();
     let mut sinks: Vec<Box<dyn Flush>> = Vec::new();
-    let mut provider = SdkTracerProvider::builder()
+    let xray_on = config.xray.enabled();
+    let provider = SdkTracerProvider::builder()
         .with_id_generator(ids::XrayIdGenerator::default())
-        .with_sampler(sampler(config))
         .with_resource(resource.clone());
+    let mut provider = match (&xray_on, &config.xray.sampling_rules) {
+        (Ok(()), rules) => {
+            let rules = rules.as_ref().map_or_else(
+                || vec![xray::sampling::Rule::default_rule()],
+                |file| file.rules.clone(),
+            );
+            provider.with_sampler(xray::sampling::XraySampler::new(
+                Box::new(sampler(config)),
+                xray::sampling::RuleSampler::new(rules, Box::new(xray::sampling::SystemClock)),
+                config.service_name.clone(),
+            ))
+        }
+        (Err(_), _) => provider.with_sampler(sampler(config)),
+    };
 
     if exporters.contains(&TracesExporter::Otlp) {
         let url = config.otlp_traces_url().unwrap_or_default();
@@ -222,7 +288,7 @@ pub fn init(config: &TelemetryConfig) -> Result<Telemetry, TelemetryError> {
         })?;
         provider = provider.with_span_processor(QueueSpanProcessor {
             queue: sender.clone(),
-            convert: std::convert::identity,
+            convert: Some,
         });
         sinks.push(Box::new(sender));
         entries.push(SinkEntry::On(stats));
@@ -239,6 +305,28 @@ pub fn init(config: &TelemetryConfig) -> Result<Telemetry, TelemetryError> {
             name: "otlp",
             reason,
         });
+    }
+
+    match xray_on {
+        Ok(()) => {
+            let (sender, stats) = xray_sink(config)?;
+            provider = provider.with_span_processor(QueueSpanProcessor {
+                queue: sender.clone(),
+                convert: |span| {
+                    xray::sampling::sampled_for_xray(span.span_context.trace_state())
+                        .then_some(span)
+                },
+            });
+            sinks.push(Box::new(sender));
+            entries.push(SinkEntry::On(stats));
+        }
+        Err(reason) => {
+            eprintln!("telemetry: xray off ({reason})");
+            entries.push(SinkEntry::Off {
+                name: "xray",
+                reason: reason.to_owned(),
+            });
+        }
     }
 
     let console_spans = exporters.contains(&TracesExporter::Console);
@@ -268,11 +356,11 @@ pub fn init(config: &TelemetryConfig) -> Result<Telemetry, TelemetryError> {
     if let (true, Some(lines)) = (console_spans, &console) {
         provider = provider.with_span_processor(QueueSpanProcessor {
             queue: lines.clone(),
-            convert: |span| console::span_line(&span),
+            convert: |span| Some(console::span_line(&span)),
         });
     }
 
-    let traced = !exporters.is_empty() || logs_on;
+    let traced = !exporters.is_empty() || logs_on || config.xray.enabled().is_ok();
     let provider = provider.build();
     let otel_layer = traced.then(|| {
         tracing_opentelemetry::layer()
