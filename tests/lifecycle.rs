@@ -45,6 +45,13 @@ fn help_lists_every_setting_with_its_variable() {
         "OTEL_SDK_DISABLED",
         "HONEYCOMB_API_KEY",
         "OTEL_SEMCONV_STABILITY_OPT_IN",
+        "AWS_XRAY_SDK_ENABLED",
+        "AWS_XRAY_DAEMON_ADDRESS",
+        "AWS_XRAY_URL",
+        "AWS_XRAY_TRACING_NAME",
+        "XRAY_MODE",
+        "XRAY_OTLP_ENDPOINT",
+        "XRAY_SAMPLING_RULES",
         "LOG_FORMAT",
         "RUST_LOG",
     ] {

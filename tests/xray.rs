@@ -349,3 +349,186 @@ fn bad_x_ray_settings_stop_start_up() {
         assert!(stderr.contains(variable), "{stderr}");
     }
 }
+
+/// A stand-in for X-Ray's OTLP endpoint: it recomputes each request's SigV4
+/// signature with the credentials it was given and refuses a mismatch.
+struct SignedOtlpEndpoint {
+    url: String,
+    accepted:
+        std::sync::Arc<std::sync::Mutex<Vec<opentelemetry_proto::tonic::trace::v1::ResourceSpans>>>,
+    refused: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for SignedOtlpEndpoint {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+fn expected_authorization(
+    secret: &str,
+    url: &str,
+    amz_date: &str,
+    content_type: &str,
+    body: &[u8],
+) -> String {
+    use aws_sigv4::http_request::{SignableBody, SignableRequest, SigningSettings, sign};
+    let time = chrono::NaiveDateTime::parse_from_str(amz_date, "%Y%m%dT%H%M%SZ")
+        .unwrap()
+        .and_utc();
+    let identity: aws_smithy_runtime_api::client::identity::Identity =
+        aws_credential_types::Credentials::new("AKIDTEST", secret, None, None, "test").into();
+    let params = aws_sigv4::sign::v4::SigningParams::builder()
+        .identity(&identity)
+        .region("us-east-1")
+        .name("xray")
+        .time(time.into())
+        .settings(SigningSettings::default())
+        .build()
+        .unwrap()
+        .into();
+    let request = SignableRequest::new(
+        "POST",
+        url,
+        std::iter::once(("content-type", content_type)),
+        SignableBody::Bytes(body),
+    )
+    .unwrap();
+    let (instructions, _) = sign(request, &params).unwrap().into_parts();
+    instructions
+        .headers()
+        .find(|(name, _)| *name == "authorization")
+        .map(|(_, value)| value.to_owned())
+        .unwrap()
+}
+
+impl SignedOtlpEndpoint {
+    async fn start(secret: &'static str) -> SignedOtlpEndpoint {
+        use axum::body::Bytes;
+        use axum::http::{HeaderMap, StatusCode};
+        use prost::Message;
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}/v1/traces", listener.local_addr().unwrap());
+        let accepted = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let refused = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let app = {
+            let (url, accepted, refused) = (url.clone(), accepted.clone(), refused.clone());
+            axum::Router::new().route(
+                "/v1/traces",
+                axum::routing::post(move |headers: HeaderMap, body: Bytes| async move {
+                    let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok()).unwrap_or("").to_owned();
+                    let expected = expected_authorization(
+                        secret,
+                        &url,
+                        &header("x-amz-date"),
+                        &header("content-type"),
+                        &body,
+                    );
+                    if header("authorization") != expected {
+                        refused.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                        return StatusCode::FORBIDDEN;
+                    }
+                    let request =
+                        opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest::decode(body)
+                            .expect("OTLP protobuf");
+                    accepted.lock().unwrap().extend(request.resource_spans);
+                    StatusCode::OK
+                }),
+            )
+        };
+        let task = tokio::spawn(async move {
+            axum::serve(listener, app).await.unwrap();
+        });
+        SignedOtlpEndpoint {
+            url,
+            accepted,
+            refused,
+            task,
+        }
+    }
+
+    fn span_names(&self) -> Vec<String> {
+        self.accepted
+            .lock()
+            .unwrap()
+            .iter()
+            .flat_map(|r| r.scope_spans.iter())
+            .flat_map(|s| s.spans.iter())
+            .map(|s| s.name.clone())
+            .collect()
+    }
+}
+
+fn otlp_mode_env<'a>(endpoint: &'a SignedOtlpEndpoint, rules: &'a str) -> Vec<(&'a str, &'a str)> {
+    vec![
+        ("XRAY_MODE", "otlp"),
+        ("XRAY_OTLP_ENDPOINT", endpoint.url.as_str()),
+        ("XRAY_SAMPLING_RULES", rules),
+        ("AWS_REGION", "us-east-1"),
+        ("AWS_ACCESS_KEY_ID", "AKIDTEST"),
+        ("AWS_SECRET_ACCESS_KEY", "right-secret"),
+        ("AWS_EC2_METADATA_DISABLED", "true"),
+        ("OTEL_BSP_SCHEDULE_DELAY", "50"),
+    ]
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn otlp_mode_signs_with_sigv4() {
+    let endpoint = SignedOtlpEndpoint::start("right-secret").await;
+    let dir = tempfile::tempdir().unwrap();
+    let rules = rules_file(&dir, 1.0);
+    let server = Server::start(&otlp_mode_env(&endpoint, &rules));
+    let response = reqwest::get(server.url("/api/activities/home"))
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    let server = stop(server).await;
+    assert_eq!(
+        endpoint.refused.load(std::sync::atomic::Ordering::SeqCst),
+        0,
+        "{}",
+        server.stderr()
+    );
+    let names = endpoint.span_names();
+    assert!(
+        names.contains(&"GET /api/activities/home".to_owned()),
+        "{names:?}"
+    );
+    assert!(names.contains(&"home_activities".to_owned()));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn otlp_mode_with_a_wrong_signature_is_refused_and_counted() {
+    let endpoint = SignedOtlpEndpoint::start("another-secret").await;
+    let dir = tempfile::tempdir().unwrap();
+    let rules = rules_file(&dir, 1.0);
+    let server = Server::start(&otlp_mode_env(&endpoint, &rules));
+    let client = reqwest::Client::new();
+    let mut report = Value::Null;
+    for _ in 0..40 {
+        assert_eq!(
+            client
+                .get(server.url("/api/activities/home"))
+                .send()
+                .await
+                .unwrap()
+                .status(),
+            200
+        );
+        report = health(&client, &server).await;
+        if report["sinks"]["xray"]["failed"].as_u64() > Some(0) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(
+        report["sinks"]["xray"]["last_error"]
+            .as_str()
+            .unwrap_or("")
+            .contains("403"),
+        "{report}"
+    );
+    assert!(endpoint.span_names().is_empty());
+    stop(server).await;
+}

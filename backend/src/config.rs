@@ -170,6 +170,12 @@ pub struct XrayConfig {
         value_name = "AWS_XRAY_TRACING_NAME"
     )]
     pub tracing_name: Option<String>,
+    /// How segments reach X-Ray: `daemon` (UDP, the default), `api` (PutTraceSegments) or `otlp` (X-Ray's OTLP endpoint, SigV4)
+    #[arg(long = "xray-mode", env = "XRAY_MODE", value_name = "XRAY_MODE")]
+    pub mode: Option<XrayMode>,
+    /// X-Ray's OTLP endpoint for XRAY_MODE=otlp; default https://xray.{region}.amazonaws.com/v1/traces
+    #[arg(id = "xray_otlp_endpoint", long = "xray-otlp-endpoint", env = "XRAY_OTLP_ENDPOINT", value_name = "XRAY_OTLP_ENDPOINT", value_parser = parse_url)]
+    pub otlp_endpoint: Option<Uri>,
     /// Sampling rules: the `SamplingRule` JSON of `aws xray create-sampling-rule`, or the SDKs' local rules file; default 1 request/s then 5%
     #[arg(long = "xray-sampling-rules", env = "XRAY_SAMPLING_RULES", value_name = "XRAY_SAMPLING_RULES", value_parser = parse_rules_file)]
     pub sampling_rules: Option<SamplingRules>,
@@ -197,14 +203,24 @@ impl XrayConfig {
         if !self.sdk_enabled {
             return Err("AWS_XRAY_SDK_ENABLED=false");
         }
-        if self.daemon_address.is_none()
+        if self.mode.is_none()
+            && self.daemon_address.is_none()
             && self.url_pattern.is_none()
             && self.sampling_rules.is_none()
         {
-            return Err("AWS_XRAY_DAEMON_ADDRESS, AWS_XRAY_URL and XRAY_SAMPLING_RULES unset");
+            return Err(
+                "XRAY_MODE, AWS_XRAY_DAEMON_ADDRESS, AWS_XRAY_URL and XRAY_SAMPLING_RULES unset",
+            );
         }
         Ok(())
     }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum XrayMode {
+    Daemon,
+    Api,
+    Otlp,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -582,6 +598,11 @@ mod tests {
             Err(ConfigError::Invalid(line)) => line,
             other => panic!("expected an error, got {other:?}"),
         }
+    }
+
+    #[test]
+    fn every_setting_has_its_own_name() {
+        Config::command().debug_assert();
     }
 
     #[test]

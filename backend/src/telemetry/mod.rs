@@ -31,7 +31,7 @@ use tracing_subscriber::util::SubscriberInitExt;
 pub use guard::Guard;
 use queue::{Flush, QueueConfig, QueueSender, SinkStats};
 
-use crate::config::{OtlpProtocol, SamplerKind, TelemetryConfig, TracesExporter};
+use crate::config::{OtlpProtocol, SamplerKind, TelemetryConfig, TracesExporter, XrayMode};
 
 #[derive(Debug, thiserror::Error)]
 pub enum TelemetryError {
@@ -174,18 +174,12 @@ const XRAY_QUEUE: QueueConfig = QueueConfig {
     initial_backoff: Duration::from_millis(0),
 };
 
-/// The X-Ray daemon sink, with its start-up line.
+/// The X-Ray sink for `XRAY_MODE`, with its start-up line.
 fn xray_sink(
     config: &TelemetryConfig,
+    resource: &Resource,
 ) -> Result<(QueueSender<SpanData>, Arc<SinkStats>), TelemetryError> {
     let xray = &config.xray;
-    let address = xray
-        .daemon_address
-        .clone()
-        .unwrap_or(xray::daemon::DaemonAddress {
-            host: "127.0.0.1".into(),
-            port: 2000,
-        });
     let naming = xray::translate::Naming {
         fallback: xray
             .tracing_name
@@ -197,8 +191,8 @@ fn xray_sink(
         Some(file) => format!("rules from {} ({} rules)", file.path, file.rules.len()),
         None => "default rule (1/s, then 5%)".to_owned(),
     };
-    eprintln!(
-        "telemetry: xray on: daemon udp {address}, segments named {:?}{}, sampling {sampling}",
+    let named = format!(
+        "segments named {:?}{}",
         naming.fallback,
         naming
             .pattern
@@ -206,10 +200,63 @@ fn xray_sink(
             .map(|p| format!(" or the host matching {p:?}"))
             .unwrap_or_default()
     );
-    let stats = SinkStats::new("xray", format!("udp://{address} (daemon)"));
-    let sender = queue::spawn(Arc::clone(&stats), XRAY_QUEUE, || {
-        Ok::<_, TelemetryError>(xray::daemon::DaemonSink::new(address, naming))
-    })?;
+    let (destination, sender) = match xray.mode.unwrap_or(XrayMode::Daemon) {
+        XrayMode::Daemon => {
+            let address = xray
+                .daemon_address
+                .clone()
+                .unwrap_or(xray::daemon::DaemonAddress {
+                    host: "127.0.0.1".into(),
+                    port: 2000,
+                });
+            let destination = format!("udp://{address} (daemon)");
+            let stats = SinkStats::new("xray", destination.clone());
+            let sender = queue::spawn(stats, XRAY_QUEUE, || {
+                Ok::<_, TelemetryError>(xray::daemon::DaemonSink::new(address, naming.clone()))
+            })?;
+            (destination, sender)
+        }
+        XrayMode::Api => {
+            let destination = "PutTraceSegments (AWS SDK region and credentials)".to_owned();
+            let stats = SinkStats::new("xray", destination.clone());
+            let queue = QueueConfig {
+                max_attempts: 4,
+                attempt_timeout: Duration::from_secs(10),
+                initial_backoff: Duration::from_millis(200),
+                ..XRAY_QUEUE
+            };
+            let sender = queue::spawn(stats, queue, || {
+                Ok::<_, TelemetryError>(xray::api::ApiSink::new(naming.clone()))
+            })?;
+            (destination, sender)
+        }
+        XrayMode::Otlp => {
+            let endpoint = xray.otlp_endpoint.as_ref().map(ToString::to_string);
+            let destination = format!(
+                "{} (OTLP, SigV4)",
+                endpoint
+                    .as_deref()
+                    .unwrap_or("https://xray.{region}.amazonaws.com/v1/traces")
+            );
+            let stats = SinkStats::new("xray", destination.clone());
+            let queue = QueueConfig {
+                max_batch: 512,
+                max_attempts: 4,
+                attempt_timeout: config.otlp_timeout,
+                initial_backoff: Duration::from_millis(200),
+                ..XRAY_QUEUE
+            };
+            let sender = queue::spawn(stats, queue, || {
+                xray::otlp::XrayOtlpSink::new(resource, endpoint.clone(), config.otlp_timeout)
+                    .map_err(|err| {
+                        TelemetryError::Config(format!("cannot build the X-Ray OTLP client: {err}"))
+                    })
+            })?;
+            (destination, sender)
+        }
+    };
+    eprintln!("telemetry: xray on: {destination}, {named}, sampling {sampling}");
+    let stats = Arc::clone(sender.stats());
     Ok((sender, stats))
 }
 
@@ -309,7 +356,7 @@ pub fn init(config: &TelemetryConfig) -> Result<Telemetry, TelemetryError> {
 
     match xray_on {
         Ok(()) => {
-            let (sender, stats) = xray_sink(config)?;
+            let (sender, stats) = xray_sink(config, &resource)?;
             provider = provider.with_span_processor(QueueSpanProcessor {
                 queue: sender.clone(),
                 convert: |span| {
