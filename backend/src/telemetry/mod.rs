@@ -11,6 +11,7 @@ mod logs;
 mod otlp;
 pub mod propagation;
 pub mod queue;
+pub mod rollbar;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -241,6 +242,12 @@ pub fn init(config: &TelemetryConfig) -> Result<Telemetry, TelemetryError> {
         });
     }
 
+    let rollbar = rollbar::start(&config.rollbar)?;
+    let rollbar_layer = rollbar.layer();
+    let rollbar_on = rollbar.is_on();
+    entries.push(rollbar.entry);
+    sinks.extend(rollbar.sink);
+
     let console_spans = exporters.contains(&TracesExporter::Console);
     let console = if console_spans || logs_on {
         let stats = SinkStats::new("console", "stdout".into());
@@ -272,7 +279,8 @@ pub fn init(config: &TelemetryConfig) -> Result<Telemetry, TelemetryError> {
         });
     }
 
-    let traced = !exporters.is_empty() || logs_on;
+    // Rollbar items carry the trace ids, so it needs traces too.
+    let traced = !exporters.is_empty() || logs_on || rollbar_on;
     let provider = provider.build();
     let otel_layer = traced.then(|| {
         tracing_opentelemetry::layer()
@@ -299,6 +307,7 @@ pub fn init(config: &TelemetryConfig) -> Result<Telemetry, TelemetryError> {
     tracing_subscriber::registry()
         .with(otel_layer)
         .with(log_layer)
+        .with(rollbar_layer)
         .try_init()
         .map_err(|_| TelemetryError::AlreadyInstalled)?;
     if let Some(console) = console {
