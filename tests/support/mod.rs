@@ -3,4 +3,5 @@
 
 pub mod app;
 pub mod otlp;
+pub mod rollbar;
 pub mod server;
