@@ -146,7 +146,12 @@ impl RequestInfo {
             } else {
                 String::from_utf8_lossy(value.as_bytes()).into_owned()
             };
-            shown.insert(name.as_str().to_owned(), Value::from(text));
+            // A repeated header shows all its values, as one line would.
+            let joined = match shown.remove(name.as_str()) {
+                Some(Value::String(before)) => format!("{before}, {text}"),
+                _ => text,
+            };
+            shown.insert(name.as_str().to_owned(), Value::from(joined));
         }
         let (query_string, params) = scrub_query(uri.query().unwrap_or_default());
         let scheme = match headers

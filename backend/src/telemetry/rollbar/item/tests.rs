@@ -59,6 +59,9 @@ fn headers_query_and_body_are_scrubbed() {
             ("x-api-key", "canary8"),
             ("x-session-token", "canary9"),
             ("user-agent", "curl/8"),
+            ("accept", "text/html"),
+            ("accept", "application/json"),
+            ("cookie", "second=canary12"),
         ],
         Some(
             br#"{"message": "hello", "password": "canary10", "nested": [{"secret": "canary11"}]}"#,
@@ -68,6 +71,7 @@ fn headers_query_and_body_are_scrubbed() {
     assert!(!text.contains("canary"), "{text}");
     assert_eq!(info.headers["user-agent"], "curl/8");
     assert_eq!(info.headers["authorization"], SCRUBBED);
+    assert_eq!(info.headers["accept"], "text/html, application/json");
     assert_eq!(info.params["term"], "hi");
     assert_eq!(info.params["token"], SCRUBBED);
     assert_eq!(
