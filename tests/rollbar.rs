@@ -94,7 +94,11 @@ async fn rollbar_test_reports_a_warning_on_the_request_trace() {
     let trace = answered_trace_id(&response);
     assert_eq!(response.text().await.unwrap(), "Hello World!");
     receiver.wait_for_requests(1, Duration::from_secs(10)).await;
-    let sink = health(&server).await["sinks"]["rollbar"].clone();
+    // The receiver counts a request before it answers; the sink counts the answer.
+    let sink = wait_for_sink(&server, Duration::from_secs(10), |sink| {
+        sink["exported"] == 1
+    })
+    .await;
     let server = stop(server, Duration::from_secs(10)).await;
 
     assert!(receiver.problems().is_empty(), "{:?}", receiver.problems());
@@ -273,7 +277,7 @@ async fn a_storm_of_failures_stays_under_the_rate_limit_as_one_fingerprint() {
     }
     let storm = started.elapsed();
     assert!(
-        slowest < Duration::from_millis(500),
+        slowest < Duration::from_secs(1),
         "requests never wait on reporting (slowest {slowest:?})"
     );
     let sink = health(&server).await["sinks"]["rollbar"].clone();
@@ -317,7 +321,11 @@ async fn check_a_broken_rollbar(answer: Answer, expect_error: &str, max_requests
             .await
             .unwrap();
         assert_eq!(response.status(), 500);
-        assert!(sent.elapsed() < Duration::from_millis(500));
+        assert!(
+            sent.elapsed() < Duration::from_secs(1),
+            "{:?}",
+            sent.elapsed()
+        );
     }
     receiver.wait_for_requests(1, Duration::from_secs(10)).await;
     let sink = wait_for_sink(&server, Duration::from_secs(10), |sink| {
