@@ -149,6 +149,70 @@ pub struct TelemetryConfig {
         default_value = "info"
     )]
     pub log_filter: String,
+    #[command(flatten)]
+    pub rollbar: RollbarConfig,
+}
+
+/// Error reporting to Rollbar; on when the access token is set.
+#[derive(Debug, Clone, Args)]
+pub struct RollbarConfig {
+    /// Rollbar project access token (post_server_item); reporting is off without it
+    #[arg(long = "rollbar-access-token", env = "ROLLBAR_ACCESS_TOKEN", value_name = "ROLLBAR_ACCESS_TOKEN", hide_env_values = true, value_parser = parse_secret)]
+    pub access_token: Option<Secret>,
+    /// Environment named on every item
+    #[arg(
+        long = "rollbar-environment",
+        env = "ROLLBAR_ENVIRONMENT",
+        value_name = "ROLLBAR_ENVIRONMENT",
+        default_value = "development"
+    )]
+    pub environment: String,
+    /// Rollbar item API URL
+    #[arg(long = "rollbar-endpoint", env = "ROLLBAR_ENDPOINT", value_name = "ROLLBAR_ENDPOINT", default_value = "https://api.rollbar.com/api/1/item/", value_parser = parse_url)]
+    pub endpoint: Uri,
+    /// Lowest level of log events reported: debug, info, warning, error, critical (no events)
+    #[arg(
+        long = "rollbar-level",
+        env = "ROLLBAR_LEVEL",
+        value_name = "ROLLBAR_LEVEL",
+        default_value = "error"
+    )]
+    pub level: RollbarLevel,
+    /// Version of the code on every item; default the build's git revision
+    #[arg(
+        long = "rollbar-code-version",
+        env = "ROLLBAR_CODE_VERSION",
+        value_name = "ROLLBAR_CODE_VERSION"
+    )]
+    pub code_version: Option<String>,
+    /// Items sent per minute at most; beyond that they are dropped and counted
+    #[arg(long = "rollbar-max-items-per-minute", env = "ROLLBAR_MAX_ITEMS_PER_MINUTE", value_name = "ROLLBAR_MAX_ITEMS_PER_MINUTE", default_value_t = 60, value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_items_per_minute: u32,
+    /// How long one delivery to Rollbar may take (`5s`, `500ms`)
+    #[arg(long = "rollbar-timeout", env = "ROLLBAR_TIMEOUT", value_name = "ROLLBAR_TIMEOUT", default_value = "5s", value_parser = parse_duration)]
+    pub timeout: Duration,
+}
+
+/// Rollbar's item levels, lowest first.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, ValueEnum)]
+pub enum RollbarLevel {
+    Debug,
+    Info,
+    Warning,
+    Error,
+    Critical,
+}
+
+impl RollbarLevel {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RollbarLevel::Debug => "debug",
+            RollbarLevel::Info => "info",
+            RollbarLevel::Warning => "warning",
+            RollbarLevel::Error => "error",
+            RollbarLevel::Critical => "critical",
+        }
+    }
 }
 
 /// AWS X-Ray, on when a daemon address, a naming pattern or a rules file is set.
@@ -687,6 +751,26 @@ mod tests {
         assert!(invalid(&["--shutdown-timeout", "5 parsecs"]).starts_with("SHUTDOWN_TIMEOUT="));
         assert!(invalid(&["--default-user", "Bad User"]).starts_with("CRUDDUR_DEFAULT_USER="));
         assert!(invalid(&["--traces-exporter", "otlp"]).contains("OTEL_EXPORTER_OTLP_ENDPOINT"));
+        assert!(invalid(&["--rollbar-endpoint", "nope"]).starts_with("ROLLBAR_ENDPOINT="));
+        assert!(invalid(&["--rollbar-level", "loud"]).contains("warning"));
+        assert!(
+            invalid(&["--rollbar-max-items-per-minute", "0"])
+                .starts_with("ROLLBAR_MAX_ITEMS_PER_MINUTE=")
+        );
+        assert_eq!(
+            invalid(&["--rollbar-access-token", " "]),
+            "ROLLBAR_ACCESS_TOKEN=(hidden) is invalid: is set but empty"
+        );
+    }
+
+    #[test]
+    fn rollbar_is_off_without_a_token_and_has_defaults() {
+        let rollbar = parse(&[]).unwrap().telemetry.rollbar;
+        assert!(rollbar.access_token.is_none());
+        assert_eq!(rollbar.environment, "development");
+        assert_eq!(rollbar.endpoint, "https://api.rollbar.com/api/1/item/");
+        assert_eq!(rollbar.level, RollbarLevel::Error);
+        assert_eq!(rollbar.max_items_per_minute, 60);
     }
 
     #[test]

@@ -3,5 +3,6 @@
 
 pub mod app;
 pub mod otlp;
+pub mod rollbar;
 pub mod server;
 pub mod xray;

@@ -11,6 +11,7 @@ mod logs;
 mod otlp;
 pub mod propagation;
 pub mod queue;
+pub mod rollbar;
 pub mod xray;
 
 use std::sync::Arc;
@@ -376,6 +377,12 @@ pub fn init(config: &TelemetryConfig) -> Result<Telemetry, TelemetryError> {
         }
     }
 
+    let rollbar = rollbar::start(&config.rollbar)?;
+    let rollbar_layer = rollbar.layer();
+    let rollbar_on = rollbar.is_on();
+    entries.push(rollbar.entry);
+    sinks.extend(rollbar.sink);
+
     let console_spans = exporters.contains(&TracesExporter::Console);
     let console = if console_spans || logs_on {
         let stats = SinkStats::new("console", "stdout".into());
@@ -407,7 +414,8 @@ pub fn init(config: &TelemetryConfig) -> Result<Telemetry, TelemetryError> {
         });
     }
 
-    let traced = !exporters.is_empty() || logs_on || config.xray.enabled().is_ok();
+    // Rollbar items carry the trace ids, so it needs traces too.
+    let traced = !exporters.is_empty() || logs_on || rollbar_on || config.xray.enabled().is_ok();
     let provider = provider.build();
     let otel_layer = traced.then(|| {
         tracing_opentelemetry::layer()
@@ -434,6 +442,7 @@ pub fn init(config: &TelemetryConfig) -> Result<Telemetry, TelemetryError> {
     tracing_subscriber::registry()
         .with(otel_layer)
         .with(log_layer)
+        .with(rollbar_layer)
         .try_init()
         .map_err(|_| TelemetryError::AlreadyInstalled)?;
     if let Some(console) = console {
