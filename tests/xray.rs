@@ -532,3 +532,108 @@ async fn otlp_mode_with_a_wrong_signature_is_refused_and_counted() {
     assert!(endpoint.span_names().is_empty());
     stop(server).await;
 }
+
+fn aws_env(api: &support::xray_api::XrayApi) -> Vec<(&'static str, String)> {
+    vec![
+        ("AWS_ENDPOINT_URL", api.url()),
+        ("AWS_REGION", "us-east-1".into()),
+        ("AWS_ACCESS_KEY_ID", "AKIDTEST".into()),
+        ("AWS_SECRET_ACCESS_KEY", "secret".into()),
+        ("AWS_EC2_METADATA_DISABLED", "true".into()),
+    ]
+}
+
+fn run_setup(env: &[(&'static str, String)]) -> (i32, String, String) {
+    let pairs: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let output = support::server::command(&pairs)
+        .args(["xray", "setup"])
+        .output()
+        .unwrap();
+    (
+        output.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&output.stdout).into_owned(),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn xray_setup_creates_the_group_and_rule_once() {
+    let api = support::xray_api::XrayApi::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let rules = rules_file(&dir, 0.1);
+    let mut env = aws_env(&api);
+    env.extend([
+        ("XRAY_SAMPLING_RULES", rules),
+        ("OTEL_SERVICE_NAME", "backend-flask".into()),
+    ]);
+
+    let first_env = env.clone();
+    let (code, stdout, stderr) = tokio::task::spawn_blocking(move || run_setup(&first_env))
+        .await
+        .unwrap();
+    assert_eq!(code, 0, "{stderr}");
+    assert!(
+        stdout.contains("group Cruddur: created with service(\"backend-flask\")"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("rule Cruddur: created"), "{stdout}");
+    {
+        let state = api.state.lock().unwrap();
+        assert_eq!(state.groups.len(), 1);
+        assert_eq!(
+            state.groups[0]["FilterExpression"],
+            "service(\"backend-flask\")"
+        );
+        assert_eq!(state.rules.len(), 1, "the built-in default is not created");
+        assert_eq!(state.rules[0]["FixedRate"], 0.1);
+        assert_eq!(state.rules[0]["Priority"], 9000);
+    }
+
+    let mutations = |calls: &[String]| {
+        calls
+            .iter()
+            .filter(|c| c.starts_with("Create") || c.starts_with("Update"))
+            .count()
+    };
+    let before = mutations(&api.calls());
+    let second_env = env.clone();
+    let (code, stdout, stderr) = tokio::task::spawn_blocking(move || run_setup(&second_env))
+        .await
+        .unwrap();
+    assert_eq!(code, 0, "{stderr}");
+    assert!(
+        stdout.contains("group Cruddur: already filters"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("rule Cruddur: unchanged"), "{stdout}");
+    assert_eq!(
+        mutations(&api.calls()),
+        before,
+        "a second run changes nothing"
+    );
+
+    let changed_dir = tempfile::tempdir().unwrap();
+    let changed: Vec<(&'static str, String)> = env
+        .into_iter()
+        .map(|(k, v)| {
+            if k == "XRAY_SAMPLING_RULES" {
+                (k, rules_file(&changed_dir, 0.5))
+            } else {
+                (k, v)
+            }
+        })
+        .collect();
+    let (code, stdout, stderr) = tokio::task::spawn_blocking(move || run_setup(&changed))
+        .await
+        .unwrap();
+    assert_eq!(code, 0, "{stderr}");
+    assert!(stdout.contains("rule Cruddur: updated"), "{stdout}");
+    assert_eq!(api.state.lock().unwrap().rules[0]["FixedRate"], 0.5);
+}
+
+#[test]
+fn xray_setup_without_a_region_says_so() {
+    let (code, _, stderr) = run_setup(&[("AWS_EC2_METADATA_DISABLED", "true".into())]);
+    assert_eq!(code, 2);
+    assert!(stderr.contains("AWS_REGION"), "{stderr}");
+}

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use clap::builder::BoolishValueParser;
 use clap::error::{ContextKind, ContextValue, ErrorKind};
-use clap::{Args, CommandFactory, Parser, ValueEnum};
+use clap::{Args, CommandFactory, Parser, Subcommand, ValueEnum};
 use http::{HeaderName, HeaderValue, Uri};
 
 use crate::domain::Handle;
@@ -54,6 +54,28 @@ pub struct Config {
     pub shutdown_timeout: Duration,
     #[command(flatten)]
     pub telemetry: TelemetryConfig,
+    #[command(subcommand)]
+    pub command: Option<Command>,
+}
+
+/// What to do instead of serving.
+#[derive(Debug, Clone, Subcommand)]
+pub enum Command {
+    /// AWS X-Ray administration
+    Xray {
+        #[command(subcommand)]
+        action: XrayCommand,
+    },
+}
+
+#[derive(Debug, Clone, Subcommand)]
+pub enum XrayCommand {
+    /// Creates or updates the X-Ray group (filtering on the service name) and the rules of XRAY_SAMPLING_RULES, through the X-Ray API; a second run changes nothing
+    Setup {
+        /// The group's name
+        #[arg(long, default_value = "Cruddur")]
+        group: String,
+    },
 }
 
 #[derive(Debug, Clone, Args)]

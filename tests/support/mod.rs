@@ -6,3 +6,4 @@ pub mod otlp;
 pub mod rollbar;
 pub mod server;
 pub mod xray;
+pub mod xray_api;

@@ -168,7 +168,7 @@ pub fn parse_rules(text: &str) -> Result<Vec<Rule>, String> {
                 } else {
                     rule.description
                 },
-                priority: index as i64,
+                priority: index as i64 + 1,
                 service_name: rule.service_name,
                 host: rule.host,
                 http_method: rule.http_method,
