@@ -262,6 +262,20 @@ pub struct XrayConfig {
     /// X-Ray's OTLP endpoint for XRAY_MODE=otlp; default https://xray.{region}.amazonaws.com/v1/traces
     #[arg(id = "xray_otlp_endpoint", long = "xray-otlp-endpoint", env = "XRAY_OTLP_ENDPOINT", value_name = "XRAY_OTLP_ENDPOINT", value_parser = parse_url)]
     pub otlp_endpoint: Option<Uri>,
+    /// `local` (the rules file or the default rule) or `centralized` (rules and quotas from the X-Ray API, the local rules when it is unreachable)
+    #[arg(
+        long = "xray-sampling",
+        env = "XRAY_SAMPLING",
+        value_name = "XRAY_SAMPLING",
+        default_value = "local"
+    )]
+    pub sampling: XraySampling,
+    /// Centralized sampling: how often the rules are fetched
+    #[arg(long = "xray-sampling-rules-interval", env = "XRAY_SAMPLING_RULES_INTERVAL", value_name = "XRAY_SAMPLING_RULES_INTERVAL", default_value = "5m", value_parser = parse_duration)]
+    pub sampling_rules_interval: Duration,
+    /// Centralized sampling: how often statistics are reported and quotas fetched
+    #[arg(long = "xray-sampling-targets-interval", env = "XRAY_SAMPLING_TARGETS_INTERVAL", value_name = "XRAY_SAMPLING_TARGETS_INTERVAL", default_value = "10s", value_parser = parse_duration)]
+    pub sampling_targets_interval: Duration,
     /// Sampling rules: the `SamplingRule` JSON of `aws xray create-sampling-rule`, or the SDKs' local rules file; default 1 request/s then 5%
     #[arg(long = "xray-sampling-rules", env = "XRAY_SAMPLING_RULES", value_name = "XRAY_SAMPLING_RULES", value_parser = parse_rules_file)]
     pub sampling_rules: Option<SamplingRules>,
@@ -300,6 +314,12 @@ impl XrayConfig {
         }
         Ok(())
     }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum XraySampling {
+    Local,
+    Centralized,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]

@@ -32,7 +32,9 @@ use tracing_subscriber::util::SubscriberInitExt;
 pub use guard::Guard;
 use queue::{Flush, QueueConfig, QueueSender, SinkStats};
 
-use crate::config::{OtlpProtocol, SamplerKind, TelemetryConfig, TracesExporter, XrayMode};
+use crate::config::{
+    OtlpProtocol, SamplerKind, TelemetryConfig, TracesExporter, XrayMode, XraySampling,
+};
 
 #[derive(Debug, thiserror::Error)]
 pub enum TelemetryError {
@@ -188,9 +190,13 @@ fn xray_sink(
             .unwrap_or_else(|| config.service_name.clone()),
         pattern: xray.url_pattern.clone(),
     };
-    let sampling = match &xray.sampling_rules {
+    let local = match &xray.sampling_rules {
         Some(file) => format!("rules from {} ({} rules)", file.path, file.rules.len()),
         None => "default rule (1/s, then 5%)".to_owned(),
+    };
+    let sampling = match xray.sampling {
+        XraySampling::Local => local,
+        XraySampling::Centralized => format!("centralized, falling back to the {local}"),
     };
     let named = format!(
         "segments named {:?}{}",
@@ -288,9 +294,22 @@ pub fn init(config: &TelemetryConfig) -> Result<Telemetry, TelemetryError> {
                 || vec![xray::sampling::Rule::default_rule()],
                 |file| file.rules.clone(),
             );
+            let rules = Arc::new(xray::sampling::RuleSampler::new(
+                rules,
+                Box::new(xray::sampling::SystemClock),
+            ));
+            if config.xray.sampling == XraySampling::Centralized {
+                xray::centralized::start(
+                    Arc::clone(&rules),
+                    xray::centralized::Intervals {
+                        rules: config.xray.sampling_rules_interval,
+                        targets: config.xray.sampling_targets_interval,
+                    },
+                )?;
+            }
             provider.with_sampler(xray::sampling::XraySampler::new(
                 Box::new(sampler(config)),
-                xray::sampling::RuleSampler::new(rules, Box::new(xray::sampling::SystemClock)),
+                rules,
                 config.service_name.clone(),
             ))
         }

@@ -8,6 +8,7 @@
 //! `setup` creates the group and rules in the X-Ray API.
 
 pub mod api;
+pub mod centralized;
 pub mod daemon;
 pub mod otlp;
 pub mod sampling;
