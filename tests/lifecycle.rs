@@ -170,3 +170,20 @@ fn data_survives_a_restart_and_sigterm_exits_zero() {
         .count();
     assert_eq!(seeded, 1, "seed data is written once");
 }
+
+#[test]
+fn healthcheck_subcommand_probes_the_running_server() {
+    let mut server = Server::start(&[]);
+    let port = server.addr.port().to_string();
+    let env = [("PORT", port.as_str())];
+    let (code, _, stderr) = run_to_end(&env, &["healthcheck"]);
+    assert_eq!(code, 0, "{stderr}");
+    let status = server.terminate(Duration::from_secs(10));
+    assert_eq!(status.code(), Some(0), "{}", server.stderr());
+    let (code, _, stderr) = run_to_end(&env, &["healthcheck"]);
+    assert_eq!(code, 1);
+    assert!(
+        stderr.starts_with("cruddur-backend healthcheck: cannot connect to 127.0.0.1:"),
+        "{stderr}"
+    );
+}

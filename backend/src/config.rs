@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use clap::builder::BoolishValueParser;
 use clap::error::{ContextKind, ContextValue, ErrorKind};
-use clap::{Args, CommandFactory, Parser, ValueEnum};
+use clap::{Args, CommandFactory, Parser, Subcommand, ValueEnum};
 use http::{HeaderName, HeaderValue, Uri};
 
 use crate::domain::Handle;
@@ -52,6 +52,14 @@ pub struct Config {
     pub shutdown_timeout: Duration,
     #[command(flatten)]
     pub telemetry: TelemetryConfig,
+    #[command(subcommand)]
+    pub command: Option<Command>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Subcommand)]
+pub enum Command {
+    /// Probe GET /api/health-check of the server on BIND_ADDRESS and PORT; exit 0 on a 200 (the container HEALTHCHECK)
+    Healthcheck,
 }
 
 #[derive(Debug, Clone, Args)]

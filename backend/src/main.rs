@@ -2,7 +2,8 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use cruddur_backend::app::App;
-use cruddur_backend::config::{Config, ConfigError};
+use cruddur_backend::config::{Command, Config, ConfigError};
+use cruddur_backend::healthcheck;
 use cruddur_backend::middleware::request_span::SpanSettings;
 use cruddur_backend::telemetry;
 
@@ -23,6 +24,16 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    if config.command == Some(Command::Healthcheck) {
+        let target = healthcheck::target(config.bind_address, config.port);
+        return match healthcheck::probe(target, Duration::from_secs(2)) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(reason) => {
+                eprintln!("cruddur-backend healthcheck: {reason}");
+                ExitCode::FAILURE
+            }
+        };
+    }
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
