@@ -45,6 +45,7 @@ fn help_lists_every_setting_with_its_variable() {
         "OTEL_SDK_DISABLED",
         "HONEYCOMB_API_KEY",
         "OTEL_SEMCONV_STABILITY_OPT_IN",
+        "OTEL_BROWSER_RELAY",
         "LOG_FORMAT",
         "RUST_LOG",
     ] {

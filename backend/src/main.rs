@@ -58,7 +58,8 @@ async fn run(config: Config) -> ExitCode {
     let spans = SpanSettings {
         http_dup_semconv: telemetry.http_dup_semconv,
     };
-    let app = match App::build(&config, telemetry.health.clone(), spans).await {
+    let relay = telemetry.relay.clone();
+    let app = match App::build(&config, telemetry.health.clone(), spans, relay).await {
         Ok(app) => app,
         Err(err) => {
             eprintln!("cruddur-backend: {err}");

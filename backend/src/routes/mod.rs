@@ -3,6 +3,7 @@
 pub mod activities;
 pub mod health;
 pub mod messages;
+pub mod telemetry_relay;
 
 use axum::extract::rejection::QueryRejection;
 
