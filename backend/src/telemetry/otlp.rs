@@ -12,6 +12,7 @@ use http::header::CONTENT_TYPE;
 use http::{HeaderMap, HeaderValue, StatusCode};
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
 use opentelemetry_proto::tonic::collector::trace::v1::trace_service_client::TraceServiceClient;
+use opentelemetry_proto::tonic::trace::v1::ResourceSpans;
 use opentelemetry_proto::transform::common::tonic::ResourceAttributesWithSchema;
 use opentelemetry_proto::transform::trace::tonic::group_spans_by_resource_and_scope;
 use opentelemetry_sdk::Resource;
@@ -34,6 +35,17 @@ enum Transport {
         client: TraceServiceClient<Channel>,
         metadata: MetadataMap,
     },
+}
+
+/// What the OTLP queue carries: our own spans, and spans already encoded
+/// elsewhere (the browser's, through the relay) that go out as they are.
+#[expect(
+    clippy::large_enum_variant,
+    reason = "no larger than the SpanData the queue held before; boxing would allocate per span"
+)]
+pub enum OtlpItem {
+    Span(SpanData),
+    Relayed(ResourceSpans),
 }
 
 pub struct OtlpSink {
@@ -142,11 +154,25 @@ fn retryable_code(code: tonic::Code) -> bool {
     )
 }
 
-impl Sink<SpanData> for OtlpSink {
+impl Sink<OtlpItem> for OtlpSink {
     type Payload = ExportTraceServiceRequest;
 
-    fn encode(&mut self, batch: Vec<SpanData>) -> ExportTraceServiceRequest {
-        export_request(batch, &self.resource)
+    fn encode(&mut self, batch: Vec<OtlpItem>) -> ExportTraceServiceRequest {
+        let mut spans = Vec::with_capacity(batch.len());
+        let mut relayed = Vec::new();
+        for item in batch {
+            match item {
+                OtlpItem::Span(span) => spans.push(span),
+                OtlpItem::Relayed(resource_spans) => relayed.push(resource_spans),
+            }
+        }
+        let mut resource_spans = if spans.is_empty() {
+            Vec::new()
+        } else {
+            group_spans_by_resource_and_scope(spans, &self.resource)
+        };
+        resource_spans.extend(relayed);
+        ExportTraceServiceRequest { resource_spans }
     }
 
     async fn send(&mut self, payload: &ExportTraceServiceRequest) -> Result<(), SendError> {
