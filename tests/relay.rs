@@ -103,17 +103,6 @@ fn from_browser(spans: &[ReceivedSpan]) -> Vec<ReceivedSpan> {
         .collect()
 }
 
-/// SIGTERM, off the async runtime; the backend flushes its OTLP queue.
-async fn stop(mut server: Server) -> Server {
-    tokio::task::spawn_blocking(move || {
-        let status = server.terminate(Duration::from_secs(10));
-        assert_eq!(status.code(), Some(0), "{}", server.stderr());
-        server
-    })
-    .await
-    .unwrap()
-}
-
 #[tokio::test]
 async fn browser_spans_from_the_frontend_reach_the_otlp_sink_as_sent() {
     let receiver = OtlpReceiver::http(Behavior::Accept).await;
@@ -176,7 +165,7 @@ async fn browser_spans_from_the_frontend_reach_the_otlp_sink_as_sent() {
         Some("http://localhost:4567/api/activities")
     );
 
-    let stopped = stop(server).await;
+    let stopped = server.stop(Duration::from_secs(10)).await;
     let all = receiver.spans();
     assert_eq!(from_browser(&all).len(), 1, "forwarded once");
     assert!(
@@ -257,7 +246,7 @@ async fn only_well_formed_traces_from_the_allowed_origins_are_relayed() {
         "BACKEND_URL is allowed too"
     );
 
-    stop(server).await;
+    server.stop(Duration::from_secs(10)).await;
     assert_eq!(
         from_browser(&receiver.spans()).len(),
         1,
