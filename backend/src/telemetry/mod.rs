@@ -9,6 +9,7 @@ mod guard;
 pub mod ids;
 mod logs;
 mod otlp;
+mod otlp_wire;
 pub mod propagation;
 pub mod queue;
 pub mod rollbar;

@@ -21,6 +21,7 @@ use tonic::metadata::{MetadataKey, MetadataMap, MetadataValue};
 use tonic::transport::{Channel, ClientTlsConfig, Endpoint};
 
 use super::TelemetryError;
+use super::otlp_wire::encode_request;
 use super::queue::{SendError, Sink};
 use crate::config::{OtlpProtocol, Secret};
 
@@ -122,54 +123,6 @@ impl OtlpSink {
     }
 }
 
-/// The OTLP request for a batch, as the official conversion builds it.
-pub(super) fn export_request(
-    batch: Vec<SpanData>,
-    resource: &ResourceAttributesWithSchema,
-) -> ExportTraceServiceRequest {
-    ExportTraceServiceRequest {
-        resource_spans: group_spans_by_resource_and_scope(batch, resource),
-    }
-}
-
-/// The protobuf bytes of `request`, the same as `Message::encode_to_vec`
-/// gives, but with each span's length computed once: prost recomputes a
-/// nested message's length at every level above it, which made encoding the
-/// largest single cost of an export.
-pub(super) fn encode(request: &ExportTraceServiceRequest) -> Vec<u8> {
-    use prost::encoding::{WireType, encode_key, encode_varint, message, string};
-    fn nested(tag: u32, body: &[u8], out: &mut Vec<u8>) {
-        encode_key(tag, WireType::LengthDelimited, out);
-        encode_varint(body.len() as u64, out);
-        out.extend_from_slice(body);
-    }
-    let mut out = Vec::new();
-    for resource_spans in &request.resource_spans {
-        let mut resource_body = Vec::new();
-        if let Some(resource) = &resource_spans.resource {
-            message::encode(1, resource, &mut resource_body);
-        }
-        for scope_spans in &resource_spans.scope_spans {
-            let mut scope_body = Vec::new();
-            if let Some(scope) = &scope_spans.scope {
-                message::encode(1, scope, &mut scope_body);
-            }
-            for span in &scope_spans.spans {
-                message::encode(2, span, &mut scope_body);
-            }
-            if !scope_spans.schema_url.is_empty() {
-                string::encode(3, &scope_spans.schema_url, &mut scope_body);
-            }
-            nested(2, &scope_body, &mut resource_body);
-        }
-        if !resource_spans.schema_url.is_empty() {
-            string::encode(3, &resource_spans.schema_url, &mut resource_body);
-        }
-        nested(1, &resource_body, &mut out);
-    }
-    out
-}
-
 /// Whether an HTTP answer is worth another try (OTLP/HTTP spec: 429, 502, 503, 504; we add 500).
 pub(super) fn retryable_status(status: StatusCode) -> bool {
     status == StatusCode::TOO_MANY_REQUESTS || status.is_server_error()
@@ -191,10 +144,17 @@ fn retryable_code(code: tonic::Code) -> bool {
     )
 }
 
-impl Sink<OtlpItem> for OtlpSink {
-    type Payload = ExportTraceServiceRequest;
+/// A batch as its transport sends it: HTTP bodies are written straight from
+/// the spans; gRPC needs the message structs tonic encodes.
+pub enum OtlpPayload {
+    Body(Vec<u8>),
+    Message(ExportTraceServiceRequest),
+}
 
-    fn encode(&mut self, batch: Vec<OtlpItem>) -> ExportTraceServiceRequest {
+impl Sink<OtlpItem> for OtlpSink {
+    type Payload = OtlpPayload;
+
+    fn encode(&mut self, batch: Vec<OtlpItem>) -> OtlpPayload {
         let mut spans = Vec::with_capacity(batch.len());
         let mut relayed = Vec::new();
         for item in batch {
@@ -203,26 +163,36 @@ impl Sink<OtlpItem> for OtlpSink {
                 OtlpItem::Relayed(resource_spans) => relayed.push(resource_spans),
             }
         }
-        let mut resource_spans = if spans.is_empty() {
-            Vec::new()
-        } else {
-            group_spans_by_resource_and_scope(spans, &self.resource)
-        };
-        resource_spans.extend(relayed);
-        ExportTraceServiceRequest { resource_spans }
+        match self.transport {
+            Transport::Http { .. } => {
+                OtlpPayload::Body(encode_request(spans, &self.resource, &relayed))
+            }
+            Transport::Grpc { .. } => {
+                let mut resource_spans = if spans.is_empty() {
+                    Vec::new()
+                } else {
+                    group_spans_by_resource_and_scope(spans, &self.resource)
+                };
+                resource_spans.extend(relayed);
+                OtlpPayload::Message(ExportTraceServiceRequest { resource_spans })
+            }
+        }
     }
 
-    async fn send(&mut self, payload: &ExportTraceServiceRequest) -> Result<(), SendError> {
-        match &mut self.transport {
-            Transport::Http {
-                client,
-                url,
-                headers,
-            } => {
+    async fn send(&mut self, payload: &OtlpPayload) -> Result<(), SendError> {
+        match (&mut self.transport, payload) {
+            (
+                Transport::Http {
+                    client,
+                    url,
+                    headers,
+                },
+                OtlpPayload::Body(body),
+            ) => {
                 let answer = client
                     .post(url.as_str())
                     .headers(headers.clone())
-                    .body(encode(payload))
+                    .body(body.clone())
                     .send()
                     .await
                     .map_err(|err| {
@@ -237,8 +207,8 @@ impl Sink<OtlpItem> for OtlpSink {
                     retryable: retryable_status(status),
                 })
             }
-            Transport::Grpc { client, metadata } => {
-                let mut request = tonic::Request::new(payload.clone());
+            (Transport::Grpc { client, metadata }, OtlpPayload::Message(message)) => {
+                let mut request = tonic::Request::new(message.clone());
                 *request.metadata_mut() = metadata.clone();
                 match client.export(request).await {
                     Ok(_) => Ok(()),
@@ -252,6 +222,7 @@ impl Sink<OtlpItem> for OtlpSink {
                     }),
                 }
             }
+            _ => unreachable!("encode makes the payload its transport sends"),
         }
     }
 }
@@ -265,69 +236,5 @@ pub(super) fn describe(err: &reqwest::Error) -> String {
     } else {
         std::error::Error::source(err)
             .map_or_else(|| "request failed".to_owned(), ToString::to_string)
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use opentelemetry::trace::{
-        SpanContext, SpanId, SpanKind, Status, TraceFlags, TraceId, TraceState,
-    };
-    use opentelemetry::{InstrumentationScope, KeyValue};
-    use opentelemetry_sdk::trace::{SpanEvents, SpanLinks};
-    use std::time::{Duration, UNIX_EPOCH};
-
-    fn span(id: u64, attributes: Vec<KeyValue>) -> SpanData {
-        SpanData {
-            span_context: SpanContext::new(
-                TraceId::from(7u128),
-                SpanId::from(id),
-                TraceFlags::SAMPLED,
-                false,
-                TraceState::default(),
-            ),
-            parent_span_id: SpanId::from(id + 100),
-            parent_span_is_remote: false,
-            span_kind: SpanKind::Client,
-            name: format!("span {id}").into(),
-            start_time: UNIX_EPOCH + Duration::from_secs(1),
-            end_time: UNIX_EPOCH + Duration::from_secs(2),
-            attributes,
-            dropped_attributes_count: 0,
-            events: SpanEvents::default(),
-            links: SpanLinks::default(),
-            status: Status::error("boom"),
-            instrumentation_scope: InstrumentationScope::builder("cruddur")
-                .with_version("1")
-                .build(),
-        }
-    }
-
-    #[test]
-    fn encoding_matches_prost_byte_for_byte() {
-        let resource = Resource::builder_empty()
-            .with_service_name("cruddur")
-            .with_schema_url(
-                Vec::<KeyValue>::new(),
-                "https://opentelemetry.io/schemas/1.0",
-            )
-            .build();
-        let spans = (1..50)
-            .map(|id| {
-                span(
-                    id,
-                    vec![
-                        KeyValue::new("db.query.text", "SELECT 1 ".repeat(id as usize)),
-                        KeyValue::new("app.result_length", id as i64),
-                        KeyValue::new("ok", true),
-                    ],
-                )
-            })
-            .collect();
-        let request = export_request(spans, &(&resource).into());
-        assert_eq!(encode(&request), prost::Message::encode_to_vec(&request));
-        let empty = ExportTraceServiceRequest::default();
-        assert_eq!(encode(&empty), prost::Message::encode_to_vec(&empty));
     }
 }

@@ -9,12 +9,12 @@ use aws_credential_types::provider::ProvideCredentials;
 use aws_sigv4::http_request::{SignableBody, SignableRequest, SigningSettings, sign};
 use aws_sigv4::sign::v4;
 use aws_smithy_runtime_api::client::identity::Identity;
-use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
 use opentelemetry_proto::transform::common::tonic::ResourceAttributesWithSchema;
 use opentelemetry_sdk::Resource;
 use opentelemetry_sdk::trace::SpanData;
 
-use crate::telemetry::otlp::{describe, encode, export_request, retryable_status};
+use crate::telemetry::otlp::{describe, retryable_status};
+use crate::telemetry::otlp_wire::encode_request;
 use crate::telemetry::queue::{SendError, Sink};
 
 const CONTENT_TYPE: &str = "application/x-protobuf";
@@ -104,14 +104,14 @@ impl XrayOtlpSink {
 }
 
 impl Sink<SpanData> for XrayOtlpSink {
-    type Payload = ExportTraceServiceRequest;
+    type Payload = Vec<u8>;
 
-    fn encode(&mut self, batch: Vec<SpanData>) -> ExportTraceServiceRequest {
-        export_request(batch, &self.resource)
+    fn encode(&mut self, batch: Vec<SpanData>) -> Vec<u8> {
+        encode_request(batch, &self.resource, &[])
     }
 
-    async fn send(&mut self, payload: &ExportTraceServiceRequest) -> Result<(), SendError> {
-        let body = encode(payload);
+    async fn send(&mut self, payload: &Vec<u8>) -> Result<(), SendError> {
+        let body = payload.clone();
         // Signed per attempt: a signature is only good for a few minutes.
         let (url, headers) = self.signed(&body).await?;
         let mut request = self
