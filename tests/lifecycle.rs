@@ -47,6 +47,12 @@ fn help_lists_every_setting_with_its_variable() {
         "OTEL_SEMCONV_STABILITY_OPT_IN",
         "LOG_FORMAT",
         "RUST_LOG",
+        "CLOUDWATCH_LOG_GROUP",
+        "CLOUDWATCH_LOG_STREAM",
+        "CLOUDWATCH_CREATE_GROUP",
+        "CLOUDWATCH_LOG_LEVEL",
+        "CLOUDWATCH_FLUSH_INTERVAL",
+        "CLOUDWATCH_TIMEOUT",
     ] {
         assert!(
             stdout.contains(&format!("[env: {variable}")),

@@ -24,6 +24,9 @@ const BASE_ENV: &[(&str, &str)] = &[
     ("DATABASE_PATH", ":memory:"),
     ("RUST_LOG", "off"),
     ("OTEL_TRACES_EXPORTER", "none"),
+    // No AWS region or credentials are set, and the SDK's chain must not
+    // look for them at the instance metadata address.
+    ("AWS_EC2_METADATA_DISABLED", "true"),
 ];
 
 pub fn command(env: &[(&str, &str)]) -> Command {

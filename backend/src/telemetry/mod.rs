@@ -4,6 +4,7 @@
 //! bounded queue. Log events go through tracing-subscriber layers. A sink
 //! that is off is simply not there: a `None` layer or no processor.
 
+mod cloudwatch;
 mod console;
 mod guard;
 pub mod ids;
@@ -241,6 +242,13 @@ pub fn init(config: &TelemetryConfig) -> Result<Telemetry, TelemetryError> {
         });
     }
 
+    let cloudwatch = cloudwatch::start(&config.cloudwatch)?;
+    entries.push(cloudwatch.entry);
+    let cloudwatch_layer = cloudwatch.on.map(|(events, level)| {
+        sinks.push(Box::new(events.clone()));
+        cloudwatch::layer(events, level)
+    });
+
     let console_spans = exporters.contains(&TracesExporter::Console);
     let console = if console_spans || logs_on {
         let stats = SinkStats::new("console", "stdout".into());
@@ -272,7 +280,8 @@ pub fn init(config: &TelemetryConfig) -> Result<Telemetry, TelemetryError> {
         });
     }
 
-    let traced = !exporters.is_empty() || logs_on;
+    // Log lines carry trace ids only where spans are traced.
+    let traced = !exporters.is_empty() || logs_on || cloudwatch_layer.is_some();
     let provider = provider.build();
     let otel_layer = traced.then(|| {
         tracing_opentelemetry::layer()
@@ -299,6 +308,7 @@ pub fn init(config: &TelemetryConfig) -> Result<Telemetry, TelemetryError> {
     tracing_subscriber::registry()
         .with(otel_layer)
         .with(log_layer)
+        .with(cloudwatch_layer)
         .try_init()
         .map_err(|_| TelemetryError::AlreadyInstalled)?;
     if let Some(console) = console {
