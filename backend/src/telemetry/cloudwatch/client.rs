@@ -12,25 +12,44 @@ use super::batch::{self, LogEvent};
 use crate::telemetry::queue::{SendError, Sink, SinkStats};
 
 pub struct CloudWatchSink {
-    pub client: Client,
-    pub group: String,
-    pub stream: String,
-    pub create_group: bool,
-    pub stats: Arc<SinkStats>,
+    client: Client,
+    group: String,
+    stream: String,
+    create_group: bool,
+    stats: Arc<SinkStats>,
     /// The group and stream are known to exist.
-    pub ready: bool,
+    ready: bool,
     /// Calls of the current payload already accepted: a retry resumes
     /// after them instead of sending their events twice.
-    pub accepted_calls: usize,
+    accepted_calls: usize,
     /// The last trouble printed, so a long outage prints one line, not one
     /// per batch.
-    pub reported: Option<String>,
+    reported: Option<String>,
 }
 
 /// One batch as PutLogEvents calls, each within every limit.
 pub struct Calls(Vec<Vec<InputLogEvent>>);
 
 impl CloudWatchSink {
+    pub fn new(
+        client: Client,
+        group: String,
+        stream: String,
+        create_group: bool,
+        stats: Arc<SinkStats>,
+    ) -> Self {
+        CloudWatchSink {
+            client,
+            group,
+            stream,
+            create_group,
+            stats,
+            ready: false,
+            accepted_calls: 0,
+            reported: None,
+        }
+    }
+
     async fn prepare(&mut self) -> Result<(), SendError> {
         if self.create_group {
             let created = self

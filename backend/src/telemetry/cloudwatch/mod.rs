@@ -205,7 +205,8 @@ pub fn start(config: &CloudWatchConfig) -> Result<CloudWatch, TelemetryError> {
         capacity: 32_768,
         max_batch: batch::MAX_EVENTS,
         flush_interval: config.flush_interval,
-        // Covers every call of a batch split in several, each within the timeout.
+        // A batch is a few calls (group and stream once, then one per MiB);
+        // one that takes longer resumes after its accepted calls on the next try.
         attempt_timeout: config.timeout * 4,
         max_attempts: MAX_ATTEMPTS,
         initial_backoff: INITIAL_BACKOFF,
@@ -224,16 +225,13 @@ pub fn start(config: &CloudWatchConfig) -> Result<CloudWatch, TelemetryError> {
     let group = config.log_group.clone();
     let create_group = config.create_group;
     let events = queue::spawn(Arc::clone(&stats), queue, move || {
-        Ok::<_, TelemetryError>(client::CloudWatchSink {
-            client: aws_sdk_cloudwatchlogs::Client::from_conf(client_config),
+        Ok::<_, TelemetryError>(client::CloudWatchSink::new(
+            aws_sdk_cloudwatchlogs::Client::from_conf(client_config),
             group,
             stream,
             create_group,
-            stats: sink_stats,
-            ready: false,
-            accepted_calls: 0,
-            reported: None,
-        })
+            sink_stats,
+        ))
     })?;
     Ok(CloudWatch {
         entry: SinkEntry::On(stats),
