@@ -321,7 +321,7 @@ async fn a_missing_group_that_may_not_be_created_is_reported_not_fatal() {
 #[test]
 fn without_aws_it_is_off_and_says_why() {
     let started = Instant::now();
-    let server = Server::start(&[]);
+    let server = Server::start(&[("CLOUDWATCH_LOG_LEVEL", "info")]);
     assert!(started.elapsed() < Duration::from_secs(10));
     assert!(
         server
@@ -340,7 +340,10 @@ fn without_aws_it_is_off_and_says_why() {
     );
     drop(server);
 
-    let server = Server::start(&[("AWS_REGION", "us-east-1")]);
+    let server = Server::start(&[
+        ("CLOUDWATCH_LOG_LEVEL", "info"),
+        ("AWS_REGION", "us-east-1"),
+    ]);
     assert!(
         server
             .stderr()

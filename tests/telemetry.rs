@@ -228,12 +228,20 @@ async fn every_span_of_k_requests_arrives_after_sigterm() {
         .map(|s| s.trace_id.clone())
         .collect();
     assert_eq!(servers, traces, "one server span per request, none lost");
+    let creates = spans.iter().filter(|s| s.name == "create_activity").count();
+    assert_eq!(creates, 50, "every third request was a create");
     for trace in &traces {
         let trace_spans = by_trace(&spans, trace);
         assert!(
             trace_spans.len() >= 3,
             "request, service and query spans: {trace_spans:?}"
         );
+        // Writes run on the blocking pool: their spans still nest under the service.
+        if let Some(create) = trace_spans.iter().find(|s| s.name == "create_activity") {
+            let insert = named(&trace_spans, "INSERT activities");
+            assert_eq!(insert.parent_span_id, create.span_id);
+            assert_eq!(insert.kind, SPAN_KIND_CLIENT);
+        }
     }
 }
 

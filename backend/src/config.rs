@@ -11,6 +11,8 @@ use clap::{Args, CommandFactory, Parser, ValueEnum};
 use http::{HeaderName, HeaderValue, Uri};
 
 use crate::domain::Handle;
+use crate::telemetry::xray::daemon::DaemonAddress;
+use crate::telemetry::xray::sampling::{Rule, parse_rules};
 
 #[derive(Debug, Clone, Parser)]
 #[command(
@@ -129,6 +131,8 @@ pub struct TelemetryConfig {
         default_value = ""
     )]
     pub semconv_stability_opt_in: String,
+    #[command(flatten)]
+    pub xray: XrayConfig,
     /// Console log format: `pretty`, `json`, or `auto` (pretty on a terminal)
     #[arg(
         long,
@@ -186,6 +190,78 @@ pub struct CloudWatchConfig {
     /// How long one CloudWatch Logs call may take (`10s`, `500ms`)
     #[arg(long = "cloudwatch-timeout", env = "CLOUDWATCH_TIMEOUT", value_name = "CLOUDWATCH_TIMEOUT", default_value = "10s", value_parser = parse_nonzero_duration)]
     pub timeout: Duration,
+}
+
+/// AWS X-Ray, on when a daemon address, a naming pattern or a rules file is set.
+#[derive(Debug, Clone, Args)]
+pub struct XrayConfig {
+    /// `false` turns X-Ray off whatever else is set
+    #[arg(long = "xray-sdk-enabled", env = "AWS_XRAY_SDK_ENABLED", value_name = "AWS_XRAY_SDK_ENABLED", default_value = "true", value_parser = BoolishValueParser::new(), action = clap::ArgAction::Set)]
+    pub sdk_enabled: bool,
+    /// The X-Ray daemon: `host:port` (resolved when sending) or `tcp:host:port udp:host:port`; default 127.0.0.1:2000
+    #[arg(long = "xray-daemon-address", env = "AWS_XRAY_DAEMON_ADDRESS", value_name = "AWS_XRAY_DAEMON_ADDRESS", value_parser = DaemonAddress::parse)]
+    pub daemon_address: Option<DaemonAddress>,
+    /// Dynamic naming: a request whose host matches this pattern (`*`, `?`) names its segment after the host
+    #[arg(long = "xray-url", env = "AWS_XRAY_URL", value_name = "AWS_XRAY_URL")]
+    pub url_pattern: Option<String>,
+    /// Segment name when dynamic naming does not apply (default: OTEL_SERVICE_NAME)
+    #[arg(
+        long = "xray-tracing-name",
+        env = "AWS_XRAY_TRACING_NAME",
+        value_name = "AWS_XRAY_TRACING_NAME"
+    )]
+    pub tracing_name: Option<String>,
+    /// How segments reach X-Ray: `daemon` (UDP, the default), `api` (PutTraceSegments) or `otlp` (X-Ray's OTLP endpoint, SigV4)
+    #[arg(long = "xray-mode", env = "XRAY_MODE", value_name = "XRAY_MODE")]
+    pub mode: Option<XrayMode>,
+    /// X-Ray's OTLP endpoint for XRAY_MODE=otlp; default https://xray.{region}.amazonaws.com/v1/traces
+    #[arg(id = "xray_otlp_endpoint", long = "xray-otlp-endpoint", env = "XRAY_OTLP_ENDPOINT", value_name = "XRAY_OTLP_ENDPOINT", value_parser = parse_url)]
+    pub otlp_endpoint: Option<Uri>,
+    /// Sampling rules: the `SamplingRule` JSON of `aws xray create-sampling-rule`, or the SDKs' local rules file; default 1 request/s then 5%
+    #[arg(long = "xray-sampling-rules", env = "XRAY_SAMPLING_RULES", value_name = "XRAY_SAMPLING_RULES", value_parser = parse_rules_file)]
+    pub sampling_rules: Option<SamplingRules>,
+}
+
+/// A sampling rules file, read and checked at start-up.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SamplingRules {
+    pub path: String,
+    pub rules: Vec<Rule>,
+}
+
+fn parse_rules_file(raw: &str) -> Result<SamplingRules, String> {
+    let text = std::fs::read_to_string(raw).map_err(|err| format!("cannot read {raw}: {err}"))?;
+    let rules = parse_rules(&text).map_err(|err| format!("{raw}: {err}"))?;
+    Ok(SamplingRules {
+        path: raw.to_owned(),
+        rules,
+    })
+}
+
+impl XrayConfig {
+    /// Whether X-Ray is on, and if not, why.
+    pub fn enabled(&self) -> Result<(), &'static str> {
+        if !self.sdk_enabled {
+            return Err("AWS_XRAY_SDK_ENABLED=false");
+        }
+        if self.mode.is_none()
+            && self.daemon_address.is_none()
+            && self.url_pattern.is_none()
+            && self.sampling_rules.is_none()
+        {
+            return Err(
+                "XRAY_MODE, AWS_XRAY_DAEMON_ADDRESS, AWS_XRAY_URL and XRAY_SAMPLING_RULES unset",
+            );
+        }
+        Ok(())
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum XrayMode {
+    Daemon,
+    Api,
+    Otlp,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -571,6 +647,11 @@ mod tests {
             Err(ConfigError::Invalid(line)) => line,
             other => panic!("expected an error, got {other:?}"),
         }
+    }
+
+    #[test]
+    fn every_setting_has_its_own_name() {
+        Config::command().debug_assert();
     }
 
     #[test]

@@ -6,3 +6,4 @@ pub mod faults;
 pub mod moto;
 pub mod otlp;
 pub mod server;
+pub mod xray;

@@ -74,10 +74,11 @@ impl Moto {
         format!("http://{}", self.addr)
     }
 
-    /// What the backend needs to find AWS here: region, test credentials
-    /// and the endpoint, through the SDK's own variables.
+    /// What the backend needs to ship logs here: region, test credentials
+    /// and the endpoint, through the SDK's own variables, and CloudWatch on.
     pub fn env(endpoint: &str) -> Vec<(&'static str, String)> {
         vec![
+            ("CLOUDWATCH_LOG_LEVEL", "info".into()),
             ("AWS_REGION", "us-east-1".into()),
             ("AWS_ACCESS_KEY_ID", "test".into()),
             ("AWS_SECRET_ACCESS_KEY", "test".into()),

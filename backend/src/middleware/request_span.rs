@@ -17,6 +17,7 @@ use tracing::field::Empty;
 use tracing_opentelemetry::OpenTelemetrySpanExt;
 
 use crate::error::InternalCause;
+use crate::telemetry::xray::sampling;
 use crate::telemetry::{ids, propagation};
 
 /// Longest header text copied into a span attribute.
@@ -140,7 +141,11 @@ pub async fn trace_request(
                 "Root={};Parent={:016x};Sampled={}",
                 ids::xray_trace_id(sc.trace_id()),
                 sc.span_id(),
-                u8::from(sc.is_sampled())
+                // The X-Ray decision where X-Ray sampling runs, else OpenTelemetry's.
+                match sc.trace_state().get(sampling::DECISION_KEY) {
+                    Some(decision) => decision == "1",
+                    None => sc.is_sampled(),
+                } as u8
             ))
             .ok();
         }

@@ -12,6 +12,7 @@ mod logs;
 mod otlp;
 pub mod propagation;
 pub mod queue;
+pub mod xray;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -31,7 +32,7 @@ use tracing_subscriber::util::SubscriberInitExt;
 pub use guard::Guard;
 use queue::{Flush, QueueConfig, QueueSender, SinkStats};
 
-use crate::config::{OtlpProtocol, SamplerKind, TelemetryConfig, TracesExporter};
+use crate::config::{OtlpProtocol, SamplerKind, TelemetryConfig, TracesExporter, XrayMode};
 
 #[derive(Debug, thiserror::Error)]
 pub enum TelemetryError {
@@ -52,10 +53,11 @@ const CONSOLE_QUEUE: QueueConfig = QueueConfig {
     initial_backoff: Duration::from_millis(0),
 };
 
-/// A span processor that hands finished, sampled spans to a queue.
+/// A span processor that hands finished, sampled spans to a queue, as
+/// `convert` makes them (or skips them, answering `None`).
 struct QueueSpanProcessor<T> {
     queue: QueueSender<T>,
-    convert: fn(SpanData) -> T,
+    convert: fn(SpanData) -> Option<T>,
 }
 
 impl<T: Send + 'static> std::fmt::Debug for QueueSpanProcessor<T> {
@@ -68,8 +70,10 @@ impl<T: Send + 'static> SpanProcessor for QueueSpanProcessor<T> {
     fn on_start(&self, _span: &mut opentelemetry_sdk::trace::Span, _cx: &opentelemetry::Context) {}
 
     fn on_end(&self, span: SpanData) {
-        if span.span_context.is_sampled() {
-            self.queue.try_send((self.convert)(span));
+        if span.span_context.is_sampled()
+            && let Some(item) = (self.convert)(span)
+        {
+            self.queue.try_send(item);
         }
     }
 
@@ -162,6 +166,101 @@ fn resource(config: &TelemetryConfig) -> Resource {
         .build()
 }
 
+const XRAY_QUEUE: QueueConfig = QueueConfig {
+    capacity: 65_536,
+    max_batch: 256,
+    flush_interval: Duration::from_secs(1),
+    attempt_timeout: Duration::from_secs(2),
+    max_attempts: 1,
+    initial_backoff: Duration::from_millis(0),
+};
+
+/// The X-Ray sink for `XRAY_MODE`, with its start-up line.
+fn xray_sink(
+    config: &TelemetryConfig,
+    resource: &Resource,
+) -> Result<(QueueSender<SpanData>, Arc<SinkStats>), TelemetryError> {
+    let xray = &config.xray;
+    let naming = xray::translate::Naming {
+        fallback: xray
+            .tracing_name
+            .clone()
+            .unwrap_or_else(|| config.service_name.clone()),
+        pattern: xray.url_pattern.clone(),
+    };
+    let sampling = match &xray.sampling_rules {
+        Some(file) => format!("rules from {} ({} rules)", file.path, file.rules.len()),
+        None => "default rule (1/s, then 5%)".to_owned(),
+    };
+    let named = format!(
+        "segments named {:?}{}",
+        naming.fallback,
+        naming
+            .pattern
+            .as_ref()
+            .map(|p| format!(" or the host matching {p:?}"))
+            .unwrap_or_default()
+    );
+    let (destination, sender) = match xray.mode.unwrap_or(XrayMode::Daemon) {
+        XrayMode::Daemon => {
+            let address = xray
+                .daemon_address
+                .clone()
+                .unwrap_or(xray::daemon::DaemonAddress {
+                    host: "127.0.0.1".into(),
+                    port: 2000,
+                });
+            let destination = format!("udp://{address} (daemon)");
+            let stats = SinkStats::new("xray", destination.clone());
+            let sender = queue::spawn(stats, XRAY_QUEUE, || {
+                Ok::<_, TelemetryError>(xray::daemon::DaemonSink::new(address, naming.clone()))
+            })?;
+            (destination, sender)
+        }
+        XrayMode::Api => {
+            let destination = "PutTraceSegments (AWS SDK region and credentials)".to_owned();
+            let stats = SinkStats::new("xray", destination.clone());
+            let queue = QueueConfig {
+                max_attempts: 4,
+                attempt_timeout: Duration::from_secs(10),
+                initial_backoff: Duration::from_millis(200),
+                ..XRAY_QUEUE
+            };
+            let sender = queue::spawn(stats, queue, || {
+                Ok::<_, TelemetryError>(xray::api::ApiSink::new(naming.clone()))
+            })?;
+            (destination, sender)
+        }
+        XrayMode::Otlp => {
+            let endpoint = xray.otlp_endpoint.as_ref().map(ToString::to_string);
+            let destination = format!(
+                "{} (OTLP, SigV4)",
+                endpoint
+                    .as_deref()
+                    .unwrap_or("https://xray.{region}.amazonaws.com/v1/traces")
+            );
+            let stats = SinkStats::new("xray", destination.clone());
+            let queue = QueueConfig {
+                max_batch: 512,
+                max_attempts: 4,
+                attempt_timeout: config.otlp_timeout,
+                initial_backoff: Duration::from_millis(200),
+                ..XRAY_QUEUE
+            };
+            let sender = queue::spawn(stats, queue, || {
+                xray::otlp::XrayOtlpSink::new(resource, endpoint.clone(), config.otlp_timeout)
+                    .map_err(|err| {
+                        TelemetryError::Config(format!("cannot build the X-Ray OTLP client: {err}"))
+                    })
+            })?;
+            (destination, sender)
+        }
+    };
+    eprintln!("telemetry: xray on: {destination}, {named}, sampling {sampling}");
+    let stats = Arc::clone(sender.stats());
+    Ok((sender, stats))
+}
+
 /// Starts every configured sink and installs the global subscriber. Prints
 /// one line per sink saying where it sends or why it is off.
 pub fn init(config: &TelemetryConfig) -> Result<Telemetry, TelemetryError> {
@@ -179,10 +278,24 @@ pub fn init(config: &TelemetryConfig) -> Result<Telemetry, TelemetryError> {
     let resource = resource(config);
     let mut entries = Vec::new();
     let mut sinks: Vec<Box<dyn Flush>> = Vec::new();
-    let mut provider = SdkTracerProvider::builder()
+    let xray_on = config.xray.enabled();
+    let provider = SdkTracerProvider::builder()
         .with_id_generator(ids::XrayIdGenerator::default())
-        .with_sampler(sampler(config))
         .with_resource(resource.clone());
+    let mut provider = match (&xray_on, &config.xray.sampling_rules) {
+        (Ok(()), rules) => {
+            let rules = rules.as_ref().map_or_else(
+                || vec![xray::sampling::Rule::default_rule()],
+                |file| file.rules.clone(),
+            );
+            provider.with_sampler(xray::sampling::XraySampler::new(
+                Box::new(sampler(config)),
+                xray::sampling::RuleSampler::new(rules, Box::new(xray::sampling::SystemClock)),
+                config.service_name.clone(),
+            ))
+        }
+        (Err(_), _) => provider.with_sampler(sampler(config)),
+    };
 
     if exporters.contains(&TracesExporter::Otlp) {
         let url = config.otlp_traces_url().unwrap_or_default();
@@ -223,7 +336,7 @@ pub fn init(config: &TelemetryConfig) -> Result<Telemetry, TelemetryError> {
         })?;
         provider = provider.with_span_processor(QueueSpanProcessor {
             queue: sender.clone(),
-            convert: std::convert::identity,
+            convert: Some,
         });
         sinks.push(Box::new(sender));
         entries.push(SinkEntry::On(stats));
@@ -240,6 +353,28 @@ pub fn init(config: &TelemetryConfig) -> Result<Telemetry, TelemetryError> {
             name: "otlp",
             reason,
         });
+    }
+
+    match xray_on {
+        Ok(()) => {
+            let (sender, stats) = xray_sink(config, &resource)?;
+            provider = provider.with_span_processor(QueueSpanProcessor {
+                queue: sender.clone(),
+                convert: |span| {
+                    xray::sampling::sampled_for_xray(span.span_context.trace_state())
+                        .then_some(span)
+                },
+            });
+            sinks.push(Box::new(sender));
+            entries.push(SinkEntry::On(stats));
+        }
+        Err(reason) => {
+            eprintln!("telemetry: xray off ({reason})");
+            entries.push(SinkEntry::Off {
+                name: "xray",
+                reason: reason.to_owned(),
+            });
+        }
     }
 
     let cloudwatch = cloudwatch::start(&config.cloudwatch)?;
@@ -276,12 +411,15 @@ pub fn init(config: &TelemetryConfig) -> Result<Telemetry, TelemetryError> {
     if let (true, Some(lines)) = (console_spans, &console) {
         provider = provider.with_span_processor(QueueSpanProcessor {
             queue: lines.clone(),
-            convert: |span| console::span_line(&span),
+            convert: |span| Some(console::span_line(&span)),
         });
     }
 
     // Log lines carry trace ids only where spans are traced.
-    let traced = !exporters.is_empty() || logs_on || cloudwatch_layer.is_some();
+    let traced = !exporters.is_empty()
+        || logs_on
+        || config.xray.enabled().is_ok()
+        || cloudwatch_layer.is_some();
     let provider = provider.build();
     let otel_layer = traced.then(|| {
         tracing_opentelemetry::layer()

@@ -111,8 +111,18 @@ impl OtlpSink {
     }
 }
 
+/// The OTLP request for a batch, as the official conversion builds it.
+pub(super) fn export_request(
+    batch: Vec<SpanData>,
+    resource: &ResourceAttributesWithSchema,
+) -> ExportTraceServiceRequest {
+    ExportTraceServiceRequest {
+        resource_spans: group_spans_by_resource_and_scope(batch, resource),
+    }
+}
+
 /// Whether an HTTP answer is worth another try (OTLP/HTTP spec: 429, 502, 503, 504; we add 500).
-fn retryable_status(status: StatusCode) -> bool {
+pub(super) fn retryable_status(status: StatusCode) -> bool {
     status == StatusCode::TOO_MANY_REQUESTS || status.is_server_error()
 }
 
@@ -136,9 +146,7 @@ impl Sink<SpanData> for OtlpSink {
     type Payload = ExportTraceServiceRequest;
 
     fn encode(&mut self, batch: Vec<SpanData>) -> ExportTraceServiceRequest {
-        ExportTraceServiceRequest {
-            resource_spans: group_spans_by_resource_and_scope(batch, &self.resource),
-        }
+        export_request(batch, &self.resource)
     }
 
     async fn send(&mut self, payload: &ExportTraceServiceRequest) -> Result<(), SendError> {
@@ -186,7 +194,7 @@ impl Sink<SpanData> for OtlpSink {
 }
 
 /// A transport error without the URL's query or anything sent with it.
-fn describe(err: &reqwest::Error) -> String {
+pub(super) fn describe(err: &reqwest::Error) -> String {
     if err.is_timeout() {
         "timed out".into()
     } else if err.is_connect() {

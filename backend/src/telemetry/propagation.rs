@@ -8,6 +8,8 @@ use opentelemetry::trace::{SpanContext, TraceContextExt, TraceFlags, TraceId};
 use opentelemetry_aws::trace::xray_propagator::span_context_from_str;
 use opentelemetry_sdk::propagation::{BaggagePropagator, TraceContextPropagator};
 
+use super::xray::sampling::DECISION_KEY;
+
 const XRAY_HEADER: &str = "x-amzn-trace-id";
 
 struct Headers<'a>(&'a HeaderMap);
@@ -64,22 +66,22 @@ pub fn extract(headers: &HeaderMap) -> Incoming {
         .and_then(|value| span_context_from_str(value.trim()));
     match xray {
         Some(sc) if sc.is_valid() => {
-            // No decision (`Sampled=?` or none): the decision is ours, and
-            // the default is to keep the trace.
-            let flags = if sc.trace_flags() == TraceFlags::SAMPLED
-                || sc.trace_flags() == TraceFlags::default()
-            {
-                sc.trace_flags()
+            // A caller's `Sampled=1/0` is the X-Ray decision for the whole
+            // trace; with none (`Sampled=?` or absent) the decision is ours,
+            // and OpenTelemetry keeps the trace.
+            let decided = sc.trace_flags() == TraceFlags::SAMPLED
+                || sc.trace_flags() == TraceFlags::default();
+            let (flags, state) = if decided {
+                let decision = if sc.is_sampled() { "1" } else { "0" };
+                let state = sc
+                    .trace_state()
+                    .insert(DECISION_KEY, decision)
+                    .unwrap_or_else(|_| sc.trace_state().clone());
+                (sc.trace_flags(), state)
             } else {
-                TraceFlags::SAMPLED
+                (TraceFlags::SAMPLED, sc.trace_state().clone())
             };
-            let sc = SpanContext::new(
-                sc.trace_id(),
-                sc.span_id(),
-                flags,
-                true,
-                sc.trace_state().clone(),
-            );
+            let sc = SpanContext::new(sc.trace_id(), sc.span_id(), flags, true, state);
             Incoming {
                 parent: Some(with_baggage(&Context::new()).with_remote_span_context(sc)),
                 trace_id: None,
@@ -154,12 +156,14 @@ mod tests {
         );
         assert_eq!(format!("{:016x}", sc.span_id()), "53995c3f42cd8ad8");
         assert!(sc.is_sampled());
+        assert_eq!(sc.trace_state().get(DECISION_KEY), Some("1"));
         let unsampled = parent_of(&[(
             "x-amzn-trace-id",
             "Root=1-5759e988-bd862e3fe1be46a994272793;Parent=53995c3f42cd8ad8;Sampled=0",
         )])
         .unwrap();
         assert!(!unsampled.is_sampled());
+        assert_eq!(unsampled.trace_state().get(DECISION_KEY), Some("0"));
     }
 
     #[test]
@@ -170,6 +174,11 @@ mod tests {
         )])
         .unwrap();
         assert!(sc.is_sampled());
+        assert_eq!(
+            sc.trace_state().get(DECISION_KEY),
+            None,
+            "X-Ray decides here"
+        );
     }
 
     #[test]

@@ -1,0 +1,155 @@
+//! Delivery to the X-Ray daemon: one UDP datagram per document, the header
+//! line first, as the daemon and the X-Ray SDKs speak it.
+
+use opentelemetry_sdk::trace::SpanData;
+use tokio::net::UdpSocket;
+
+use super::translate::{self, Naming};
+use crate::telemetry::queue::{SendError, Sink};
+
+const HEADER: &str = "{\"format\": \"json\", \"version\": 1}\n";
+
+/// Where the daemon listens. The host is resolved when sending, so a daemon
+/// that starts after the backend (docker-compose) is found once it is up.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DaemonAddress {
+    pub host: String,
+    pub port: u16,
+}
+
+impl std::fmt::Display for DaemonAddress {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}:{}", self.host, self.port)
+    }
+}
+
+impl DaemonAddress {
+    /// `host:port`, or the SDKs' `tcp:host:port udp:host:port` (UDP is used).
+    pub fn parse(raw: &str) -> Result<DaemonAddress, String> {
+        let raw = raw.trim();
+        let udp = if raw.contains(' ') {
+            raw.split_whitespace()
+                .find_map(|part| part.strip_prefix("udp:"))
+                .ok_or_else(|| "the two-address form needs a udp:host:port part".to_owned())?
+        } else {
+            raw.strip_prefix("udp:").unwrap_or(raw)
+        };
+        let (host, port) = udp
+            .rsplit_once(':')
+            .ok_or_else(|| format!("{udp:?} is not host:port"))?;
+        let port: u16 = port
+            .parse()
+            .map_err(|_| format!("{port:?} is not a port"))?;
+        let host = host.trim_start_matches('[').trim_end_matches(']');
+        if host.is_empty() || port == 0 {
+            return Err(format!("{udp:?} is not host:port"));
+        }
+        Ok(DaemonAddress {
+            host: host.to_owned(),
+            port,
+        })
+    }
+}
+
+pub struct DaemonSink {
+    address: DaemonAddress,
+    naming: Naming,
+    socket: Option<UdpSocket>,
+}
+
+impl DaemonSink {
+    pub fn new(address: DaemonAddress, naming: Naming) -> Self {
+        DaemonSink {
+            address,
+            naming,
+            socket: None,
+        }
+    }
+
+    /// A socket connected to the daemon, so that "nothing listening" comes
+    /// back as an error instead of vanishing.
+    async fn socket(&mut self) -> Result<&UdpSocket, SendError> {
+        if self.socket.is_none() {
+            let failed = |what: &str, err: std::io::Error| SendError {
+                message: format!("X-Ray daemon {}: {what}: {err}", self.address),
+                retryable: false,
+            };
+            let target = tokio::net::lookup_host((self.address.host.as_str(), self.address.port))
+                .await
+                .map_err(|err| failed("cannot resolve", err))?
+                .next()
+                .ok_or_else(|| failed("cannot resolve", std::io::Error::other("no address")))?;
+            let local = if target.is_ipv4() {
+                "0.0.0.0:0"
+            } else {
+                "[::]:0"
+            };
+            let socket = UdpSocket::bind(local)
+                .await
+                .map_err(|err| failed("cannot bind", err))?;
+            socket
+                .connect(target)
+                .await
+                .map_err(|err| failed("cannot connect", err))?;
+            self.socket = Some(socket);
+        }
+        Ok(self.socket.as_ref().expect("just set"))
+    }
+}
+
+impl Sink<SpanData> for DaemonSink {
+    type Payload = Vec<String>;
+
+    fn encode(&mut self, batch: Vec<SpanData>) -> Vec<String> {
+        translate::documents(&batch, &self.naming)
+            .into_iter()
+            .map(|document| format!("{HEADER}{document}"))
+            .collect()
+    }
+
+    async fn send(&mut self, payload: &Vec<String>) -> Result<(), SendError> {
+        let address = self.address.to_string();
+        let socket = self.socket().await?;
+        for datagram in payload {
+            if let Err(err) = socket.send(datagram.as_bytes()).await {
+                // Resolve again next time: the daemon may have moved.
+                self.socket = None;
+                return Err(SendError {
+                    message: format!("X-Ray daemon {address}: {err}"),
+                    retryable: false,
+                });
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn daemon_addresses_in_every_form() {
+        let parsed = |raw| DaemonAddress::parse(raw).map(|a| a.to_string());
+        assert_eq!(parsed("127.0.0.1:2000").unwrap(), "127.0.0.1:2000");
+        assert_eq!(parsed("xray-daemon:2000").unwrap(), "xray-daemon:2000");
+        assert_eq!(parsed("tcp:xray:2001 udp:xray:2000").unwrap(), "xray:2000");
+        assert_eq!(
+            parsed("udp:10.0.0.2:3000 tcp:10.0.0.2:3001").unwrap(),
+            "10.0.0.2:3000"
+        );
+        assert_eq!(parsed("[::1]:2000").unwrap(), "::1:2000");
+        for bad in [
+            "",
+            "xray",
+            "xray:",
+            "xray:port",
+            ":2000",
+            "xray:0",
+            "tcp:a:1 tcp:b:2",
+            "xray:70000",
+        ] {
+            assert!(DaemonAddress::parse(bad).is_err(), "{bad}");
+        }
+    }
+}

@@ -1,0 +1,519 @@
+//! X-Ray sampling: rules matched on service, host, method and path, each
+//! with a per-second reservoir and a fixed rate after it. The decision is
+//! made once per trace, where it enters this service, and rides in the
+//! trace state (`xray=1` or `xray=0`) so every span of the trace, the X-Ray
+//! sink and the `X-Amzn-Trace-Id` answer agree. It decides what reaches
+//! X-Ray only: the OpenTelemetry sampler (what OTLP gets) runs unchanged.
+
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use opentelemetry::trace::{Link, SpanKind, TraceContextExt, TraceId, TraceState};
+use opentelemetry::{Context, KeyValue, Value};
+use opentelemetry_sdk::trace::{SamplingResult, ShouldSample};
+use serde::Deserialize;
+
+use super::translate::wildcard_match;
+
+/// The trace-state key carrying the X-Ray decision.
+pub const DECISION_KEY: &str = "xray";
+
+/// Whether a span context's trace was sampled for X-Ray.
+pub fn sampled_for_xray(state: &TraceState) -> bool {
+    state.get(DECISION_KEY) == Some("1")
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Rule {
+    pub name: String,
+    pub priority: i64,
+    pub service_name: String,
+    pub host: String,
+    pub http_method: String,
+    pub url_path: String,
+    /// Traces a second taken before the rate applies.
+    pub reservoir: u32,
+    pub rate: f64,
+}
+
+impl Rule {
+    /// X-Ray's built-in default: one request a second, then 5%.
+    pub fn default_rule() -> Rule {
+        Rule {
+            name: "Default".into(),
+            priority: 10_000,
+            service_name: "*".into(),
+            host: "*".into(),
+            http_method: "*".into(),
+            url_path: "*".into(),
+            reservoir: 1,
+            rate: 0.05,
+        }
+    }
+
+    fn matches(&self, request: &RequestFacts<'_>) -> bool {
+        wildcard_match(&self.service_name, request.service)
+            && wildcard_match(&self.host, request.host)
+            && wildcard_match(&self.http_method, request.method)
+            && wildcard_match(&self.url_path, request.path)
+    }
+}
+
+/// What rules are matched against.
+#[derive(Debug, Clone, Copy)]
+pub struct RequestFacts<'a> {
+    pub service: &'a str,
+    pub host: &'a str,
+    pub method: &'a str,
+    pub path: &'a str,
+}
+
+/// The `SamplingRule` JSON that `aws xray create-sampling-rule` takes.
+#[derive(Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct ApiRule {
+    rule_name: String,
+    priority: i64,
+    fixed_rate: f64,
+    reservoir_size: u32,
+    #[serde(default = "any")]
+    service_name: String,
+    #[serde(default = "any")]
+    host: String,
+    #[serde(rename = "HTTPMethod", default = "any")]
+    http_method: String,
+    #[serde(rename = "URLPath", default = "any")]
+    url_path: String,
+}
+
+/// One rule of the X-Ray SDKs' local rules file (versions 1 and 2).
+#[derive(Deserialize)]
+struct LocalRule {
+    #[serde(default)]
+    description: String,
+    #[serde(default = "any")]
+    service_name: String,
+    #[serde(default = "any")]
+    host: String,
+    #[serde(default = "any")]
+    http_method: String,
+    #[serde(default = "any")]
+    url_path: String,
+    fixed_target: u32,
+    rate: f64,
+}
+
+#[derive(Deserialize)]
+struct LocalDefault {
+    fixed_target: u32,
+    rate: f64,
+}
+
+#[derive(Deserialize)]
+struct LocalRules {
+    version: u32,
+    #[serde(default)]
+    rules: Vec<LocalRule>,
+    default: LocalDefault,
+}
+
+fn any() -> String {
+    "*".into()
+}
+
+/// Reads a rules file: `{"SamplingRule": {...}}` (what the bootcamp keeps in
+/// aws/json/xray.json), a bare `SamplingRule`, a list of them, or the SDKs'
+/// local rules (`{"version": 2, "rules": [...], "default": {...}}`). The
+/// default rule always comes last.
+pub fn parse_rules(text: &str) -> Result<Vec<Rule>, String> {
+    let value: serde_json::Value =
+        serde_json::from_str(text).map_err(|err| format!("not JSON: {err}"))?;
+    let from_api = |rule: ApiRule| Rule {
+        name: rule.rule_name,
+        priority: rule.priority,
+        service_name: rule.service_name,
+        host: rule.host,
+        http_method: rule.http_method,
+        url_path: rule.url_path,
+        reservoir: rule.reservoir_size,
+        rate: rule.fixed_rate,
+    };
+    let api = |value: serde_json::Value| {
+        serde_json::from_value::<ApiRule>(value)
+            .map(from_api)
+            .map_err(|err| format!("not a SamplingRule: {err}"))
+    };
+    let mut rules = if let Some(rule) = value.get("SamplingRule") {
+        vec![api(rule.clone())?]
+    } else if let Some(list) = value.as_array() {
+        list.iter()
+            .map(|item| api(item.get("SamplingRule").unwrap_or(item).clone()))
+            .collect::<Result<Vec<_>, _>>()?
+    } else if value.get("version").is_some() {
+        let local: LocalRules = serde_json::from_value(value)
+            .map_err(|err| format!("not an X-Ray local rules file: {err}"))?;
+        if !(1..=2).contains(&local.version) {
+            return Err(format!(
+                "local rules version {} is not 1 or 2",
+                local.version
+            ));
+        }
+        let mut rules: Vec<Rule> = local
+            .rules
+            .into_iter()
+            .enumerate()
+            .map(|(index, rule)| Rule {
+                name: if rule.description.is_empty() {
+                    format!("rule {}", index + 1)
+                } else {
+                    rule.description
+                },
+                priority: index as i64,
+                service_name: rule.service_name,
+                host: rule.host,
+                http_method: rule.http_method,
+                url_path: rule.url_path,
+                reservoir: rule.fixed_target,
+                rate: rule.rate,
+            })
+            .collect();
+        rules.push(Rule {
+            reservoir: local.default.fixed_target,
+            rate: local.default.rate,
+            ..Rule::default_rule()
+        });
+        rules
+    } else {
+        vec![api(value)?]
+    };
+    for rule in &rules {
+        if !(0.0..=1.0).contains(&rule.rate) {
+            return Err(format!(
+                "rule {:?}: the rate must be from 0 to 1",
+                rule.name
+            ));
+        }
+    }
+    rules.sort_by_key(|rule| rule.priority);
+    if !rules.iter().any(|rule| rule.name == "Default") {
+        rules.push(Rule::default_rule());
+    }
+    Ok(rules)
+}
+
+/// A clock the tests can drive.
+pub trait Clock: Send + Sync + std::fmt::Debug {
+    fn now(&self) -> Instant;
+}
+
+#[derive(Debug)]
+pub struct SystemClock;
+
+impl Clock for SystemClock {
+    fn now(&self) -> Instant {
+        Instant::now()
+    }
+}
+
+#[derive(Debug)]
+struct Reservoir {
+    second: Option<Instant>,
+    used: u32,
+}
+
+/// Matches rules and keeps each rule's reservoir.
+#[derive(Debug)]
+pub struct RuleSampler {
+    rules: Vec<Rule>,
+    reservoirs: Vec<Mutex<Reservoir>>,
+    clock: Box<dyn Clock>,
+}
+
+impl RuleSampler {
+    pub fn new(rules: Vec<Rule>, clock: Box<dyn Clock>) -> Self {
+        let reservoirs = rules
+            .iter()
+            .map(|_| {
+                Mutex::new(Reservoir {
+                    second: None,
+                    used: 0,
+                })
+            })
+            .collect();
+        RuleSampler {
+            rules,
+            reservoirs,
+            clock,
+        }
+    }
+
+    /// The decision for a new trace: the first matching rule's reservoir,
+    /// else its rate, drawn from the trace id's random bits.
+    pub fn decide(&self, request: &RequestFacts<'_>, trace_id: TraceId) -> bool {
+        let Some(index) = self.rules.iter().position(|rule| rule.matches(request)) else {
+            return false;
+        };
+        let rule = &self.rules[index];
+        let now = self.clock.now();
+        {
+            let mut reservoir = self.reservoirs[index]
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            if reservoir
+                .second
+                .is_none_or(|start| now.duration_since(start) >= Duration::from_secs(1))
+            {
+                *reservoir = Reservoir {
+                    second: Some(now),
+                    used: 0,
+                };
+            }
+            if reservoir.used < rule.reservoir {
+                reservoir.used += 1;
+                return true;
+            }
+        }
+        // The low 64 bits of the trace id are random.
+        let bits = u64::from_be_bytes(trace_id.to_bytes()[8..].try_into().unwrap_or_default());
+        (bits as f64 / u64::MAX as f64) < rule.rate
+    }
+}
+
+/// An OpenTelemetry sampler that leaves the OTLP decision to `inner` and adds
+/// the X-Ray decision to the trace state where a trace enters this service.
+#[derive(Debug, Clone)]
+pub struct XraySampler {
+    inner: Box<dyn ShouldSample>,
+    rules: std::sync::Arc<RuleSampler>,
+    service: String,
+}
+
+impl XraySampler {
+    pub fn new(inner: Box<dyn ShouldSample>, rules: RuleSampler, service: String) -> Self {
+        XraySampler {
+            inner,
+            rules: std::sync::Arc::new(rules),
+            service,
+        }
+    }
+}
+
+fn string_attr<'a>(attributes: &'a [KeyValue], key: &str) -> &'a str {
+    attributes
+        .iter()
+        .find(|kv| kv.key.as_str() == key)
+        .and_then(|kv| match &kv.value {
+            Value::String(s) => Some(s.as_str()),
+            _ => None,
+        })
+        .unwrap_or("")
+}
+
+impl ShouldSample for XraySampler {
+    fn should_sample(
+        &self,
+        parent_context: Option<&Context>,
+        trace_id: TraceId,
+        name: &str,
+        span_kind: &SpanKind,
+        attributes: &[KeyValue],
+        links: &[Link],
+    ) -> SamplingResult {
+        let mut result =
+            self.inner
+                .should_sample(parent_context, trace_id, name, span_kind, attributes, links);
+        let parent = parent_context.map(|cx| cx.span().span_context().clone());
+        let local_child = parent
+            .as_ref()
+            .is_some_and(|sc| sc.is_valid() && !sc.is_remote());
+        if local_child {
+            // Inherited with the rest of the parent's trace state.
+            return result;
+        }
+        let inherited = parent
+            .as_ref()
+            .and_then(|sc| sc.trace_state().get(DECISION_KEY).map(str::to_owned));
+        let decision = match inherited {
+            Some(decision) => decision == "1",
+            None => self.rules.decide(
+                &RequestFacts {
+                    service: &self.service,
+                    host: string_attr(attributes, "server.address"),
+                    method: string_attr(attributes, "http.request.method"),
+                    path: string_attr(attributes, "url.path"),
+                },
+                trace_id,
+            ),
+        };
+        let value = if decision { "1" } else { "0" };
+        if let Ok(state) = result.trace_state.insert(DECISION_KEY, value) {
+            result.trace_state = state;
+        }
+        result
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicU64, Ordering};
+
+    /// A clock moved by hand, in milliseconds from a fixed start.
+    #[derive(Debug)]
+    struct ManualClock {
+        start: Instant,
+        millis: Arc<AtomicU64>,
+    }
+
+    impl Clock for ManualClock {
+        fn now(&self) -> Instant {
+            self.start + Duration::from_millis(self.millis.load(Ordering::SeqCst))
+        }
+    }
+
+    fn sampler(rules: Vec<Rule>) -> (RuleSampler, Arc<AtomicU64>) {
+        let millis = Arc::new(AtomicU64::new(0));
+        let clock = ManualClock {
+            start: Instant::now(),
+            millis: Arc::clone(&millis),
+        };
+        (RuleSampler::new(rules, Box::new(clock)), millis)
+    }
+
+    const HOME: RequestFacts<'static> = RequestFacts {
+        service: "backend-flask",
+        host: "localhost",
+        method: "GET",
+        path: "/api/activities/home",
+    };
+
+    fn trace(n: u64) -> TraceId {
+        // Spread the random half evenly, as real ids are.
+        let mut bytes = [0u8; 16];
+        bytes[8..].copy_from_slice(&n.wrapping_mul(0x9E37_79B9_7F4A_7C15).to_be_bytes());
+        TraceId::from_bytes(bytes)
+    }
+
+    #[test]
+    fn the_default_rule_takes_one_a_second_then_five_percent() {
+        let (sampler, millis) = sampler(vec![Rule::default_rule()]);
+        let mut kept = 0;
+        let seconds = 200;
+        for second in 0..seconds {
+            for request in 0..100 {
+                millis.store(second * 1000 + request * 10, Ordering::SeqCst);
+                if sampler.decide(&HOME, trace(second * 100 + request)) {
+                    kept += 1;
+                }
+            }
+        }
+        // 1 a second from the reservoir plus 5% of the other 99.
+        let expected = seconds as f64 * (1.0 + 99.0 * 0.05);
+        assert!(
+            (kept as f64 - expected).abs() < expected * 0.15,
+            "kept {kept}, expected about {expected}"
+        );
+    }
+
+    #[test]
+    fn the_reservoir_refills_each_second() {
+        let rule = Rule {
+            reservoir: 3,
+            rate: 0.0,
+            ..Rule::default_rule()
+        };
+        let (sampler, millis) = sampler(vec![rule]);
+        let kept =
+            |sampler: &RuleSampler| (0..10).filter(|n| sampler.decide(&HOME, trace(*n))).count();
+        assert_eq!(kept(&sampler), 3);
+        millis.store(999, Ordering::SeqCst);
+        assert_eq!(kept(&sampler), 0);
+        millis.store(1000, Ordering::SeqCst);
+        assert_eq!(kept(&sampler), 3);
+    }
+
+    #[test]
+    fn rules_match_by_priority_with_wildcards() {
+        let health = Rule {
+            name: "health".into(),
+            priority: 1,
+            url_path: "/api/health-check".into(),
+            reservoir: 0,
+            rate: 0.0,
+            ..Rule::default_rule()
+        };
+        let posts = Rule {
+            name: "posts".into(),
+            priority: 2,
+            http_method: "POST".into(),
+            url_path: "/api/*".into(),
+            reservoir: 0,
+            rate: 1.0,
+            ..Rule::default_rule()
+        };
+        let (sampler, _) = sampler(vec![
+            health,
+            posts,
+            Rule {
+                reservoir: 0,
+                rate: 0.0,
+                ..Rule::default_rule()
+            },
+        ]);
+        let facts = |method, path| RequestFacts {
+            method,
+            path,
+            ..HOME
+        };
+        assert!(!sampler.decide(&facts("GET", "/api/health-check"), trace(1)));
+        assert!(sampler.decide(&facts("post", "/api/activities"), trace(2)));
+        assert!(!sampler.decide(&facts("GET", "/api/activities/home"), trace(3)));
+    }
+
+    #[test]
+    fn the_bootcamp_rule_file_is_read() {
+        let rules = parse_rules(
+            r#"{"SamplingRule": {"RuleName": "Cruddur", "ResourceARN": "*", "Priority": 9000,
+                "FixedRate": 0.1, "ReservoirSize": 5, "ServiceName": "backend-flask",
+                "ServiceType": "*", "Host": "*", "HTTPMethod": "*", "URLPath": "*", "Version": 1}}"#,
+        )
+        .unwrap();
+        assert_eq!(rules.len(), 2);
+        assert_eq!(rules[0].name, "Cruddur");
+        assert_eq!((rules[0].reservoir, rules[0].rate), (5, 0.1));
+        assert_eq!(rules[0].service_name, "backend-flask");
+        assert_eq!(rules[1], Rule::default_rule());
+    }
+
+    #[test]
+    fn the_sdk_local_rules_file_is_read() {
+        let rules = parse_rules(
+            r#"{"version": 2, "rules": [{"description": "Player moves.", "host": "*",
+                "http_method": "*", "url_path": "/api/move/*", "fixed_target": 0, "rate": 0.05}],
+                "default": {"fixed_target": 1, "rate": 0.1}}"#,
+        )
+        .unwrap();
+        assert_eq!(rules.len(), 2);
+        assert_eq!(rules[0].name, "Player moves.");
+        assert_eq!(rules[0].url_path, "/api/move/*");
+        assert_eq!((rules[1].reservoir, rules[1].rate), (1, 0.1));
+    }
+
+    #[test]
+    fn bad_rule_files_are_refused_with_a_reason() {
+        assert!(parse_rules("{").unwrap_err().contains("not JSON"));
+        assert!(
+            parse_rules(r#"{"SamplingRule": {"RuleName": "x"}}"#)
+                .unwrap_err()
+                .contains("SamplingRule")
+        );
+        assert!(
+            parse_rules(r#"{"version": 7, "default": {"fixed_target": 1, "rate": 0.1}}"#)
+                .unwrap_err()
+                .contains("version")
+        );
+        let too_high = r#"{"RuleName": "x", "Priority": 1, "FixedRate": 2, "ReservoirSize": 1}"#;
+        assert!(parse_rules(too_high).unwrap_err().contains("rate"));
+    }
+}

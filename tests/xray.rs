@@ -1,0 +1,534 @@
+//! The real binary sending segments to a fake X-Ray daemon over UDP: every
+//! document validates against AWS's published schema, and X-Ray shows the
+//! same trace OTLP carries.
+
+mod support;
+
+use std::collections::BTreeSet;
+use std::time::Duration;
+
+use serde_json::Value;
+use support::otlp::{Behavior, OtlpReceiver, SPAN_KIND_SERVER};
+use support::server::Server;
+use support::xray::{Datagram, XrayDaemon, all_parts};
+
+const SCHEMA: &str = include_str!("fixtures/xray-segmentdocument-schema-v1.0.0.json");
+
+/// Rules that keep everything, or nothing, for X-Ray.
+fn rules_file(dir: &tempfile::TempDir, rate: f64) -> String {
+    let path = dir.path().join("xray.json");
+    let rule = serde_json::json!({"SamplingRule": {
+        "RuleName": "Cruddur", "ResourceARN": "*", "Priority": 9000, "FixedRate": rate,
+        "ReservoirSize": 0, "ServiceName": "*", "ServiceType": "*", "Host": "*",
+        "HTTPMethod": "*", "URLPath": "*", "Version": 1
+    }});
+    std::fs::write(&path, rule.to_string()).unwrap();
+    path.to_str().unwrap().to_owned()
+}
+
+fn start(daemon: &XrayDaemon, otlp: &OtlpReceiver, rules: &str, extra: &[(&str, &str)]) -> Server {
+    let daemon_address = daemon.addr.to_string();
+    let endpoint = otlp.endpoint();
+    let mut env = vec![
+        ("AWS_XRAY_DAEMON_ADDRESS", daemon_address.as_str()),
+        ("XRAY_SAMPLING_RULES", rules),
+        ("OTEL_TRACES_EXPORTER", "otlp"),
+        ("OTEL_EXPORTER_OTLP_ENDPOINT", endpoint.as_str()),
+        ("OTEL_SERVICE_NAME", "backend-flask"),
+    ];
+    env.extend_from_slice(extra);
+    Server::start(&env)
+}
+
+async fn stop(mut server: Server) -> Server {
+    tokio::task::spawn_blocking(move || {
+        let status = server.terminate(Duration::from_secs(10));
+        assert_eq!(status.code(), Some(0), "{}", server.stderr());
+        server
+    })
+    .await
+    .unwrap()
+}
+
+fn xray_header(response: &reqwest::Response) -> String {
+    response.headers()["x-amzn-trace-id"]
+        .to_str()
+        .unwrap()
+        .to_owned()
+}
+
+fn root_of(header: &str) -> String {
+    header
+        .split(';')
+        .find_map(|part| part.strip_prefix("Root="))
+        .unwrap()
+        .to_owned()
+}
+
+fn segments(datagrams: &[Datagram]) -> Vec<Value> {
+    datagrams
+        .iter()
+        .map(|d| d.document.clone())
+        .filter(|d| d.get("type").is_none())
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn requests_become_valid_segments_in_the_same_trace_as_otlp() {
+    let daemon = XrayDaemon::start().await;
+    let otlp = OtlpReceiver::http(Behavior::Accept).await;
+    let dir = tempfile::tempdir().unwrap();
+    let server = start(&daemon, &otlp, &rules_file(&dir, 1.0), &[]);
+    let client = reqwest::Client::new();
+    let feed = client
+        .get(server.url("/api/activities/@worf"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(feed.status(), 200);
+    let feed_header = xray_header(&feed);
+    assert!(feed_header.ends_with(";Sampled=1"), "{feed_header}");
+    let missing = client
+        .get(server.url("/api/activities/@nobody"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(missing.status(), 404);
+    let missing_root = root_of(&xray_header(&missing));
+    let created = client
+        .post(server.url("/api/activities"))
+        .json(&serde_json::json!({"message": "to X-Ray", "ttl": "1-hour"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(created.status(), 200);
+    stop(server).await;
+
+    let schema: Value = serde_json::from_str(SCHEMA).unwrap();
+    let validator = jsonschema::draft4::new(&schema).expect("the schema compiles");
+    let unsanitized = serde_json::json!({"name": "GET /api/{x}", "id": "0000000000000001",
+        "start_time": 1.0, "trace_id": "1-5759e988-bd862e3fe1be46a994272793"});
+    assert!(
+        !validator.is_valid(&unsanitized),
+        "the validator checks names"
+    );
+    let datagrams = daemon.datagrams();
+    assert!(!datagrams.is_empty());
+    for datagram in &datagrams {
+        assert_eq!(
+            datagram.header,
+            serde_json::json!({"format": "json", "version": 1})
+        );
+        assert!(datagram.size <= 64 * 1024);
+        let errors: Vec<String> = validator
+            .iter_errors(&datagram.document)
+            .map(|e| e.to_string())
+            .collect();
+        assert!(errors.is_empty(), "{errors:?} in {}", datagram.document);
+        for part in all_parts(&datagram.document) {
+            let id = part["id"].as_str().unwrap();
+            assert!(
+                id.len() == 16 && id.chars().all(|c| c.is_ascii_hexdigit()),
+                "{id}"
+            );
+        }
+    }
+
+    let root = root_of(&feed_header);
+    let all = segments(&datagrams);
+    let segment = all
+        .iter()
+        .find(|s| s["trace_id"] == root.as_str())
+        .expect("the feed's segment");
+    assert_eq!(segment["name"], "backend-flask");
+    assert_eq!(segment["http"]["request"]["method"], "GET");
+    assert!(
+        segment["http"]["request"]["url"]
+            .as_str()
+            .unwrap()
+            .ends_with("/api/activities/@worf")
+    );
+    assert_eq!(segment["http"]["response"]["status"], 200);
+    assert_eq!(segment["aws"]["xray"]["sdk"], "cruddur-backend");
+    let service = &segment["subsegments"][0];
+    assert_eq!(service["name"], "user_activities");
+    assert_eq!(service["annotations"]["app_user_handle"], "worf");
+    let queries = service["subsegments"]
+        .as_array()
+        .expect("query subsegments");
+    assert!(queries.len() >= 2);
+    for query in queries {
+        assert_eq!(query["sql"]["database_type"], "sqlite");
+        assert!(
+            query["sql"]["sanitized_query"]
+                .as_str()
+                .unwrap()
+                .contains("?1")
+        );
+    }
+    let not_found = all
+        .iter()
+        .find(|s| s["trace_id"] == missing_root.as_str())
+        .expect("the 404's segment");
+    assert_eq!(not_found["error"], true);
+    assert!(not_found.get("fault").is_none());
+
+    // The same trace in OTLP: the server span's trace id is the segment's.
+    let otlp_traces: BTreeSet<String> = otlp
+        .spans()
+        .into_iter()
+        .filter(|s| s.kind == SPAN_KIND_SERVER)
+        .map(|s| format!("1-{}-{}", &s.trace_id[..8], &s.trace_id[8..]))
+        .collect();
+    assert!(otlp_traces.contains(&root), "{root} in {otlp_traces:?}");
+    let segment_id = segment["id"].as_str().unwrap();
+    assert!(
+        otlp.spans()
+            .iter()
+            .any(|s| s.span_id == segment_id && s.kind == SPAN_KIND_SERVER)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn x_ray_sampling_decides_what_x_ray_gets_not_what_otlp_gets() {
+    let daemon = XrayDaemon::start().await;
+    let otlp = OtlpReceiver::http(Behavior::Accept).await;
+    let dir = tempfile::tempdir().unwrap();
+    let server = start(&daemon, &otlp, &rules_file(&dir, 0.0), &[]);
+    let client = reqwest::Client::new();
+    let dropped = client
+        .get(server.url("/api/activities/home"))
+        .send()
+        .await
+        .unwrap();
+    let dropped_header = xray_header(&dropped);
+    assert!(dropped_header.ends_with(";Sampled=0"), "{dropped_header}");
+    let upstream = "Root=1-5759e988-bd862e3fe1be46a994272793;Parent=53995c3f42cd8ad8;Sampled=1";
+    let honoured = client
+        .get(server.url("/api/activities/home"))
+        .header("x-amzn-trace-id", upstream)
+        .send()
+        .await
+        .unwrap();
+    let honoured_header = xray_header(&honoured);
+    assert!(honoured_header.starts_with("Root=1-5759e988-bd862e3fe1be46a994272793;"));
+    assert!(honoured_header.ends_with(";Sampled=1"), "{honoured_header}");
+    stop(server).await;
+
+    let all = segments(&daemon.datagrams());
+    assert_eq!(all.len(), 1, "only the caller-sampled trace: {all:?}");
+    assert_eq!(all[0]["trace_id"], "1-5759e988-bd862e3fe1be46a994272793");
+    assert_eq!(all[0]["parent_id"], "53995c3f42cd8ad8");
+    let otlp_servers = otlp
+        .spans()
+        .into_iter()
+        .filter(|s| s.kind == SPAN_KIND_SERVER)
+        .count();
+    assert_eq!(otlp_servers, 2, "OTLP keeps its own sampler");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dynamic_naming_and_the_tracing_name() {
+    let daemon = XrayDaemon::start().await;
+    let otlp = OtlpReceiver::http(Behavior::Accept).await;
+    let dir = tempfile::tempdir().unwrap();
+    let server = start(
+        &daemon,
+        &otlp,
+        &rules_file(&dir, 1.0),
+        &[
+            ("AWS_XRAY_URL", "*4567-ws.gitpod.io*"),
+            ("AWS_XRAY_TRACING_NAME", "cruddur"),
+        ],
+    );
+    let client = reqwest::Client::new();
+    let gitpod = client
+        .get(server.url("/api/activities/home"))
+        .header("host", "4567-ws.gitpod.io")
+        .send()
+        .await
+        .unwrap();
+    let gitpod_root = root_of(&xray_header(&gitpod));
+    let local = client
+        .get(server.url("/api/activities/home"))
+        .send()
+        .await
+        .unwrap();
+    let local_root = root_of(&xray_header(&local));
+    stop(server).await;
+    let all = segments(&daemon.datagrams());
+    let name = |root: &str| all.iter().find(|s| s["trace_id"] == root).unwrap()["name"].clone();
+    assert_eq!(name(&gitpod_root), "4567-ws.gitpod.io");
+    assert_eq!(name(&local_root), "cruddur");
+}
+
+async fn health(client: &reqwest::Client, server: &Server) -> Value {
+    client
+        .get(server.url("/api/health-check"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap()
+}
+
+async fn check_an_unreachable_daemon(address: &str, expected_error: &str) {
+    let dir = tempfile::tempdir().unwrap();
+    let rules = rules_file(&dir, 1.0);
+    let server = Server::start(&[
+        ("AWS_XRAY_DAEMON_ADDRESS", address),
+        ("XRAY_SAMPLING_RULES", rules.as_str()),
+    ]);
+    let client = reqwest::Client::new();
+    let mut last_error = Value::Null;
+    // Bounded: a batch goes out every second; the error shows after one.
+    for _ in 0..40 {
+        for _ in 0..5 {
+            let response = client
+                .get(server.url("/api/activities/home"))
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(response.status(), 200);
+        }
+        let report = health(&client, &server).await;
+        last_error = report["sinks"]["xray"]["last_error"].clone();
+        if !last_error.is_null() {
+            assert!(
+                report["sinks"]["xray"]["failed"].as_u64().unwrap() > 0,
+                "{report}"
+            );
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    assert!(
+        last_error
+            .as_str()
+            .is_some_and(|e| e.contains(expected_error)),
+        "{last_error}"
+    );
+    stop(server).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_daemon_that_is_not_there_costs_requests_nothing() {
+    let closed = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    let address = closed.local_addr().unwrap().to_string();
+    drop(closed);
+    check_an_unreachable_daemon(&address, "refused").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unresolvable_daemon_host_costs_requests_nothing() {
+    check_an_unreachable_daemon("xray-daemon.invalid:2000", "cannot resolve").await;
+}
+
+#[test]
+fn bad_x_ray_settings_stop_start_up() {
+    let dir = tempfile::tempdir().unwrap();
+    let broken = dir.path().join("broken.json");
+    std::fs::write(&broken, "{\"SamplingRule\": {}}").unwrap();
+    let cases = [
+        ("AWS_XRAY_DAEMON_ADDRESS", "xray-daemon"),
+        ("XRAY_SAMPLING_RULES", "/nonexistent/xray.json"),
+        ("XRAY_SAMPLING_RULES", broken.to_str().unwrap()),
+        ("AWS_XRAY_SDK_ENABLED", "maybe"),
+    ];
+    for (variable, value) in cases {
+        let output = support::server::command(&[(variable, value)])
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(
+            output.status.code(),
+            Some(2),
+            "{variable}={value}: {stderr}"
+        );
+        assert!(stderr.contains(variable), "{stderr}");
+    }
+}
+
+/// A stand-in for X-Ray's OTLP endpoint: it recomputes each request's SigV4
+/// signature with the credentials it was given and refuses a mismatch.
+struct SignedOtlpEndpoint {
+    url: String,
+    accepted:
+        std::sync::Arc<std::sync::Mutex<Vec<opentelemetry_proto::tonic::trace::v1::ResourceSpans>>>,
+    refused: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for SignedOtlpEndpoint {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+fn expected_authorization(
+    secret: &str,
+    url: &str,
+    amz_date: &str,
+    content_type: &str,
+    body: &[u8],
+) -> String {
+    use aws_sigv4::http_request::{SignableBody, SignableRequest, SigningSettings, sign};
+    let time = chrono::NaiveDateTime::parse_from_str(amz_date, "%Y%m%dT%H%M%SZ")
+        .unwrap()
+        .and_utc();
+    let identity: aws_smithy_runtime_api::client::identity::Identity =
+        aws_credential_types::Credentials::new("AKIDTEST", secret, None, None, "test").into();
+    let params = aws_sigv4::sign::v4::SigningParams::builder()
+        .identity(&identity)
+        .region("us-east-1")
+        .name("xray")
+        .time(time.into())
+        .settings(SigningSettings::default())
+        .build()
+        .unwrap()
+        .into();
+    let request = SignableRequest::new(
+        "POST",
+        url,
+        std::iter::once(("content-type", content_type)),
+        SignableBody::Bytes(body),
+    )
+    .unwrap();
+    let (instructions, _) = sign(request, &params).unwrap().into_parts();
+    instructions
+        .headers()
+        .find(|(name, _)| *name == "authorization")
+        .map(|(_, value)| value.to_owned())
+        .unwrap()
+}
+
+impl SignedOtlpEndpoint {
+    async fn start(secret: &'static str) -> SignedOtlpEndpoint {
+        use axum::body::Bytes;
+        use axum::http::{HeaderMap, StatusCode};
+        use prost::Message;
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}/v1/traces", listener.local_addr().unwrap());
+        let accepted = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let refused = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let app = {
+            let (url, accepted, refused) = (url.clone(), accepted.clone(), refused.clone());
+            axum::Router::new().route(
+                "/v1/traces",
+                axum::routing::post(move |headers: HeaderMap, body: Bytes| async move {
+                    let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok()).unwrap_or("").to_owned();
+                    let expected = expected_authorization(
+                        secret,
+                        &url,
+                        &header("x-amz-date"),
+                        &header("content-type"),
+                        &body,
+                    );
+                    if header("authorization") != expected {
+                        refused.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                        return StatusCode::FORBIDDEN;
+                    }
+                    let request =
+                        opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest::decode(body)
+                            .expect("OTLP protobuf");
+                    accepted.lock().unwrap().extend(request.resource_spans);
+                    StatusCode::OK
+                }),
+            )
+        };
+        let task = tokio::spawn(async move {
+            axum::serve(listener, app).await.unwrap();
+        });
+        SignedOtlpEndpoint {
+            url,
+            accepted,
+            refused,
+            task,
+        }
+    }
+
+    fn span_names(&self) -> Vec<String> {
+        self.accepted
+            .lock()
+            .unwrap()
+            .iter()
+            .flat_map(|r| r.scope_spans.iter())
+            .flat_map(|s| s.spans.iter())
+            .map(|s| s.name.clone())
+            .collect()
+    }
+}
+
+fn otlp_mode_env<'a>(endpoint: &'a SignedOtlpEndpoint, rules: &'a str) -> Vec<(&'a str, &'a str)> {
+    vec![
+        ("XRAY_MODE", "otlp"),
+        ("XRAY_OTLP_ENDPOINT", endpoint.url.as_str()),
+        ("XRAY_SAMPLING_RULES", rules),
+        ("AWS_REGION", "us-east-1"),
+        ("AWS_ACCESS_KEY_ID", "AKIDTEST"),
+        ("AWS_SECRET_ACCESS_KEY", "right-secret"),
+        ("AWS_EC2_METADATA_DISABLED", "true"),
+        ("OTEL_BSP_SCHEDULE_DELAY", "50"),
+    ]
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn otlp_mode_signs_with_sigv4() {
+    let endpoint = SignedOtlpEndpoint::start("right-secret").await;
+    let dir = tempfile::tempdir().unwrap();
+    let rules = rules_file(&dir, 1.0);
+    let server = Server::start(&otlp_mode_env(&endpoint, &rules));
+    let response = reqwest::get(server.url("/api/activities/home"))
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    let server = stop(server).await;
+    assert_eq!(
+        endpoint.refused.load(std::sync::atomic::Ordering::SeqCst),
+        0,
+        "{}",
+        server.stderr()
+    );
+    let names = endpoint.span_names();
+    assert!(
+        names.contains(&"GET /api/activities/home".to_owned()),
+        "{names:?}"
+    );
+    assert!(names.contains(&"home_activities".to_owned()));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn otlp_mode_with_a_wrong_signature_is_refused_and_counted() {
+    let endpoint = SignedOtlpEndpoint::start("another-secret").await;
+    let dir = tempfile::tempdir().unwrap();
+    let rules = rules_file(&dir, 1.0);
+    let server = Server::start(&otlp_mode_env(&endpoint, &rules));
+    let client = reqwest::Client::new();
+    let mut report = Value::Null;
+    for _ in 0..40 {
+        assert_eq!(
+            client
+                .get(server.url("/api/activities/home"))
+                .send()
+                .await
+                .unwrap()
+                .status(),
+            200
+        );
+        report = health(&client, &server).await;
+        if report["sinks"]["xray"]["failed"].as_u64() > Some(0) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(
+        report["sinks"]["xray"]["last_error"]
+            .as_str()
+            .unwrap_or("")
+            .contains("403"),
+        "{report}"
+    );
+    assert!(endpoint.span_names().is_empty());
+    stop(server).await;
+}
