@@ -473,7 +473,15 @@ async fn retries_are_bounded_when_cloudwatch_keeps_failing() {
     let moto = Moto::start().await;
     let proxy = FaultProxy::start(&moto.endpoint(), Vec::new()).await;
     proxy.always(Some(Fault::ServerError));
-    let server = start(&proxy.endpoint(), &[("CLOUDWATCH_FLUSH_INTERVAL", "10m")]);
+    // Room at shutdown for all five tries and their backoff (0.2 s doubling,
+    // up to 1.5 times that with jitter: 4.5 s at most).
+    let server = start(
+        &proxy.endpoint(),
+        &[
+            ("CLOUDWATCH_FLUSH_INTERVAL", "10m"),
+            ("SHUTDOWN_TIMEOUT", "10s"),
+        ],
+    );
     let client = reqwest::Client::new();
     for _ in 0..3 {
         let response = client

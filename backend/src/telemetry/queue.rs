@@ -384,15 +384,15 @@ impl Control {
     }
 }
 
-/// Between half and all of `backoff`, so that sinks failing together do
-/// not retry in step.
+/// Between all and one and a half of `backoff`, so that sinks failing
+/// together do not retry in step; never sooner than the backoff asked for.
 fn jittered(backoff: Duration) -> Duration {
     use std::hash::{BuildHasher, Hasher};
     // Each RandomState is freshly keyed: a random number without a dependency.
     let random = std::collections::hash_map::RandomState::new()
         .build_hasher()
         .finish();
-    backoff.mul_f64(0.5 + (random % 1024) as f64 / 2048.0)
+    backoff.mul_f64(1.0 + (random % 1024) as f64 / 2048.0)
 }
 
 /// Notes a flush or shutdown that arrives mid-delivery: the delivery now
@@ -735,10 +735,10 @@ mod tests {
     }
 
     #[test]
-    fn backoff_is_jittered_within_half_and_all() {
+    fn backoff_is_jittered_between_all_and_one_and_a_half() {
         let backoff = Duration::from_millis(1000);
         let waits: Vec<Duration> = (0..50).map(|_| jittered(backoff)).collect();
-        assert!(waits.iter().all(|w| *w >= backoff / 2 && *w < backoff));
+        assert!(waits.iter().all(|w| *w >= backoff && *w < backoff * 3 / 2));
         assert!(waits.iter().any(|w| *w != waits[0]), "{waits:?}");
     }
 
