@@ -1,19 +1,31 @@
 #!/usr/bin/env python3
-"""Minimal OTLP/HTTP trace sink for benchmarks (stdlib only).
+"""Minimal OTLP/HTTP trace sink and X-Ray daemon stand-in for benchmarks
+(stdlib only).
 
 Answers every POST /v1/traces with 200 and an empty protobuf body, after
-reading the request body fully. Counts requests and bytes and prints the
-totals to stdout on SIGTERM/SIGINT.
+reading the request body fully, and counts the UDP datagrams (X-Ray segment
+documents) sent to the same port number. Prints the totals to stdout on
+SIGTERM/SIGINT.
 
-usage: otlp_sink.py PORT   (binds 127.0.0.1)
+usage: otlp_sink.py PORT   (binds 127.0.0.1, TCP and UDP)
 """
 import signal
+import socket
 import sys
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 lock = threading.Lock()
-stats = {"requests": 0, "bytes": 0, "other": 0}
+stats = {"requests": 0, "bytes": 0, "other": 0, "datagrams": 0}
+
+
+def count_datagrams(port):
+    udp = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    udp.bind(("127.0.0.1", port))
+    while True:
+        udp.recv(65536)
+        with lock:
+            stats["datagrams"] += 1
 
 
 class Handler(BaseHTTPRequestHandler):
@@ -56,6 +68,7 @@ def main():
     port = int(sys.argv[1])
     server = ThreadingHTTPServer(("127.0.0.1", port), Handler)
     server.daemon_threads = True
+    threading.Thread(target=count_datagrams, args=(port,), daemon=True).start()
 
     def stop(*_):
         # shutdown() blocks until serve_forever returns, so run it off-thread
@@ -67,7 +80,7 @@ def main():
     server.serve_forever()
     with lock:
         print(f"otlp sink: requests={stats['requests']} bytes={stats['bytes']} "
-              f"other={stats['other']}", flush=True)
+              f"other={stats['other']} xray_datagrams={stats['datagrams']}", flush=True)
 
 
 if __name__ == "__main__":

@@ -52,8 +52,18 @@ fn help_lists_every_setting_with_its_variable() {
         "XRAY_MODE",
         "XRAY_OTLP_ENDPOINT",
         "XRAY_SAMPLING_RULES",
+        "XRAY_SAMPLING",
+        "XRAY_SAMPLING_RULES_INTERVAL",
+        "XRAY_SAMPLING_TARGETS_INTERVAL",
         "LOG_FORMAT",
         "RUST_LOG",
+        "ROLLBAR_ACCESS_TOKEN",
+        "ROLLBAR_ENVIRONMENT",
+        "ROLLBAR_ENDPOINT",
+        "ROLLBAR_LEVEL",
+        "ROLLBAR_CODE_VERSION",
+        "ROLLBAR_MAX_ITEMS_PER_MINUTE",
+        "ROLLBAR_TIMEOUT",
         "CLOUDWATCH_LOG_GROUP",
         "CLOUDWATCH_LOG_STREAM",
         "CLOUDWATCH_CREATE_GROUP",
@@ -106,6 +116,17 @@ fn bad_settings_stop_start_up_with_one_line_naming_the_variable() {
         (vec![("RUST_LOG", "info,[=bad")], "RUST_LOG"),
         (vec![("FRONTEND_URL", "localhost")], "FRONTEND_URL"),
         (vec![("HONEYCOMB_API_KEY", "")], "HONEYCOMB_API_KEY"),
+        (vec![("ROLLBAR_ACCESS_TOKEN", "")], "ROLLBAR_ACCESS_TOKEN"),
+        (
+            vec![("ROLLBAR_ENDPOINT", "api.rollbar.com")],
+            "ROLLBAR_ENDPOINT",
+        ),
+        (vec![("ROLLBAR_LEVEL", "fatal")], "ROLLBAR_LEVEL"),
+        (
+            vec![("ROLLBAR_MAX_ITEMS_PER_MINUTE", "-1")],
+            "ROLLBAR_MAX_ITEMS_PER_MINUTE",
+        ),
+        (vec![("ROLLBAR_TIMEOUT", "soon")], "ROLLBAR_TIMEOUT"),
     ];
     for (env, expected) in cases {
         let (code, _, stderr) = run_to_end(&env, &[]);

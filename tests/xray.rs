@@ -532,3 +532,238 @@ async fn otlp_mode_with_a_wrong_signature_is_refused_and_counted() {
     assert!(endpoint.span_names().is_empty());
     stop(server).await;
 }
+
+fn aws_env(api: &support::xray_api::XrayApi) -> Vec<(&'static str, String)> {
+    vec![
+        ("AWS_ENDPOINT_URL", api.url()),
+        ("AWS_REGION", "us-east-1".into()),
+        ("AWS_ACCESS_KEY_ID", "AKIDTEST".into()),
+        ("AWS_SECRET_ACCESS_KEY", "secret".into()),
+        ("AWS_EC2_METADATA_DISABLED", "true".into()),
+    ]
+}
+
+fn run_setup(env: &[(&'static str, String)]) -> (i32, String, String) {
+    let pairs: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let output = support::server::command(&pairs)
+        .args(["xray", "setup"])
+        .output()
+        .unwrap();
+    (
+        output.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&output.stdout).into_owned(),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn xray_setup_creates_the_group_and_rule_once() {
+    let api = support::xray_api::XrayApi::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let rules = rules_file(&dir, 0.1);
+    let mut env = aws_env(&api);
+    env.extend([
+        ("XRAY_SAMPLING_RULES", rules),
+        ("OTEL_SERVICE_NAME", "backend-flask".into()),
+    ]);
+
+    let first_env = env.clone();
+    let (code, stdout, stderr) = tokio::task::spawn_blocking(move || run_setup(&first_env))
+        .await
+        .unwrap();
+    assert_eq!(code, 0, "{stderr}");
+    assert!(
+        stdout.contains("group Cruddur: created with service(\"backend-flask\")"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("rule Cruddur: created"), "{stdout}");
+    {
+        let state = api.state.lock().unwrap();
+        assert_eq!(state.groups.len(), 1);
+        assert_eq!(
+            state.groups[0]["FilterExpression"],
+            "service(\"backend-flask\")"
+        );
+        assert_eq!(state.rules.len(), 1, "the built-in default is not created");
+        assert_eq!(state.rules[0]["FixedRate"], 0.1);
+        assert_eq!(state.rules[0]["Priority"], 9000);
+    }
+
+    let mutations = |calls: &[String]| {
+        calls
+            .iter()
+            .filter(|c| c.starts_with("Create") || c.starts_with("Update"))
+            .count()
+    };
+    let before = mutations(&api.calls());
+    let second_env = env.clone();
+    let (code, stdout, stderr) = tokio::task::spawn_blocking(move || run_setup(&second_env))
+        .await
+        .unwrap();
+    assert_eq!(code, 0, "{stderr}");
+    assert!(
+        stdout.contains("group Cruddur: already filters"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("rule Cruddur: unchanged"), "{stdout}");
+    assert_eq!(
+        mutations(&api.calls()),
+        before,
+        "a second run changes nothing"
+    );
+
+    let changed_dir = tempfile::tempdir().unwrap();
+    let changed: Vec<(&'static str, String)> = env
+        .into_iter()
+        .map(|(k, v)| {
+            if k == "XRAY_SAMPLING_RULES" {
+                (k, rules_file(&changed_dir, 0.5))
+            } else {
+                (k, v)
+            }
+        })
+        .collect();
+    let (code, stdout, stderr) = tokio::task::spawn_blocking(move || run_setup(&changed))
+        .await
+        .unwrap();
+    assert_eq!(code, 0, "{stderr}");
+    assert!(stdout.contains("rule Cruddur: updated"), "{stdout}");
+    assert_eq!(api.state.lock().unwrap().rules[0]["FixedRate"], 0.5);
+}
+
+#[test]
+fn xray_setup_without_a_region_says_so() {
+    let (code, _, stderr) = run_setup(&[("AWS_EC2_METADATA_DISABLED", "true".into())]);
+    assert_eq!(code, 2);
+    assert!(stderr.contains("AWS_REGION"), "{stderr}");
+}
+
+/// Waits (bounded) until the fake API has seen `call`.
+async fn api_saw(api: &support::xray_api::XrayApi, call: &str) {
+    for _ in 0..100 {
+        if api.calls().iter().any(|c| c == call) {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("the API never saw {call}: {:?}", api.calls());
+}
+
+async fn sampled_count(client: &reqwest::Client, server: &Server, requests: usize) -> usize {
+    let mut sampled = 0;
+    for _ in 0..requests {
+        let response = client
+            .get(server.url("/api/activities/home"))
+            .send()
+            .await
+            .unwrap();
+        if xray_header(&response).ends_with(";Sampled=1") {
+            sampled += 1;
+        }
+    }
+    sampled
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn centralized_sampling_obeys_x_rays_quota_and_reports_statistics() {
+    let api = support::xray_api::XrayApi::start().await;
+    {
+        let mut state = api.state.lock().unwrap();
+        state.rules.push(serde_json::json!({
+            "RuleName": "Cruddur", "ResourceARN": "*", "Priority": 1, "FixedRate": 0.0,
+            "ReservoirSize": 0, "ServiceName": "*", "ServiceType": "*", "Host": "*",
+            "HTTPMethod": "*", "URLPath": "*", "Version": 1
+        }));
+        state.targets.push(("Cruddur".into(), 0.0, 1000));
+    }
+    let daemon = XrayDaemon::start().await;
+    let daemon_address = daemon.addr.to_string();
+    let mut env = aws_env(&api);
+    env.extend([
+        ("XRAY_SAMPLING", "centralized".to_owned()),
+        ("XRAY_SAMPLING_TARGETS_INTERVAL", "200ms".to_owned()),
+        ("AWS_XRAY_DAEMON_ADDRESS", daemon_address),
+    ]);
+    let pairs: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let server = Server::start(&pairs);
+    api_saw(&api, "GetSamplingTargets").await;
+    let client = reqwest::Client::new();
+    // The rule alone samples nothing; X-Ray's quota of 1000/s samples all.
+    assert_eq!(sampled_count(&client, &server, 20).await, 20);
+    // Statistics reach X-Ray on the next report.
+    for _ in 0..100 {
+        let requests: i64 = api
+            .state
+            .lock()
+            .unwrap()
+            .statistics
+            .iter()
+            .map(|s| s["RequestCount"].as_i64().unwrap())
+            .sum();
+        if requests >= 20 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let state_statistics = api.state.lock().unwrap().statistics.clone();
+    let requests: i64 = state_statistics
+        .iter()
+        .map(|s| s["RequestCount"].as_i64().unwrap())
+        .sum();
+    assert!(requests >= 20, "{state_statistics:?}");
+    assert!(
+        state_statistics
+            .iter()
+            .all(|s| s["RuleName"] == "Cruddur" && s["ClientID"].as_str().unwrap().len() == 24)
+    );
+    let server = stop(server).await;
+    assert!(
+        server.stderr().contains("sampling rules from X-Ray in use"),
+        "{}",
+        server.stderr()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn centralized_sampling_falls_back_to_local_rules_when_x_ray_is_unreachable() {
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let unreachable = format!("http://{}", closed.local_addr().unwrap());
+    drop(closed);
+    let dir = tempfile::tempdir().unwrap();
+    let rules = rules_file(&dir, 1.0);
+    let server = Server::start(&[
+        ("AWS_ENDPOINT_URL", unreachable.as_str()),
+        ("AWS_REGION", "us-east-1"),
+        ("AWS_ACCESS_KEY_ID", "AKIDTEST"),
+        ("AWS_SECRET_ACCESS_KEY", "secret"),
+        ("AWS_EC2_METADATA_DISABLED", "true"),
+        ("XRAY_SAMPLING", "centralized"),
+        ("XRAY_SAMPLING_RULES", rules.as_str()),
+    ]);
+    // The poller tries X-Ray, fails, and says the local rules apply.
+    for _ in 0..100 {
+        if server.stderr().contains("the local rules apply") {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(
+        server.stderr().contains("GetSamplingRules"),
+        "{}",
+        server.stderr()
+    );
+    let client = reqwest::Client::new();
+    assert_eq!(
+        sampled_count(&client, &server, 10).await,
+        10,
+        "the local rule samples all"
+    );
+    let server = stop(server).await;
+    assert!(
+        server
+            .stderr()
+            .contains("centralized, falling back to the rules from"),
+        "{}",
+        server.stderr()
+    );
+}

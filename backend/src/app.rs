@@ -21,9 +21,10 @@ use crate::domain::Handle;
 use crate::error::ApiError;
 use crate::middleware::panic::panic_response;
 use crate::middleware::request_span::{SpanSettings, expose_route, trace_request};
+use crate::middleware::rollbar::report_errors;
 use crate::routes;
 use crate::store::{SqliteStore, Store, StoreError};
-use crate::telemetry::Health;
+use crate::telemetry::{Health, rollbar};
 
 /// Largest request body accepted.
 pub const BODY_LIMIT: usize = 64 * 1024;
@@ -87,24 +88,37 @@ fn cors(config: &Config) -> CorsLayer {
         ])
 }
 
-/// The routes and every middleware, outermost first: the request span (so it
-/// covers everything), the panic catcher, CORS, then the body limit.
+/// The routes, each with its matched route exposed, and every middleware.
 pub fn router(config: &Config, state: AppState, spans: SpanSettings) -> Router {
-    Router::new()
+    let routes = Router::new()
         .merge(routes::activities::router())
         .merge(routes::messages::router())
         .merge(routes::health::router())
+        .merge(routes::rollbar::router())
         .route_layer(from_fn(expose_route))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(BODY_LIMIT))
-        .with_state(state)
-        .layer(
-            ServiceBuilder::new()
-                .layer(from_fn_with_state(spans, trace_request))
-                .layer(CatchPanicLayer::custom(panic_response))
-                .layer(cors(config)),
-        )
+        .with_state(state);
+    with_middleware(routes, config, spans)
+}
+
+/// Every middleware around `routes`, outermost first: error reporting (when
+/// Rollbar is on; outside the span so it sees the span's answer header and
+/// the span's own error log), the request span (so it covers everything),
+/// the panic catcher, then CORS. Public so tests can wrap routes of their
+/// own, such as one that panics, without adding them to the product.
+pub fn with_middleware(routes: Router, config: &Config, spans: SpanSettings) -> Router {
+    let router = routes.layer(
+        ServiceBuilder::new()
+            .layer(from_fn_with_state(spans, trace_request))
+            .layer(CatchPanicLayer::custom(panic_response))
+            .layer(cors(config)),
+    );
+    match rollbar::reporter() {
+        Some(reporter) => router.layer(from_fn_with_state(reporter, report_errors)),
+        None => router,
+    }
 }
 
 impl App {

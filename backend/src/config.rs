@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use clap::builder::BoolishValueParser;
 use clap::error::{ContextKind, ContextValue, ErrorKind};
-use clap::{Args, CommandFactory, Parser, ValueEnum};
+use clap::{Args, CommandFactory, Parser, Subcommand, ValueEnum};
 use http::{HeaderName, HeaderValue, Uri};
 
 use crate::domain::Handle;
@@ -54,6 +54,28 @@ pub struct Config {
     pub shutdown_timeout: Duration,
     #[command(flatten)]
     pub telemetry: TelemetryConfig,
+    #[command(subcommand)]
+    pub command: Option<Command>,
+}
+
+/// What to do instead of serving.
+#[derive(Debug, Clone, Subcommand)]
+pub enum Command {
+    /// AWS X-Ray administration
+    Xray {
+        #[command(subcommand)]
+        action: XrayCommand,
+    },
+}
+
+#[derive(Debug, Clone, Subcommand)]
+pub enum XrayCommand {
+    /// Creates or updates the X-Ray group (filtering on the service name) and the rules of XRAY_SAMPLING_RULES, through the X-Ray API; a second run changes nothing
+    Setup {
+        /// The group's name
+        #[arg(long, default_value = "Cruddur")]
+        group: String,
+    },
 }
 
 #[derive(Debug, Clone, Args)]
@@ -150,16 +172,20 @@ pub struct TelemetryConfig {
     )]
     pub log_filter: String,
     #[command(flatten)]
+    pub rollbar: RollbarConfig,
+    #[command(flatten)]
     pub cloudwatch: CloudWatchConfig,
 }
 
 /// CloudWatch Logs. Region, credentials and endpoint come from the AWS
 /// SDK's own chain (`AWS_REGION`, `AWS_ACCESS_KEY_ID`, profiles,
-/// `AWS_ENDPOINT_URL`...), read by the SDK itself.
+/// `AWS_ENDPOINT_URL`...), read by the SDK itself. Argument ids carry the
+/// prefix: other sinks have a `timeout` too, and clap ids must be unique.
 #[derive(Debug, Clone, Args)]
 pub struct CloudWatchConfig {
     /// Log group every log event goes to
     #[arg(
+        id = "cloudwatch-log-group",
         long = "cloudwatch-log-group",
         env = "CLOUDWATCH_LOG_GROUP",
         value_name = "CLOUDWATCH_LOG_GROUP",
@@ -168,16 +194,19 @@ pub struct CloudWatchConfig {
     pub log_group: String,
     /// Log stream of this process; default `{hostname}/{start time}-{pid}`
     #[arg(
+        id = "cloudwatch-log-stream",
         long = "cloudwatch-log-stream",
         env = "CLOUDWATCH_LOG_STREAM",
         value_name = "CLOUDWATCH_LOG_STREAM"
     )]
     pub log_stream: Option<String>,
     /// Create the log group if missing; `false` for accounts that may write but not create
-    #[arg(long = "cloudwatch-create-group", env = "CLOUDWATCH_CREATE_GROUP", value_name = "CLOUDWATCH_CREATE_GROUP", default_value = "true", value_parser = BoolishValueParser::new(), action = clap::ArgAction::Set)]
+    #[arg(id = "cloudwatch-create-group",
+        long = "cloudwatch-create-group", env = "CLOUDWATCH_CREATE_GROUP", value_name = "CLOUDWATCH_CREATE_GROUP", default_value = "true", value_parser = BoolishValueParser::new(), action = clap::ArgAction::Set)]
     pub create_group: bool,
     /// Which events are shipped, tracing-subscriber EnvFilter syntax (`off` turns CloudWatch off)
     #[arg(
+        id = "cloudwatch-log-level",
         long = "cloudwatch-log-level",
         env = "CLOUDWATCH_LOG_LEVEL",
         value_name = "CLOUDWATCH_LOG_LEVEL",
@@ -185,11 +214,75 @@ pub struct CloudWatchConfig {
     )]
     pub log_level: String,
     /// How long a partial batch waits before it is sent (`2s`, `500ms`)
-    #[arg(long = "cloudwatch-flush-interval", env = "CLOUDWATCH_FLUSH_INTERVAL", value_name = "CLOUDWATCH_FLUSH_INTERVAL", default_value = "2s", value_parser = parse_nonzero_duration)]
+    #[arg(id = "cloudwatch-flush-interval",
+        long = "cloudwatch-flush-interval", env = "CLOUDWATCH_FLUSH_INTERVAL", value_name = "CLOUDWATCH_FLUSH_INTERVAL", default_value = "2s", value_parser = parse_nonzero_duration)]
     pub flush_interval: Duration,
     /// How long one CloudWatch Logs call may take (`10s`, `500ms`)
-    #[arg(long = "cloudwatch-timeout", env = "CLOUDWATCH_TIMEOUT", value_name = "CLOUDWATCH_TIMEOUT", default_value = "10s", value_parser = parse_nonzero_duration)]
+    #[arg(id = "cloudwatch-timeout",
+        long = "cloudwatch-timeout", env = "CLOUDWATCH_TIMEOUT", value_name = "CLOUDWATCH_TIMEOUT", default_value = "10s", value_parser = parse_nonzero_duration)]
     pub timeout: Duration,
+}
+
+/// Error reporting to Rollbar; on when the access token is set.
+#[derive(Debug, Clone, Args)]
+pub struct RollbarConfig {
+    /// Rollbar project access token (post_server_item); reporting is off without it
+    #[arg(long = "rollbar-access-token", env = "ROLLBAR_ACCESS_TOKEN", value_name = "ROLLBAR_ACCESS_TOKEN", hide_env_values = true, value_parser = parse_secret)]
+    pub access_token: Option<Secret>,
+    /// Environment named on every item
+    #[arg(
+        long = "rollbar-environment",
+        env = "ROLLBAR_ENVIRONMENT",
+        value_name = "ROLLBAR_ENVIRONMENT",
+        default_value = "development"
+    )]
+    pub environment: String,
+    /// Rollbar item API URL
+    #[arg(long = "rollbar-endpoint", env = "ROLLBAR_ENDPOINT", value_name = "ROLLBAR_ENDPOINT", default_value = "https://api.rollbar.com/api/1/item/", value_parser = parse_url)]
+    pub endpoint: Uri,
+    /// Lowest level of log events reported: debug, info, warning, error, critical (no events)
+    #[arg(
+        long = "rollbar-level",
+        env = "ROLLBAR_LEVEL",
+        value_name = "ROLLBAR_LEVEL",
+        default_value = "error"
+    )]
+    pub level: RollbarLevel,
+    /// Version of the code on every item; default the build's git revision
+    #[arg(
+        long = "rollbar-code-version",
+        env = "ROLLBAR_CODE_VERSION",
+        value_name = "ROLLBAR_CODE_VERSION"
+    )]
+    pub code_version: Option<String>,
+    /// Items sent per minute at most; beyond that they are dropped and counted
+    #[arg(long = "rollbar-max-items-per-minute", env = "ROLLBAR_MAX_ITEMS_PER_MINUTE", value_name = "ROLLBAR_MAX_ITEMS_PER_MINUTE", default_value_t = 60, value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_items_per_minute: u32,
+    /// How long one delivery to Rollbar may take (`5s`, `500ms`)
+    #[arg(long = "rollbar-timeout", env = "ROLLBAR_TIMEOUT", value_name = "ROLLBAR_TIMEOUT", default_value = "5s", value_parser = parse_duration)]
+    pub timeout: Duration,
+}
+
+/// Rollbar's item levels, lowest first.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, ValueEnum)]
+pub enum RollbarLevel {
+    Debug,
+    Info,
+    Warning,
+    Error,
+    Critical,
+}
+
+impl RollbarLevel {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RollbarLevel::Debug => "debug",
+            RollbarLevel::Info => "info",
+            RollbarLevel::Warning => "warning",
+            RollbarLevel::Error => "error",
+            RollbarLevel::Critical => "critical",
+        }
+    }
 }
 
 /// AWS X-Ray, on when a daemon address, a naming pattern or a rules file is set.
@@ -217,6 +310,20 @@ pub struct XrayConfig {
     /// X-Ray's OTLP endpoint for XRAY_MODE=otlp; default https://xray.{region}.amazonaws.com/v1/traces
     #[arg(id = "xray_otlp_endpoint", long = "xray-otlp-endpoint", env = "XRAY_OTLP_ENDPOINT", value_name = "XRAY_OTLP_ENDPOINT", value_parser = parse_url)]
     pub otlp_endpoint: Option<Uri>,
+    /// `local` (the rules file or the default rule) or `centralized` (rules and quotas from the X-Ray API, the local rules when it is unreachable)
+    #[arg(
+        long = "xray-sampling",
+        env = "XRAY_SAMPLING",
+        value_name = "XRAY_SAMPLING",
+        default_value = "local"
+    )]
+    pub sampling: XraySampling,
+    /// Centralized sampling: how often the rules are fetched
+    #[arg(long = "xray-sampling-rules-interval", env = "XRAY_SAMPLING_RULES_INTERVAL", value_name = "XRAY_SAMPLING_RULES_INTERVAL", default_value = "5m", value_parser = parse_duration)]
+    pub sampling_rules_interval: Duration,
+    /// Centralized sampling: how often statistics are reported and quotas fetched
+    #[arg(long = "xray-sampling-targets-interval", env = "XRAY_SAMPLING_TARGETS_INTERVAL", value_name = "XRAY_SAMPLING_TARGETS_INTERVAL", default_value = "10s", value_parser = parse_duration)]
+    pub sampling_targets_interval: Duration,
     /// Sampling rules: the `SamplingRule` JSON of `aws xray create-sampling-rule`, or the SDKs' local rules file; default 1 request/s then 5%
     #[arg(long = "xray-sampling-rules", env = "XRAY_SAMPLING_RULES", value_name = "XRAY_SAMPLING_RULES", value_parser = parse_rules_file)]
     pub sampling_rules: Option<SamplingRules>,
@@ -255,6 +362,12 @@ impl XrayConfig {
         }
         Ok(())
     }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum XraySampling {
+    Local,
+    Centralized,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -745,6 +858,16 @@ mod tests {
             invalid(&["--cloudwatch-create-group", "maybe"])
                 .starts_with("CLOUDWATCH_CREATE_GROUP=")
         );
+        assert!(invalid(&["--rollbar-endpoint", "nope"]).starts_with("ROLLBAR_ENDPOINT="));
+        assert!(invalid(&["--rollbar-level", "loud"]).contains("warning"));
+        assert!(
+            invalid(&["--rollbar-max-items-per-minute", "0"])
+                .starts_with("ROLLBAR_MAX_ITEMS_PER_MINUTE=")
+        );
+        assert_eq!(
+            invalid(&["--rollbar-access-token", " "]),
+            "ROLLBAR_ACCESS_TOKEN=(hidden) is invalid: is set but empty"
+        );
     }
 
     #[test]
@@ -760,6 +883,16 @@ mod tests {
             .telemetry
             .cloudwatch;
         assert!(!cloudwatch.create_group);
+    }
+
+    #[test]
+    fn rollbar_is_off_without_a_token_and_has_defaults() {
+        let rollbar = parse(&[]).unwrap().telemetry.rollbar;
+        assert!(rollbar.access_token.is_none());
+        assert_eq!(rollbar.environment, "development");
+        assert_eq!(rollbar.endpoint, "https://api.rollbar.com/api/1/item/");
+        assert_eq!(rollbar.level, RollbarLevel::Error);
+        assert_eq!(rollbar.max_items_per_minute, 60);
     }
 
     #[test]

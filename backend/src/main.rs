@@ -2,9 +2,10 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use cruddur_backend::app::App;
-use cruddur_backend::config::{Config, ConfigError};
+use cruddur_backend::config::{Command, Config, ConfigError, XrayCommand};
 use cruddur_backend::middleware::request_span::SpanSettings;
 use cruddur_backend::telemetry;
+use cruddur_backend::telemetry::xray::setup;
 
 /// Telemetry allocates small, short-lived objects per span; mimalloc keeps
 /// that cheap under concurrency (measured in bench/).
@@ -33,7 +34,44 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    runtime.block_on(run(config))
+    match &config.command {
+        Some(Command::Xray {
+            action: XrayCommand::Setup { group },
+        }) => runtime.block_on(xray_setup(&config, group)),
+        None => runtime.block_on(run(config)),
+    }
+}
+
+/// `cruddur-backend xray setup`: the group and sampling rules, idempotently.
+async fn xray_setup(config: &Config, group: &str) -> ExitCode {
+    let sdk = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
+    if sdk.region().is_none() {
+        eprintln!("cruddur-backend: xray setup needs an AWS region (set AWS_REGION)");
+        return ExitCode::from(2);
+    }
+    let xray = &config.telemetry.xray;
+    let service = xray
+        .tracing_name
+        .as_deref()
+        .unwrap_or(&config.telemetry.service_name);
+    let rules = xray
+        .sampling_rules
+        .as_ref()
+        .map(|file| file.rules.as_slice())
+        .unwrap_or_default();
+    let client = aws_sdk_xray::Client::new(&sdk);
+    match setup::setup(&client, group, service, rules).await {
+        Ok(report) => {
+            for line in report {
+                println!("xray setup: {line}");
+            }
+            ExitCode::SUCCESS
+        }
+        Err(err) => {
+            eprintln!("cruddur-backend: xray setup failed: {err}");
+            ExitCode::FAILURE
+        }
+    }
 }
 
 async fn run(config: Config) -> ExitCode {

@@ -5,5 +5,7 @@ pub mod app;
 pub mod faults;
 pub mod moto;
 pub mod otlp;
+pub mod rollbar;
 pub mod server;
 pub mod xray;
+pub mod xray_api;

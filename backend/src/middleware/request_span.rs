@@ -18,7 +18,7 @@ use tracing_opentelemetry::OpenTelemetrySpanExt;
 
 use crate::error::InternalCause;
 use crate::telemetry::xray::sampling;
-use crate::telemetry::{ids, propagation};
+use crate::telemetry::{ids, propagation, rollbar};
 
 /// Longest header text copied into a span attribute.
 const MAX_ATTRIBUTE_CHARS: usize = 256;
@@ -51,7 +51,7 @@ fn protocol_version(request: &Request) -> &'static str {
 }
 
 /// The client as the first proxy saw it, else the peer.
-fn client_address(request: &Request) -> String {
+pub(crate) fn client_address(request: &Request) -> String {
     let forwarded = header_text(request, http::HeaderName::from_static("x-forwarded-for"))
         .split(',')
         .next()
@@ -209,8 +209,11 @@ pub async fn trace_request(
     response
 }
 
-/// Route layer: hands the matched route template out to `trace_request`.
+/// Route layer: hands the matched route template out to `trace_request`,
+/// and to the error reporter before the handler runs, since a handler that
+/// panics never returns a response to carry it.
 pub async fn expose_route(matched: MatchedPath, request: Request, next: Next) -> Response {
+    rollbar::note_route(&matched);
     let mut response = next.run(request).await;
     response.extensions_mut().insert(matched);
     response

@@ -3,6 +3,7 @@
 pub mod activities;
 pub mod health;
 pub mod messages;
+pub mod rollbar;
 
 use axum::extract::rejection::QueryRejection;
 

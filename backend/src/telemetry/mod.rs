@@ -12,6 +12,7 @@ mod logs;
 mod otlp;
 pub mod propagation;
 pub mod queue;
+pub mod rollbar;
 pub mod xray;
 
 use std::sync::Arc;
@@ -32,7 +33,9 @@ use tracing_subscriber::util::SubscriberInitExt;
 pub use guard::Guard;
 use queue::{Flush, QueueConfig, QueueSender, SinkStats};
 
-use crate::config::{OtlpProtocol, SamplerKind, TelemetryConfig, TracesExporter, XrayMode};
+use crate::config::{
+    OtlpProtocol, SamplerKind, TelemetryConfig, TracesExporter, XrayMode, XraySampling,
+};
 
 #[derive(Debug, thiserror::Error)]
 pub enum TelemetryError {
@@ -188,9 +191,13 @@ fn xray_sink(
             .unwrap_or_else(|| config.service_name.clone()),
         pattern: xray.url_pattern.clone(),
     };
-    let sampling = match &xray.sampling_rules {
+    let local = match &xray.sampling_rules {
         Some(file) => format!("rules from {} ({} rules)", file.path, file.rules.len()),
         None => "default rule (1/s, then 5%)".to_owned(),
+    };
+    let sampling = match xray.sampling {
+        XraySampling::Local => local,
+        XraySampling::Centralized => format!("centralized, falling back to the {local}"),
     };
     let named = format!(
         "segments named {:?}{}",
@@ -288,9 +295,22 @@ pub fn init(config: &TelemetryConfig) -> Result<Telemetry, TelemetryError> {
                 || vec![xray::sampling::Rule::default_rule()],
                 |file| file.rules.clone(),
             );
+            let rules = Arc::new(xray::sampling::RuleSampler::new(
+                rules,
+                Box::new(xray::sampling::SystemClock),
+            ));
+            if config.xray.sampling == XraySampling::Centralized {
+                xray::centralized::start(
+                    Arc::clone(&rules),
+                    xray::centralized::Intervals {
+                        rules: config.xray.sampling_rules_interval,
+                        targets: config.xray.sampling_targets_interval,
+                    },
+                )?;
+            }
             provider.with_sampler(xray::sampling::XraySampler::new(
                 Box::new(sampler(config)),
-                xray::sampling::RuleSampler::new(rules, Box::new(xray::sampling::SystemClock)),
+                rules,
                 config.service_name.clone(),
             ))
         }
@@ -377,6 +397,12 @@ pub fn init(config: &TelemetryConfig) -> Result<Telemetry, TelemetryError> {
         }
     }
 
+    let rollbar = rollbar::start(&config.rollbar)?;
+    let rollbar_layer = rollbar.layer();
+    let rollbar_on = rollbar.is_on();
+    entries.push(rollbar.entry);
+    sinks.extend(rollbar.sink);
+
     let cloudwatch = cloudwatch::start(&config.cloudwatch)?;
     entries.push(cloudwatch.entry);
     let cloudwatch_layer = cloudwatch.on.map(|(events, level)| {
@@ -415,9 +441,10 @@ pub fn init(config: &TelemetryConfig) -> Result<Telemetry, TelemetryError> {
         });
     }
 
-    // Log lines carry trace ids only where spans are traced.
+    // Log lines and Rollbar items carry trace ids only where spans are traced.
     let traced = !exporters.is_empty()
         || logs_on
+        || rollbar_on
         || config.xray.enabled().is_ok()
         || cloudwatch_layer.is_some();
     let provider = provider.build();
@@ -446,6 +473,7 @@ pub fn init(config: &TelemetryConfig) -> Result<Telemetry, TelemetryError> {
     tracing_subscriber::registry()
         .with(otel_layer)
         .with(log_layer)
+        .with(rollbar_layer)
         .with(cloudwatch_layer)
         .try_init()
         .map_err(|_| TelemetryError::AlreadyInstalled)?;

@@ -136,12 +136,13 @@ impl SinkStats {
         }
     }
 
-    fn count_drop(&self, items: u64) {
+    /// Counts items dropped before or instead of delivery.
+    pub fn count_drop(&self, items: u64) {
         self.dropped.fetch_add(items, Ordering::Relaxed);
         // The worker's own trouble goes to stderr, never back into a sink.
         if !self.warned_drop.swap(true, Ordering::Relaxed) {
             eprintln!(
-                "telemetry: sink {} is dropping items (queue full or past its deadline); \
+                "telemetry: sink {} is dropping items (queue full, over its rate limit or past its deadline); \
                  totals are in /api/health-check",
                 self.name
             );

@@ -5,7 +5,8 @@
 //! sink and the `X-Amzn-Trace-Id` answer agree. It decides what reaches
 //! X-Ray only: the OpenTelemetry sampler (what OTLP gets) runs unchanged.
 
-use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Mutex, RwLock};
 use std::time::{Duration, Instant};
 
 use opentelemetry::trace::{Link, SpanKind, TraceContextExt, TraceId, TraceState};
@@ -168,7 +169,7 @@ pub fn parse_rules(text: &str) -> Result<Vec<Rule>, String> {
                 } else {
                     rule.description
                 },
-                priority: index as i64,
+                priority: index as i64 + 1,
                 service_name: rule.service_name,
                 host: rule.host,
                 http_method: rule.http_method,
@@ -215,67 +216,179 @@ impl Clock for SystemClock {
     }
 }
 
+/// A rule in use, with its reservoir and what it reports to X-Ray.
+#[derive(Debug)]
+struct ActiveRule {
+    rule: Rule,
+    /// Rules fetched from the X-Ray API borrow one trace a second until X-Ray
+    /// assigns them a quota; local rules use their own reservoir.
+    centralized: bool,
+    reservoir: Mutex<Reservoir>,
+    requests: AtomicU64,
+    sampled: AtomicU64,
+    borrowed: AtomicU64,
+}
+
 #[derive(Debug)]
 struct Reservoir {
     second: Option<Instant>,
     used: u32,
+    /// X-Ray's assignment: (fixed rate, traces a second, until).
+    target: Option<(f64, u32, Instant)>,
 }
 
-/// Matches rules and keeps each rule's reservoir.
+impl ActiveRule {
+    fn new(rule: Rule, centralized: bool) -> ActiveRule {
+        ActiveRule {
+            rule,
+            centralized,
+            reservoir: Mutex::new(Reservoir {
+                second: None,
+                used: 0,
+                target: None,
+            }),
+            requests: AtomicU64::new(0),
+            sampled: AtomicU64::new(0),
+            borrowed: AtomicU64::new(0),
+        }
+    }
+}
+
+/// What a centralized rule did since the last report to X-Ray.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RuleStatistics {
+    pub rule: String,
+    pub requests: u64,
+    pub sampled: u64,
+    pub borrowed: u64,
+}
+
+/// Matches rules and keeps each rule's reservoir. The rules are the local
+/// ones until X-Ray's own are fetched (`XRAY_SAMPLING=centralized`), and
+/// again whenever X-Ray cannot be reached.
 #[derive(Debug)]
 pub struct RuleSampler {
-    rules: Vec<Rule>,
-    reservoirs: Vec<Mutex<Reservoir>>,
+    local: Vec<Rule>,
+    active: RwLock<Vec<ActiveRule>>,
     clock: Box<dyn Clock>,
 }
 
 impl RuleSampler {
     pub fn new(rules: Vec<Rule>, clock: Box<dyn Clock>) -> Self {
-        let reservoirs = rules
+        let active = rules
             .iter()
-            .map(|_| {
-                Mutex::new(Reservoir {
-                    second: None,
-                    used: 0,
-                })
-            })
+            .cloned()
+            .map(|rule| ActiveRule::new(rule, false))
             .collect();
         RuleSampler {
-            rules,
-            reservoirs,
+            local: rules,
+            active: RwLock::new(active),
             clock,
         }
+    }
+
+    fn active(&self) -> std::sync::RwLockReadGuard<'_, Vec<ActiveRule>> {
+        self.active
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Uses the rules X-Ray answered (sorted by priority), or the local ones
+    /// again when `rules` is `None`.
+    pub fn use_rules(&self, rules: Option<Vec<Rule>>) {
+        let active = match rules {
+            Some(mut rules) => {
+                rules.sort_by_key(|rule| rule.priority);
+                rules
+                    .into_iter()
+                    .map(|rule| ActiveRule::new(rule, true))
+                    .collect()
+            }
+            None => self
+                .local
+                .iter()
+                .cloned()
+                .map(|rule| ActiveRule::new(rule, false))
+                .collect(),
+        };
+        *self
+            .active
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = active;
+    }
+
+    /// Applies X-Ray's targets: (rule, fixed rate, traces a second, valid for).
+    pub fn use_targets(&self, targets: &[(String, f64, u32, Duration)]) {
+        let now = self.clock.now();
+        for active in self.active().iter() {
+            if let Some((_, rate, quota, ttl)) = targets.iter().find(|t| t.0 == active.rule.name) {
+                let mut reservoir = active
+                    .reservoir
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner);
+                reservoir.target = Some((*rate, *quota, now + *ttl));
+            }
+        }
+    }
+
+    /// Each centralized rule's counts since the last call, which resets them.
+    pub fn take_statistics(&self) -> Vec<RuleStatistics> {
+        self.active()
+            .iter()
+            .filter(|active| active.centralized)
+            .map(|active| RuleStatistics {
+                rule: active.rule.name.clone(),
+                requests: active.requests.swap(0, Ordering::Relaxed),
+                sampled: active.sampled.swap(0, Ordering::Relaxed),
+                borrowed: active.borrowed.swap(0, Ordering::Relaxed),
+            })
+            .collect()
     }
 
     /// The decision for a new trace: the first matching rule's reservoir,
     /// else its rate, drawn from the trace id's random bits.
     pub fn decide(&self, request: &RequestFacts<'_>, trace_id: TraceId) -> bool {
-        let Some(index) = self.rules.iter().position(|rule| rule.matches(request)) else {
+        let active = self.active();
+        let Some(matched) = active.iter().find(|active| active.rule.matches(request)) else {
             return false;
         };
-        let rule = &self.rules[index];
+        matched.requests.fetch_add(1, Ordering::Relaxed);
         let now = self.clock.now();
-        {
-            let mut reservoir = self.reservoirs[index]
+        let (sampled, borrowed) = {
+            let mut reservoir = matched
+                .reservoir
                 .lock()
                 .unwrap_or_else(std::sync::PoisonError::into_inner);
             if reservoir
                 .second
                 .is_none_or(|start| now.duration_since(start) >= Duration::from_secs(1))
             {
-                *reservoir = Reservoir {
-                    second: Some(now),
-                    used: 0,
-                };
+                reservoir.second = Some(now);
+                reservoir.used = 0;
             }
-            if reservoir.used < rule.reservoir {
+            let target = reservoir.target.filter(|(_, _, until)| now < *until);
+            let (rate, per_second, borrowing) = match (target, matched.centralized) {
+                (Some((rate, quota, _)), _) => (rate, quota, false),
+                (None, true) => (matched.rule.rate, 1, true),
+                (None, false) => (matched.rule.rate, matched.rule.reservoir, false),
+            };
+            if reservoir.used < per_second {
                 reservoir.used += 1;
-                return true;
+                (true, borrowing)
+            } else {
+                // The low 64 bits of the trace id are random.
+                let bits =
+                    u64::from_be_bytes(trace_id.to_bytes()[8..].try_into().unwrap_or_default());
+                ((bits as f64 / u64::MAX as f64) < rate, false)
             }
+        };
+        if sampled {
+            matched.sampled.fetch_add(1, Ordering::Relaxed);
         }
-        // The low 64 bits of the trace id are random.
-        let bits = u64::from_be_bytes(trace_id.to_bytes()[8..].try_into().unwrap_or_default());
-        (bits as f64 / u64::MAX as f64) < rule.rate
+        if borrowed {
+            matched.borrowed.fetch_add(1, Ordering::Relaxed);
+        }
+        sampled
     }
 }
 
@@ -289,10 +402,14 @@ pub struct XraySampler {
 }
 
 impl XraySampler {
-    pub fn new(inner: Box<dyn ShouldSample>, rules: RuleSampler, service: String) -> Self {
+    pub fn new(
+        inner: Box<dyn ShouldSample>,
+        rules: std::sync::Arc<RuleSampler>,
+        service: String,
+    ) -> Self {
         XraySampler {
             inner,
-            rules: std::sync::Arc::new(rules),
+            rules,
             service,
         }
     }
@@ -431,6 +548,54 @@ mod tests {
         assert_eq!(kept(&sampler), 0);
         millis.store(1000, Ordering::SeqCst);
         assert_eq!(kept(&sampler), 3);
+    }
+
+    #[test]
+    fn centralized_rules_borrow_then_obey_their_quota_and_report() {
+        let local = Rule {
+            reservoir: 0,
+            rate: 1.0,
+            ..Rule::default_rule()
+        };
+        let (sampler, millis) = sampler(vec![local]);
+        let kept = |sampler: &RuleSampler, from: u64| {
+            (from..from + 20)
+                .filter(|n| sampler.decide(&HOME, trace(*n)))
+                .count()
+        };
+        assert_eq!(kept(&sampler, 0), 20, "local rule: rate 1");
+        let central = Rule {
+            name: "Cruddur".into(),
+            reservoir: 50,
+            rate: 0.0,
+            ..Rule::default_rule()
+        };
+        sampler.use_rules(Some(vec![central]));
+        millis.store(1_000, Ordering::SeqCst);
+        assert_eq!(kept(&sampler, 100), 1, "no quota yet: borrow one a second");
+        sampler.use_targets(&[("Cruddur".into(), 0.0, 5, Duration::from_secs(60))]);
+        millis.store(2_000, Ordering::SeqCst);
+        assert_eq!(kept(&sampler, 200), 5, "X-Ray's quota");
+        let stats = sampler.take_statistics();
+        assert_eq!(
+            stats,
+            vec![RuleStatistics {
+                rule: "Cruddur".into(),
+                requests: 40,
+                sampled: 6,
+                borrowed: 1
+            }]
+        );
+        assert_eq!(sampler.take_statistics()[0].requests, 0, "reported once");
+        millis.store(70_000, Ordering::SeqCst);
+        assert_eq!(kept(&sampler, 300), 1, "an expired quota borrows again");
+        sampler.use_rules(None);
+        assert_eq!(
+            kept(&sampler, 400),
+            20,
+            "X-Ray unreachable: the local rules again"
+        );
+        assert!(sampler.take_statistics().is_empty());
     }
 
     #[test]
