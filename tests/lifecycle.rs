@@ -55,6 +55,7 @@ fn help_lists_every_setting_with_its_variable() {
         "XRAY_SAMPLING",
         "XRAY_SAMPLING_RULES_INTERVAL",
         "XRAY_SAMPLING_TARGETS_INTERVAL",
+        "OTEL_BROWSER_RELAY",
         "LOG_FORMAT",
         "RUST_LOG",
         "ROLLBAR_ACCESS_TOKEN",
@@ -203,4 +204,21 @@ fn data_survives_a_restart_and_sigterm_exits_zero() {
         .filter(|a| a["message"] == "Cloud is very fun!")
         .count();
     assert_eq!(seeded, 1, "seed data is written once");
+}
+
+#[test]
+fn healthcheck_subcommand_probes_the_running_server() {
+    let mut server = Server::start(&[]);
+    let port = server.addr.port().to_string();
+    let env = [("PORT", port.as_str())];
+    let (code, _, stderr) = run_to_end(&env, &["healthcheck"]);
+    assert_eq!(code, 0, "{stderr}");
+    let status = server.terminate(Duration::from_secs(10));
+    assert_eq!(status.code(), Some(0), "{}", server.stderr());
+    let (code, _, stderr) = run_to_end(&env, &["healthcheck"]);
+    assert_eq!(code, 1);
+    assert!(
+        stderr.starts_with("cruddur-backend healthcheck: cannot connect to 127.0.0.1:"),
+        "{stderr}"
+    );
 }

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 use support::rollbar::{Answer, RollbarReceiver};
-use support::server::Server;
+use support::server::{Server, answered_trace_id};
 
 const TOKEN: &str = "test-rollbar-token-0123456789";
 
@@ -40,42 +40,12 @@ fn start_broken(env: &mut Vec<(&'static str, String)>, dir: &Path) -> Server {
     server
 }
 
-/// SIGTERM, off the async runtime; asserts a clean exit.
-async fn stop(mut server: Server, within: Duration) -> Server {
-    tokio::task::spawn_blocking(move || {
-        let status = server.terminate(within);
-        assert_eq!(status.code(), Some(0), "{}", server.stderr());
-        server
-    })
-    .await
-    .unwrap()
-}
-
-/// The W3C trace id named by an answer's `X-Amzn-Trace-Id`.
-fn answered_trace_id(response: &reqwest::Response) -> String {
-    let header = response.headers()["x-amzn-trace-id"].to_str().unwrap();
-    let root = header
-        .split(';')
-        .find_map(|part| part.strip_prefix("Root="))
-        .unwrap();
-    root[2..].replace('-', "")
-}
-
-async fn health(server: &Server) -> Value {
-    reqwest::get(server.url("/api/health-check"))
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap()
-}
-
 /// Polls the health check until `done` holds for the rollbar sink: a
 /// timeout inside the server has no signal a test could await.
 async fn wait_for_sink(server: &Server, within: Duration, done: impl Fn(&Value) -> bool) -> Value {
     let deadline = Instant::now() + within;
     loop {
-        let sink = health(server).await["sinks"]["rollbar"].clone();
+        let sink = server.health().await["sinks"]["rollbar"].clone();
         if done(&sink) || Instant::now() >= deadline {
             return sink;
         }
@@ -99,7 +69,7 @@ async fn rollbar_test_reports_a_warning_on_the_request_trace() {
         sink["exported"] == 1
     })
     .await;
-    let server = stop(server, Duration::from_secs(10)).await;
+    let server = server.stop(Duration::from_secs(10)).await;
 
     assert!(receiver.problems().is_empty(), "{:?}", receiver.problems());
     let items = receiver.items();
@@ -145,12 +115,12 @@ async fn without_a_token_reporting_is_off_and_the_test_route_still_answers() {
     let response = reqwest::get(server.url("/rollbar/test")).await.unwrap();
     assert_eq!(response.status(), 200);
     assert_eq!(response.text().await.unwrap(), "Hello World!");
-    let sink = health(&server).await["sinks"]["rollbar"].clone();
+    let sink = server.health().await["sinks"]["rollbar"].clone();
     assert_eq!(
         sink,
         json!({"enabled": false, "reason": "ROLLBAR_ACCESS_TOKEN unset"})
     );
-    let server = stop(server, Duration::from_secs(10)).await;
+    let server = server.stop(Duration::from_secs(10)).await;
     assert!(
         server
             .stderr()
@@ -200,7 +170,7 @@ async fn a_failing_request_is_one_scrubbed_error_item_and_4xx_are_none() {
         .unwrap();
     assert_eq!(invalid.status(), 422);
     receiver.wait_for_requests(1, Duration::from_secs(10)).await;
-    let server = stop(server, Duration::from_secs(10)).await;
+    let server = server.stop(Duration::from_secs(10)).await;
 
     assert!(receiver.problems().is_empty(), "{:?}", receiver.problems());
     let items = receiver.items();
@@ -280,8 +250,8 @@ async fn a_storm_of_failures_stays_under_the_rate_limit_as_one_fingerprint() {
         slowest < Duration::from_secs(1),
         "requests never wait on reporting (slowest {slowest:?})"
     );
-    let sink = health(&server).await["sinks"]["rollbar"].clone();
-    stop(server, Duration::from_secs(10)).await;
+    let sink = server.health().await["sinks"]["rollbar"].clone();
+    server.stop(Duration::from_secs(10)).await;
 
     assert!(receiver.problems().is_empty(), "{:?}", receiver.problems());
     let items = receiver.items();
@@ -338,7 +308,7 @@ async fn check_a_broken_rollbar(answer: Answer, expect_error: &str, max_requests
     );
     assert!(sink["last_success"].is_null(), "{sink}");
     let stopping = Instant::now();
-    let server = stop(server, Duration::from_secs(10)).await;
+    let server = server.stop(Duration::from_secs(10)).await;
     assert!(
         stopping.elapsed() < Duration::from_secs(4),
         "shutdown kept its deadline: {:?}",
@@ -390,8 +360,8 @@ async fn a_rejected_token_is_logged_once_and_reporting_stops() {
     for _ in 0..5 {
         assert_eq!(client.get(&url).send().await.unwrap().status(), 500);
     }
-    let sink = health(&server).await["sinks"]["rollbar"].clone();
-    let server = stop(server, Duration::from_secs(10)).await;
+    let sink = server.health().await["sinks"]["rollbar"].clone();
+    let server = server.stop(Duration::from_secs(10)).await;
     assert_eq!(receiver.requests(), 1, "no retry, no more items");
     assert!(
         sink["last_error"].as_str().unwrap().contains("401"),

@@ -11,7 +11,7 @@ use support::otlp::{
     AttrValue, Behavior, OtlpReceiver, ReceivedSpan, SPAN_KIND_CLIENT, SPAN_KIND_INTERNAL,
     SPAN_KIND_SERVER, STATUS_CODE_ERROR, STATUS_CODE_UNSET,
 };
-use support::server::Server;
+use support::server::{Server, answered_trace_id};
 
 const W3C_TRACE: &str = "0af7651916cd43dd8448eb211c80319c";
 const W3C_PARENT: &str = "b7ad6b7169203331";
@@ -38,17 +38,6 @@ fn start(env: &[(&'static str, String)]) -> Server {
     Server::start(&pairs)
 }
 
-/// SIGTERM, off the async runtime; asserts a clean exit.
-async fn stop(mut server: Server, within: Duration) -> Server {
-    tokio::task::spawn_blocking(move || {
-        let status = server.terminate(within);
-        assert_eq!(status.code(), Some(0), "{}", server.stderr());
-        server
-    })
-    .await
-    .unwrap()
-}
-
 fn by_trace(spans: &[ReceivedSpan], trace_id: &str) -> Vec<ReceivedSpan> {
     spans
         .iter()
@@ -64,17 +53,6 @@ fn named<'a>(spans: &'a [ReceivedSpan], name: &str) -> &'a ReceivedSpan {
             spans.iter().map(|s| &s.name).collect::<Vec<_>>()
         )
     })
-}
-
-/// The W3C trace id named by an answer's `X-Amzn-Trace-Id`.
-fn answered_trace_id(response: &reqwest::Response) -> String {
-    let header = response.headers()["x-amzn-trace-id"].to_str().unwrap();
-    let root = header
-        .split(';')
-        .find_map(|part| part.strip_prefix("Root="))
-        .unwrap();
-    assert!(root.starts_with("1-") && root.len() == 35, "{header}");
-    root[2..].replace('-', "")
 }
 
 async fn check_one_request_trace(protocol: &'static str) {
@@ -93,7 +71,7 @@ async fn check_one_request_trace(protocol: &'static str) {
         .unwrap();
     assert_eq!(response.status(), 200);
     assert_eq!(answered_trace_id(&response), W3C_TRACE);
-    let server = stop(server, Duration::from_secs(10)).await;
+    let server = server.stop(Duration::from_secs(10)).await;
     assert!(
         server.stderr().contains("telemetry: otlp flushed"),
         "{}",
@@ -220,7 +198,7 @@ async fn every_span_of_k_requests_arrives_after_sigterm() {
         traces.insert(answered_trace_id(&response));
     }
     assert_eq!(receiver.requests(), 0, "nothing exported before shutdown");
-    stop(server, Duration::from_secs(15)).await;
+    server.stop(Duration::from_secs(15)).await;
     let spans = receiver.spans();
     let servers: BTreeSet<String> = spans
         .iter()
@@ -270,7 +248,7 @@ async fn ten_thousand_handles_give_one_span_name() {
     for worker in pending {
         worker.await.unwrap();
     }
-    stop(server, Duration::from_secs(30)).await;
+    server.stop(Duration::from_secs(30)).await;
     let names: BTreeSet<String> = receiver
         .spans()
         .into_iter()
@@ -325,7 +303,7 @@ async fn callers_are_joined_through_w3c_or_xray_headers() {
         assert_eq!(response.status(), 200, "{headers:?}");
         expected.push((answered_trace_id(&response), *joined));
     }
-    stop(server, Duration::from_secs(10)).await;
+    server.stop(Duration::from_secs(10)).await;
     let spans = receiver.spans();
     for (trace_id, joined) in expected {
         let servers: Vec<ReceivedSpan> = by_trace(&spans, &trace_id)
@@ -362,7 +340,7 @@ async fn old_attribute_names_come_with_http_dup() {
         .await
         .unwrap();
     let trace = answered_trace_id(&response);
-    stop(server, Duration::from_secs(10)).await;
+    server.stop(Duration::from_secs(10)).await;
     let spans = by_trace(&receiver.spans(), &trace);
     let request = named(&spans, "GET /api/activities/search");
     assert_eq!(request.str_attr("http.method"), Some("GET"));
@@ -404,7 +382,7 @@ async fn a_5xx_is_an_error_span_with_an_exception_event() {
     let missing_trace = answered_trace_id(&missing);
     let unrouted = reqwest::get(server.url("/no/such/path")).await.unwrap();
     let unrouted_trace = answered_trace_id(&unrouted);
-    stop(server, Duration::from_secs(10)).await;
+    server.stop(Duration::from_secs(10)).await;
     let spans = receiver.spans();
     let request = named(&by_trace(&spans, &trace), "GET /api/activities/home").clone();
     assert_eq!(request.status_code, STATUS_CODE_ERROR);
@@ -430,17 +408,6 @@ async fn a_5xx_is_an_error_span_with_an_exception_event() {
     assert!(unrouted_span.attr("http.route").is_none());
 }
 
-async fn health(client: &reqwest::Client, server: &Server) -> Value {
-    client
-        .get(server.url("/api/health-check"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_health_check_counts_exports() {
     let receiver = OtlpReceiver::http(Behavior::Accept).await;
@@ -459,7 +426,7 @@ async fn the_health_check_counts_exports() {
     receiver
         .wait_for_requests(receiver.requests() + 1, Duration::from_millis(300))
         .await;
-    let report = health(&client, &server).await;
+    let report = server.health().await;
     let otlp = &report["sinks"]["otlp"];
     assert_eq!(otlp["enabled"], true);
     assert!(otlp["exported"].as_u64().unwrap() >= 15, "{otlp}");
@@ -472,7 +439,7 @@ async fn the_health_check_counts_exports() {
             .unwrap()
             .ends_with("/v1/traces (http/protobuf)")
     );
-    stop(server, Duration::from_secs(10)).await;
+    server.stop(Duration::from_secs(10)).await;
 }
 
 /// A collector that fails or never answers costs requests nothing, the
@@ -505,7 +472,7 @@ async fn check_a_broken_collector(behavior: Behavior, expect_error: &str) {
         "requests never wait on the sink (slowest {slowest:?})"
     );
     receiver.wait_for_requests(2, Duration::from_secs(10)).await;
-    let report = health(&client, &server).await;
+    let report = server.health().await;
     let otlp = &report["sinks"]["otlp"];
     assert!(otlp["dropped"].as_u64().unwrap() > 0, "{otlp}");
     assert!(
@@ -514,7 +481,7 @@ async fn check_a_broken_collector(behavior: Behavior, expect_error: &str) {
     );
     assert!(otlp["last_success"].is_null(), "{otlp}");
     let stopping = Instant::now();
-    let server = stop(server, Duration::from_secs(10)).await;
+    let server = server.stop(Duration::from_secs(10)).await;
     assert!(
         stopping.elapsed() < Duration::from_secs(5),
         "shutdown kept its deadline: {:?}",
@@ -549,7 +516,7 @@ async fn the_export_retries_a_500_and_then_delivers() {
     let trace = answered_trace_id(&response);
     receiver.wait_for_requests(1, Duration::from_secs(10)).await;
     receiver.set_behavior(Behavior::Accept);
-    stop(server, Duration::from_secs(10)).await;
+    server.stop(Duration::from_secs(10)).await;
     let delivered: HashMap<String, usize> =
         receiver
             .spans()
@@ -574,7 +541,7 @@ async fn the_console_shows_spans_and_logs_with_the_trace_id() {
         .await
         .unwrap();
     let trace = answered_trace_id(&response);
-    let server = stop(server, Duration::from_secs(10)).await;
+    let server = server.stop(Duration::from_secs(10)).await;
     let stdout = server.stdout();
     let span_line = stdout
         .lines()

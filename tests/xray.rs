@@ -40,16 +40,6 @@ fn start(daemon: &XrayDaemon, otlp: &OtlpReceiver, rules: &str, extra: &[(&str, 
     Server::start(&env)
 }
 
-async fn stop(mut server: Server) -> Server {
-    tokio::task::spawn_blocking(move || {
-        let status = server.terminate(Duration::from_secs(10));
-        assert_eq!(status.code(), Some(0), "{}", server.stderr());
-        server
-    })
-    .await
-    .unwrap()
-}
-
 fn xray_header(response: &reqwest::Response) -> String {
     response.headers()["x-amzn-trace-id"]
         .to_str()
@@ -102,7 +92,7 @@ async fn requests_become_valid_segments_in_the_same_trace_as_otlp() {
         .await
         .unwrap();
     assert_eq!(created.status(), 200);
-    stop(server).await;
+    server.stop(Duration::from_secs(10)).await;
 
     let schema: Value = serde_json::from_str(SCHEMA).unwrap();
     let validator = jsonschema::draft4::new(&schema).expect("the schema compiles");
@@ -213,7 +203,7 @@ async fn x_ray_sampling_decides_what_x_ray_gets_not_what_otlp_gets() {
     let honoured_header = xray_header(&honoured);
     assert!(honoured_header.starts_with("Root=1-5759e988-bd862e3fe1be46a994272793;"));
     assert!(honoured_header.ends_with(";Sampled=1"), "{honoured_header}");
-    stop(server).await;
+    server.stop(Duration::from_secs(10)).await;
 
     let all = segments(&daemon.datagrams());
     assert_eq!(all.len(), 1, "only the caller-sampled trace: {all:?}");
@@ -255,22 +245,11 @@ async fn dynamic_naming_and_the_tracing_name() {
         .await
         .unwrap();
     let local_root = root_of(&xray_header(&local));
-    stop(server).await;
+    server.stop(Duration::from_secs(10)).await;
     let all = segments(&daemon.datagrams());
     let name = |root: &str| all.iter().find(|s| s["trace_id"] == root).unwrap()["name"].clone();
     assert_eq!(name(&gitpod_root), "4567-ws.gitpod.io");
     assert_eq!(name(&local_root), "cruddur");
-}
-
-async fn health(client: &reqwest::Client, server: &Server) -> Value {
-    client
-        .get(server.url("/api/health-check"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap()
 }
 
 async fn check_an_unreachable_daemon(address: &str, expected_error: &str) {
@@ -292,7 +271,7 @@ async fn check_an_unreachable_daemon(address: &str, expected_error: &str) {
                 .unwrap();
             assert_eq!(response.status(), 200);
         }
-        let report = health(&client, &server).await;
+        let report = server.health().await;
         last_error = report["sinks"]["xray"]["last_error"].clone();
         if !last_error.is_null() {
             assert!(
@@ -309,7 +288,7 @@ async fn check_an_unreachable_daemon(address: &str, expected_error: &str) {
             .is_some_and(|e| e.contains(expected_error)),
         "{last_error}"
     );
-    stop(server).await;
+    server.stop(Duration::from_secs(10)).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -483,7 +462,7 @@ async fn otlp_mode_signs_with_sigv4() {
         .await
         .unwrap();
     assert_eq!(response.status(), 200);
-    let server = stop(server).await;
+    let server = server.stop(Duration::from_secs(10)).await;
     assert_eq!(
         endpoint.refused.load(std::sync::atomic::Ordering::SeqCst),
         0,
@@ -516,7 +495,7 @@ async fn otlp_mode_with_a_wrong_signature_is_refused_and_counted() {
                 .status(),
             200
         );
-        report = health(&client, &server).await;
+        report = server.health().await;
         if report["sinks"]["xray"]["failed"].as_u64() > Some(0) {
             break;
         }
@@ -530,7 +509,7 @@ async fn otlp_mode_with_a_wrong_signature_is_refused_and_counted() {
         "{report}"
     );
     assert!(endpoint.span_names().is_empty());
-    stop(server).await;
+    server.stop(Duration::from_secs(10)).await;
 }
 
 fn aws_env(api: &support::xray_api::XrayApi) -> Vec<(&'static str, String)> {
@@ -716,7 +695,7 @@ async fn centralized_sampling_obeys_x_rays_quota_and_reports_statistics() {
             .iter()
             .all(|s| s["RuleName"] == "Cruddur" && s["ClientID"].as_str().unwrap().len() == 24)
     );
-    let server = stop(server).await;
+    let server = server.stop(Duration::from_secs(10)).await;
     assert!(
         server.stderr().contains("sampling rules from X-Ray in use"),
         "{}",
@@ -758,7 +737,7 @@ async fn centralized_sampling_falls_back_to_local_rules_when_x_ray_is_unreachabl
         10,
         "the local rule samples all"
     );
-    let server = stop(server).await;
+    let server = server.stop(Duration::from_secs(10)).await;
     assert!(
         server
             .stderr()

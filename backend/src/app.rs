@@ -23,8 +23,10 @@ use crate::middleware::panic::panic_response;
 use crate::middleware::request_span::{SpanSettings, expose_route, trace_request};
 use crate::middleware::rollbar::report_errors;
 use crate::routes;
+use crate::routes::telemetry_relay::Relay;
 use crate::store::{SqliteStore, Store, StoreError};
-use crate::telemetry::{Health, rollbar};
+use crate::telemetry::queue::QueueSender;
+use crate::telemetry::{Health, OtlpItem, rollbar};
 
 /// Largest request body accepted.
 pub const BODY_LIMIT: usize = 64 * 1024;
@@ -35,6 +37,8 @@ pub struct AppState {
     /// The acting user until sign-in exists.
     pub user: Handle,
     pub health: Health,
+    /// The browser relay, when `OTEL_BROWSER_RELAY` is on and OTLP is configured.
+    pub relay: Option<Relay>,
 }
 
 impl AppState {
@@ -95,6 +99,7 @@ pub fn router(config: &Config, state: AppState, spans: SpanSettings) -> Router {
         .merge(routes::messages::router())
         .merge(routes::health::router())
         .merge(routes::rollbar::router())
+        .merge(routes::telemetry_relay::router())
         .route_layer(from_fn(expose_route))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
@@ -123,10 +128,12 @@ pub fn with_middleware(routes: Router, config: &Config, spans: SpanSettings) -> 
 
 impl App {
     /// Opens the store and binds the listener (`PORT=0` picks a free port).
+    /// `relay` is the OTLP queue browser spans are forwarded to, if any.
     pub async fn build(
         config: &Config,
         health: Health,
         spans: SpanSettings,
+        relay: Option<QueueSender<OtlpItem>>,
     ) -> Result<App, AppError> {
         let store = SqliteStore::open(&config.database_path, Utc::now())?;
         store
@@ -136,6 +143,7 @@ impl App {
             store: Arc::new(store),
             user: config.default_user.clone(),
             health,
+            relay: relay.map(|sink| Relay::new(sink, config)),
         };
         let address = SocketAddr::new(config.bind_address, config.port);
         let listener = TcpListener::bind(address)

@@ -61,6 +61,8 @@ pub struct Config {
 /// What to do instead of serving.
 #[derive(Debug, Clone, Subcommand)]
 pub enum Command {
+    /// Probe GET /api/health-check of the server on BIND_ADDRESS and PORT; exit 0 on a 200 (the container HEALTHCHECK)
+    Healthcheck,
     /// AWS X-Ray administration
     Xray {
         #[command(subcommand)]
@@ -142,6 +144,9 @@ pub struct TelemetryConfig {
     /// Turns every trace sink off
     #[arg(long, env = "OTEL_SDK_DISABLED", value_name = "OTEL_SDK_DISABLED", default_value = "false", value_parser = BoolishValueParser::new(), action = clap::ArgAction::Set)]
     pub sdk_disabled: bool,
+    /// Accept browser spans (OTLP/HTTP protobuf) on POST /api/telemetry/v1/traces from FRONTEND_URL or BACKEND_URL and forward them to the OTLP sink
+    #[arg(long, env = "OTEL_BROWSER_RELAY", value_name = "OTEL_BROWSER_RELAY", default_value = "false", value_parser = BoolishValueParser::new(), action = clap::ArgAction::Set)]
+    pub browser_relay: bool,
     /// Honeycomb key: sends OTLP to https://api.honeycomb.io with the x-honeycomb-team header
     #[arg(long, env = "HONEYCOMB_API_KEY", value_name = "HONEYCOMB_API_KEY", hide_env_values = true, value_parser = parse_secret)]
     pub honeycomb_api_key: Option<Secret>,

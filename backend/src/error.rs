@@ -24,6 +24,9 @@ pub enum ApiError {
     UnsupportedMediaType(String),
     PayloadTooLarge,
     MethodNotAllowed,
+    Forbidden(&'static str),
+    /// 429: try again after a second.
+    TooManyRequests,
     /// 500; the cause stays inside the process.
     Internal(String),
 }
@@ -68,6 +71,19 @@ impl IntoResponse for ApiError {
                 "method_not_allowed",
                 "this path does not accept that method",
             ),
+            ApiError::Forbidden(why) => error_json(StatusCode::FORBIDDEN, "forbidden", why),
+            ApiError::TooManyRequests => {
+                let mut response = error_json(
+                    StatusCode::TOO_MANY_REQUESTS,
+                    "too_many_requests",
+                    "slow down and try again in a second",
+                );
+                response.headers_mut().insert(
+                    http::header::RETRY_AFTER,
+                    http::HeaderValue::from_static("1"),
+                );
+                response
+            }
             ApiError::Internal(cause) => {
                 let mut response = error_json(
                     StatusCode::INTERNAL_SERVER_ERROR,

@@ -5,6 +5,7 @@ pub mod app;
 pub mod config;
 pub mod domain;
 pub mod error;
+pub mod healthcheck;
 pub mod middleware;
 pub mod routes;
 pub mod services;

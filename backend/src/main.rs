@@ -3,6 +3,7 @@ use std::time::Duration;
 
 use cruddur_backend::app::App;
 use cruddur_backend::config::{Command, Config, ConfigError, XrayCommand};
+use cruddur_backend::healthcheck;
 use cruddur_backend::middleware::request_span::SpanSettings;
 use cruddur_backend::telemetry;
 use cruddur_backend::telemetry::xray::setup;
@@ -24,21 +25,37 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
+    match config.command.clone() {
+        Some(Command::Healthcheck) => probe_health(&config),
+        Some(Command::Xray {
+            action: XrayCommand::Setup { group },
+        }) => with_runtime(xray_setup(&config, &group)),
+        None => with_runtime(run(config)),
+    }
+}
+
+/// `cruddur-backend healthcheck`: the container's probe, no runtime needed.
+fn probe_health(config: &Config) -> ExitCode {
+    let target = healthcheck::target(config.bind_address, config.port);
+    match healthcheck::probe(target, Duration::from_secs(2)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(reason) => {
+            eprintln!("cruddur-backend healthcheck: {reason}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn with_runtime(work: impl std::future::Future<Output = ExitCode>) -> ExitCode {
+    match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
     {
-        Ok(runtime) => runtime,
+        Ok(runtime) => runtime.block_on(work),
         Err(err) => {
             eprintln!("cruddur-backend: cannot start the async runtime: {err}");
-            return ExitCode::FAILURE;
+            ExitCode::FAILURE
         }
-    };
-    match &config.command {
-        Some(Command::Xray {
-            action: XrayCommand::Setup { group },
-        }) => runtime.block_on(xray_setup(&config, group)),
-        None => runtime.block_on(run(config)),
     }
 }
 
@@ -85,7 +102,8 @@ async fn run(config: Config) -> ExitCode {
     let spans = SpanSettings {
         http_dup_semconv: telemetry.http_dup_semconv,
     };
-    let app = match App::build(&config, telemetry.health.clone(), spans).await {
+    let relay = telemetry.relay.clone();
+    let app = match App::build(&config, telemetry.health.clone(), spans, relay).await {
         Ok(app) => app,
         Err(err) => {
             eprintln!("cruddur-backend: {err}");

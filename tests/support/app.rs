@@ -34,7 +34,7 @@ impl TestApp {
         }
         args.extend_from_slice(extra);
         let config = Config::try_parse_from(args).expect("test config is valid");
-        let app = App::build(&config, Health::default(), SpanSettings::default())
+        let app = App::build(&config, Health::default(), SpanSettings::default(), None)
             .await
             .expect("app builds");
         let addr = app.local_addr();

@@ -153,3 +153,39 @@ impl Drop for Server {
         }
     }
 }
+
+impl Server {
+    /// SIGTERM off the async runtime; asserts a clean exit and answers the
+    /// stopped server, whose output is then complete.
+    pub async fn stop(mut self, within: Duration) -> Server {
+        tokio::task::spawn_blocking(move || {
+            let status = self.terminate(within);
+            assert_eq!(status.code(), Some(0), "{}", self.stderr());
+            self
+        })
+        .await
+        .expect("the stopping task ends")
+    }
+
+    /// `/api/health-check` as JSON.
+    pub async fn health(&self) -> serde_json::Value {
+        reqwest::get(self.url("/api/health-check"))
+            .await
+            .expect("the health check answers")
+            .json()
+            .await
+            .expect("the health check is JSON")
+    }
+}
+
+/// The W3C trace id named by an answer's `X-Amzn-Trace-Id`
+/// (`Root=1-XXXXXXXX-YYYY...` is `XXXXXXXXYYYY...`).
+pub fn answered_trace_id(response: &reqwest::Response) -> String {
+    let header = response.headers()["x-amzn-trace-id"].to_str().unwrap();
+    let root = header
+        .split(';')
+        .find_map(|part| part.strip_prefix("Root="))
+        .unwrap();
+    assert!(root.starts_with("1-") && root.len() == 35, "{header}");
+    root[2..].replace('-', "")
+}

@@ -4,6 +4,7 @@ pub mod activities;
 pub mod health;
 pub mod messages;
 pub mod rollbar;
+pub mod telemetry_relay;
 
 use axum::extract::rejection::QueryRejection;
 

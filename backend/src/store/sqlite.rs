@@ -359,6 +359,8 @@ impl SqliteStore {
     /// Opens (creating if needed) the database at `path`, or an in-memory one
     /// for `:memory:`, applies pending migrations and seeds an empty database.
     pub fn open(path: &str, now: DateTime<Utc>) -> Result<Self, OpenError> {
+        // Migration and seed queries form one start-up trace, not one each.
+        let _opening = tracing::info_span!("open_database", db.system.name = "sqlite").entered();
         let open_error = |source| OpenError::Open {
             path: path.to_owned(),
             source,

@@ -31,6 +31,7 @@ use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
 
 pub use guard::Guard;
+pub use otlp::OtlpItem;
 use queue::{Flush, QueueConfig, QueueSender, SinkStats};
 
 use crate::config::{
@@ -133,6 +134,8 @@ pub struct Telemetry {
     pub health: Health,
     /// The old HTTP attribute names are wanted as well.
     pub http_dup_semconv: bool,
+    /// The OTLP queue, for the browser relay when `OTEL_BROWSER_RELAY` is on.
+    pub relay: Option<QueueSender<OtlpItem>>,
 }
 
 fn sampler(config: &TelemetryConfig) -> Sampler {
@@ -286,6 +289,7 @@ pub fn init(config: &TelemetryConfig) -> Result<Telemetry, TelemetryError> {
     let mut entries = Vec::new();
     let mut sinks: Vec<Box<dyn Flush>> = Vec::new();
     let xray_on = config.xray.enabled();
+    let mut relay = None;
     let provider = SdkTracerProvider::builder()
         .with_id_generator(ids::XrayIdGenerator::default())
         .with_resource(resource.clone());
@@ -356,8 +360,12 @@ pub fn init(config: &TelemetryConfig) -> Result<Telemetry, TelemetryError> {
         })?;
         provider = provider.with_span_processor(QueueSpanProcessor {
             queue: sender.clone(),
-            convert: Some,
+            convert: |span| Some(OtlpItem::Span(span)),
         });
+        if config.browser_relay {
+            eprintln!("telemetry: browser relay on: POST /api/telemetry/v1/traces -> otlp");
+            relay = Some(sender.clone());
+        }
         sinks.push(Box::new(sender));
         entries.push(SinkEntry::On(stats));
     } else {
@@ -369,6 +377,9 @@ pub fn init(config: &TelemetryConfig) -> Result<Telemetry, TelemetryError> {
             "OTEL_EXPORTER_OTLP_ENDPOINT and HONEYCOMB_API_KEY unset".to_owned()
         };
         eprintln!("telemetry: otlp off ({reason})");
+        if config.browser_relay {
+            eprintln!("telemetry: browser relay off (no OTLP sink to forward to)");
+        }
         entries.push(SinkEntry::Off {
             name: "otlp",
             reason,
@@ -489,5 +500,6 @@ pub fn init(config: &TelemetryConfig) -> Result<Telemetry, TelemetryError> {
             sinks: Arc::new(entries),
         },
         http_dup_semconv: config.http_dup_semconv(),
+        relay,
     })
 }

@@ -744,6 +744,29 @@ mod tests {
     }
 
     #[test]
+    fn shutdown_from_inside_any_runtime_shape_cannot_deadlock() {
+        for multi_thread in [false, true] {
+            let (sender, batches, _) = start(CONFIG, 0, SendError::retryable("x"), None);
+            sender.try_send(1);
+            let runtime = if multi_thread {
+                tokio::runtime::Builder::new_multi_thread()
+                    .worker_threads(1)
+                    .enable_all()
+                    .build()
+            } else {
+                tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+            }
+            .unwrap();
+            // Blocking the caller's only worker is fine: sinks run on threads of their own.
+            let finished = runtime.block_on(async { shutdown(&sender, Duration::from_secs(5)) });
+            assert!(finished);
+            assert_eq!(*batches.lock().unwrap(), vec![vec![1]]);
+        }
+    }
+
+    #[test]
     fn flush_delivers_a_partial_batch() {
         let config = QueueConfig {
             flush_interval: Duration::from_millis(20),

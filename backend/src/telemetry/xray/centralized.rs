@@ -13,6 +13,7 @@ use aws_sdk_xray::primitives::DateTime;
 use aws_sdk_xray::types::SamplingStatisticsDocument;
 
 use super::sampling::{Rule, RuleSampler};
+use super::setup::sampling_rules;
 
 /// How often each call is made.
 #[derive(Debug, Clone, Copy)]
@@ -45,35 +46,20 @@ async fn client() -> Client {
 }
 
 async fn fetch_rules(client: &Client) -> Result<Vec<Rule>, String> {
-    let mut rules = Vec::new();
-    let mut token = None;
-    loop {
-        let page = client
-            .get_sampling_rules()
-            .set_next_token(token)
-            .send()
-            .await
-            .map_err(|err| format!("GetSamplingRules: {err}"))?;
-        for record in page.sampling_rule_records() {
-            let Some(rule) = record.sampling_rule() else {
-                continue;
-            };
-            rules.push(Rule {
-                name: rule.rule_name().unwrap_or("unnamed").to_owned(),
-                priority: i64::from(rule.priority()),
-                service_name: rule.service_name().to_owned(),
-                host: rule.host().to_owned(),
-                http_method: rule.http_method().to_owned(),
-                url_path: rule.url_path().to_owned(),
-                reservoir: u32::try_from(rule.reservoir_size()).unwrap_or(0),
-                rate: rule.fixed_rate(),
-            });
-        }
-        token = page.next_token().map(str::to_owned);
-        if token.is_none() {
-            return Ok(rules);
-        }
-    }
+    let rules = sampling_rules(client).await?;
+    Ok(rules
+        .iter()
+        .map(|rule| Rule {
+            name: rule.rule_name().unwrap_or("unnamed").to_owned(),
+            priority: i64::from(rule.priority()),
+            service_name: rule.service_name().to_owned(),
+            host: rule.host().to_owned(),
+            http_method: rule.http_method().to_owned(),
+            url_path: rule.url_path().to_owned(),
+            reservoir: u32::try_from(rule.reservoir_size()).unwrap_or(0),
+            rate: rule.fixed_rate(),
+        })
+        .collect())
 }
 
 async fn report(client: &Client, sampler: &RuleSampler, client_id: &str) -> Result<(), String> {

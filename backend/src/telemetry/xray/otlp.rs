@@ -13,9 +13,8 @@ use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
 use opentelemetry_proto::transform::common::tonic::ResourceAttributesWithSchema;
 use opentelemetry_sdk::Resource;
 use opentelemetry_sdk::trace::SpanData;
-use prost::Message;
 
-use crate::telemetry::otlp::{describe, export_request, retryable_status};
+use crate::telemetry::otlp::{describe, encode, export_request, retryable_status};
 use crate::telemetry::queue::{SendError, Sink};
 
 const CONTENT_TYPE: &str = "application/x-protobuf";
@@ -112,7 +111,7 @@ impl Sink<SpanData> for XrayOtlpSink {
     }
 
     async fn send(&mut self, payload: &ExportTraceServiceRequest) -> Result<(), SendError> {
-        let body = payload.encode_to_vec();
+        let body = encode(payload);
         // Signed per attempt: a signature is only good for a few minutes.
         let (url, headers) = self.signed(&body).await?;
         let mut request = self

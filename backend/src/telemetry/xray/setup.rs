@@ -14,6 +14,29 @@ fn failed(what: &str, err: impl std::fmt::Debug) -> String {
     format!("{what}: {err:?}")
 }
 
+/// Every sampling rule X-Ray has, page by page.
+pub(super) async fn sampling_rules(client: &Client) -> Result<Vec<SamplingRule>, String> {
+    let mut rules = Vec::new();
+    let mut token = None;
+    loop {
+        let page = client
+            .get_sampling_rules()
+            .set_next_token(token)
+            .send()
+            .await
+            .map_err(|err| failed("GetSamplingRules", err))?;
+        rules.extend(
+            page.sampling_rule_records()
+                .iter()
+                .filter_map(|r| r.sampling_rule().cloned()),
+        );
+        token = page.next_token().map(str::to_owned);
+        if token.is_none() {
+            return Ok(rules);
+        }
+    }
+}
+
 /// The filter expression of the group: every trace through the service.
 pub fn group_filter(service: &str) -> String {
     format!("service(\"{}\")", service.replace('"', "\\\""))
@@ -71,25 +94,7 @@ pub async fn setup(
         }
     }
 
-    let mut existing: Vec<SamplingRule> = Vec::new();
-    let mut token = None;
-    loop {
-        let page = client
-            .get_sampling_rules()
-            .set_next_token(token)
-            .send()
-            .await
-            .map_err(|err| failed("GetSamplingRules", err))?;
-        existing.extend(
-            page.sampling_rule_records()
-                .iter()
-                .filter_map(|r| r.sampling_rule().cloned()),
-        );
-        token = page.next_token().map(str::to_owned);
-        if token.is_none() {
-            break;
-        }
-    }
+    let existing = sampling_rules(client).await?;
     for rule in rules.iter().filter(|rule| rule.name != "Default") {
         let same = |current: &SamplingRule| {
             current.priority() == rule.priority as i32

@@ -1,0 +1,226 @@
+//! `POST /api/telemetry/v1/traces`: the browser relay. The frontend's
+//! OpenTelemetry exporter sends its spans here as OTLP/HTTP protobuf, and the
+//! backend forwards them through its own OTLP sink with its own credentials,
+//! so no API key ever reaches the browser.
+//!
+//! Off unless `OTEL_BROWSER_RELAY=true` (then the path is a 404 like any
+//! other unknown one). Accepted only from the allowed origins (`FRONTEND_URL`,
+//! `BACKEND_URL`), only as well-formed OTLP traces, only up to the app's body
+//! limit, and at most [`BURST`] requests at once refilled at [`PER_SECOND`]
+//! a second across all clients, so a page cannot flood the sink.
+
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::extract::rejection::BytesRejection;
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::post;
+use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
+use prost::Message;
+
+use crate::app::AppState;
+use crate::config::Config;
+use crate::error::ApiError;
+use crate::telemetry::OtlpItem;
+use crate::telemetry::queue::QueueSender;
+
+pub const PATH: &str = "/api/telemetry/v1/traces";
+/// Requests accepted at once.
+pub const BURST: f64 = 20.0;
+/// Requests a second in the long run.
+pub const PER_SECOND: f64 = 10.0;
+
+pub fn router() -> Router<AppState> {
+    Router::new().route(PATH, post(relay))
+}
+
+/// The relay's state: where spans go, who may send them, and the budget.
+#[derive(Clone)]
+pub struct Relay {
+    sink: QueueSender<OtlpItem>,
+    origins: [HeaderValue; 2],
+    bucket: Arc<Mutex<Bucket>>,
+}
+
+/// A token bucket: `tokens` left as of `at`.
+struct Bucket {
+    tokens: f64,
+    at: Instant,
+}
+
+impl Relay {
+    pub fn new(sink: QueueSender<OtlpItem>, config: &Config) -> Relay {
+        Relay {
+            sink,
+            origins: [config.frontend_url.clone(), config.backend_url.clone()],
+            bucket: Arc::new(Mutex::new(Bucket {
+                tokens: BURST,
+                at: Instant::now(),
+            })),
+        }
+    }
+
+    /// Takes one token if there is one.
+    fn admit(&self) -> bool {
+        let mut bucket = self.bucket.lock().unwrap_or_else(|e| e.into_inner());
+        let now = Instant::now();
+        let refill = now.duration_since(bucket.at).as_secs_f64() * PER_SECOND;
+        bucket.tokens = (bucket.tokens + refill).min(BURST);
+        bucket.at = now;
+        if bucket.tokens >= 1.0 {
+            bucket.tokens -= 1.0;
+            true
+        } else {
+            false
+        }
+    }
+}
+
+/// Checks every span's ids, name and times; answers how many there are.
+fn well_formed(request: &ExportTraceServiceRequest) -> Result<usize, &'static str> {
+    let mut count = 0;
+    for span in request
+        .resource_spans
+        .iter()
+        .flat_map(|rs| &rs.scope_spans)
+        .flat_map(|ss| &ss.spans)
+    {
+        let valid_id = |id: &[u8], len| id.len() == len && id.iter().any(|b| *b != 0);
+        if !valid_id(&span.trace_id, 16) {
+            return Err("a span has no valid trace_id (16 bytes, not all zero)");
+        }
+        if !valid_id(&span.span_id, 8) {
+            return Err("a span has no valid span_id (8 bytes, not all zero)");
+        }
+        if !span.parent_span_id.is_empty() && !valid_id(&span.parent_span_id, 8) {
+            return Err("a span has an invalid parent_span_id");
+        }
+        if span.name.is_empty() {
+            return Err("a span has no name");
+        }
+        if span.start_time_unix_nano == 0 || span.end_time_unix_nano < span.start_time_unix_nano {
+            return Err("a span has no valid start and end time");
+        }
+        count += 1;
+    }
+    if count == 0 {
+        return Err("the request holds no spans");
+    }
+    Ok(count)
+}
+
+async fn relay(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Response, ApiError> {
+    let Some(relay) = &state.relay else {
+        return Err(ApiError::NotFound("no such path"));
+    };
+    if !headers
+        .get(header::ORIGIN)
+        .is_some_and(|origin| relay.origins.contains(origin))
+    {
+        return Err(ApiError::Forbidden(
+            "spans are accepted only from the frontend's origin",
+        ));
+    }
+    if !relay.admit() {
+        return Err(ApiError::TooManyRequests);
+    }
+    let protobuf = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|value| value.to_str().ok())
+        .is_some_and(|value| value.starts_with("application/x-protobuf"));
+    if !protobuf {
+        return Err(ApiError::UnsupportedMediaType(
+            "send OTLP/HTTP protobuf with Content-Type: application/x-protobuf".into(),
+        ));
+    }
+    let body = body.map_err(|rejection| match rejection.status() {
+        StatusCode::PAYLOAD_TOO_LARGE => ApiError::PayloadTooLarge,
+        _ => ApiError::BadRequest(rejection.body_text()),
+    })?;
+    let request = ExportTraceServiceRequest::decode(body)
+        .map_err(|_| ApiError::BadRequest("not an OTLP ExportTraceServiceRequest".into()))?;
+    let spans = well_formed(&request).map_err(|why| ApiError::BadRequest(why.into()))?;
+    tracing::debug!(spans, "relaying browser spans");
+    for resource_spans in request.resource_spans {
+        relay.sink.try_send(OtlpItem::Relayed(resource_spans));
+    }
+    // An empty ExportTraceServiceResponse: everything accepted.
+    Ok((
+        StatusCode::OK,
+        [(header::CONTENT_TYPE, "application/x-protobuf")],
+        Vec::new(),
+    )
+        .into_response())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans, Span};
+
+    fn request(span: Span) -> ExportTraceServiceRequest {
+        ExportTraceServiceRequest {
+            resource_spans: vec![ResourceSpans {
+                scope_spans: vec![ScopeSpans {
+                    spans: vec![span],
+                    ..Default::default()
+                }],
+                ..Default::default()
+            }],
+        }
+    }
+
+    fn span() -> Span {
+        Span {
+            trace_id: vec![7; 16],
+            span_id: vec![3; 8],
+            name: "HTTP GET".into(),
+            start_time_unix_nano: 1,
+            end_time_unix_nano: 2,
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn only_well_formed_spans_pass() {
+        assert_eq!(well_formed(&request(span())), Ok(1));
+        let broken = [
+            Span {
+                trace_id: vec![0; 16],
+                ..span()
+            },
+            Span {
+                trace_id: vec![7; 8],
+                ..span()
+            },
+            Span {
+                span_id: vec![],
+                ..span()
+            },
+            Span {
+                parent_span_id: vec![1; 3],
+                ..span()
+            },
+            Span {
+                name: String::new(),
+                ..span()
+            },
+            Span {
+                end_time_unix_nano: 0,
+                ..span()
+            },
+        ];
+        for broken in broken {
+            assert!(well_formed(&request(broken.clone())).is_err(), "{broken:?}");
+        }
+        assert!(well_formed(&ExportTraceServiceRequest::default()).is_err());
+    }
+}
