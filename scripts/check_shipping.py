@@ -271,6 +271,8 @@ def run_binary(binary):
         # The image listens on 4567; here a free port keeps clear of anything running.
         env["PORT"] = str(free_port())
         env["PATH"] = "/usr/bin:/bin"
+        # Off AWS, the SDK chain CloudWatch uses must not look for instance metadata.
+        env["AWS_EC2_METADATA_DISABLED"] = "true"
         cmd = [binary] + spec["cmd"][1:]
         healthcheck = [binary] + spec["healthcheck"][1:]
 

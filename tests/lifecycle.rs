@@ -65,6 +65,12 @@ fn help_lists_every_setting_with_its_variable() {
         "ROLLBAR_CODE_VERSION",
         "ROLLBAR_MAX_ITEMS_PER_MINUTE",
         "ROLLBAR_TIMEOUT",
+        "CLOUDWATCH_LOG_GROUP",
+        "CLOUDWATCH_LOG_STREAM",
+        "CLOUDWATCH_CREATE_GROUP",
+        "CLOUDWATCH_LOG_LEVEL",
+        "CLOUDWATCH_FLUSH_INTERVAL",
+        "CLOUDWATCH_TIMEOUT",
     ] {
         assert!(
             stdout.contains(&format!("[env: {variable}")),

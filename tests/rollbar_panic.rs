@@ -53,6 +53,9 @@ async fn panics_and_error_events_are_reported_once_each() {
         "off",
         "--traces-exporter",
         "none",
+        // Off without asking the AWS chain, which would look for instance metadata.
+        "--cloudwatch-log-level",
+        "off",
         "--rollbar-access-token",
         "in-process-token-0123",
         "--rollbar-endpoint",

@@ -178,6 +178,54 @@ pub struct TelemetryConfig {
     pub log_filter: String,
     #[command(flatten)]
     pub rollbar: RollbarConfig,
+    #[command(flatten)]
+    pub cloudwatch: CloudWatchConfig,
+}
+
+/// CloudWatch Logs. Region, credentials and endpoint come from the AWS
+/// SDK's own chain (`AWS_REGION`, `AWS_ACCESS_KEY_ID`, profiles,
+/// `AWS_ENDPOINT_URL`...), read by the SDK itself. Argument ids carry the
+/// prefix: other sinks have a `timeout` too, and clap ids must be unique.
+#[derive(Debug, Clone, Args)]
+pub struct CloudWatchConfig {
+    /// Log group every log event goes to
+    #[arg(
+        id = "cloudwatch-log-group",
+        long = "cloudwatch-log-group",
+        env = "CLOUDWATCH_LOG_GROUP",
+        value_name = "CLOUDWATCH_LOG_GROUP",
+        default_value = "cruddur"
+    )]
+    pub log_group: String,
+    /// Log stream of this process; default `{hostname}/{start time}-{pid}`
+    #[arg(
+        id = "cloudwatch-log-stream",
+        long = "cloudwatch-log-stream",
+        env = "CLOUDWATCH_LOG_STREAM",
+        value_name = "CLOUDWATCH_LOG_STREAM"
+    )]
+    pub log_stream: Option<String>,
+    /// Create the log group if missing; `false` for accounts that may write but not create
+    #[arg(id = "cloudwatch-create-group",
+        long = "cloudwatch-create-group", env = "CLOUDWATCH_CREATE_GROUP", value_name = "CLOUDWATCH_CREATE_GROUP", default_value = "true", value_parser = BoolishValueParser::new(), action = clap::ArgAction::Set)]
+    pub create_group: bool,
+    /// Which events are shipped, tracing-subscriber EnvFilter syntax (`off` turns CloudWatch off)
+    #[arg(
+        id = "cloudwatch-log-level",
+        long = "cloudwatch-log-level",
+        env = "CLOUDWATCH_LOG_LEVEL",
+        value_name = "CLOUDWATCH_LOG_LEVEL",
+        default_value = "info"
+    )]
+    pub log_level: String,
+    /// How long a partial batch waits before it is sent (`2s`, `500ms`)
+    #[arg(id = "cloudwatch-flush-interval",
+        long = "cloudwatch-flush-interval", env = "CLOUDWATCH_FLUSH_INTERVAL", value_name = "CLOUDWATCH_FLUSH_INTERVAL", default_value = "2s", value_parser = parse_nonzero_duration)]
+    pub flush_interval: Duration,
+    /// How long one CloudWatch Logs call may take (`10s`, `500ms`)
+    #[arg(id = "cloudwatch-timeout",
+        long = "cloudwatch-timeout", env = "CLOUDWATCH_TIMEOUT", value_name = "CLOUDWATCH_TIMEOUT", default_value = "10s", value_parser = parse_nonzero_duration)]
+    pub timeout: Duration,
 }
 
 /// Error reporting to Rollbar; on when the access token is set.
@@ -448,6 +496,14 @@ fn parse_duration(raw: &str) -> Result<Duration, String> {
         _ => return Err(format!("unknown unit {unit:?} (use ms, s or m)")),
     };
     Duration::try_from_secs_f64(seconds).map_err(|err| err.to_string())
+}
+
+/// A zero interval or timeout would spin or fail every call.
+fn parse_nonzero_duration(raw: &str) -> Result<Duration, String> {
+    match parse_duration(raw)? {
+        Duration::ZERO => Err("must be more than zero".into()),
+        duration => Ok(duration),
+    }
 }
 
 fn parse_millis(raw: &str) -> Result<Duration, String> {
@@ -798,6 +854,15 @@ mod tests {
         assert!(invalid(&["--shutdown-timeout", "5 parsecs"]).starts_with("SHUTDOWN_TIMEOUT="));
         assert!(invalid(&["--default-user", "Bad User"]).starts_with("CRUDDUR_DEFAULT_USER="));
         assert!(invalid(&["--traces-exporter", "otlp"]).contains("OTEL_EXPORTER_OTLP_ENDPOINT"));
+        assert!(
+            invalid(&["--cloudwatch-flush-interval", "0s"])
+                .starts_with("CLOUDWATCH_FLUSH_INTERVAL=\"0s\" is invalid")
+        );
+        assert!(invalid(&["--cloudwatch-timeout", "soon"]).starts_with("CLOUDWATCH_TIMEOUT="));
+        assert!(
+            invalid(&["--cloudwatch-create-group", "maybe"])
+                .starts_with("CLOUDWATCH_CREATE_GROUP=")
+        );
         assert!(invalid(&["--rollbar-endpoint", "nope"]).starts_with("ROLLBAR_ENDPOINT="));
         assert!(invalid(&["--rollbar-level", "loud"]).contains("warning"));
         assert!(
@@ -808,6 +873,21 @@ mod tests {
             invalid(&["--rollbar-access-token", " "]),
             "ROLLBAR_ACCESS_TOKEN=(hidden) is invalid: is set but empty"
         );
+    }
+
+    #[test]
+    fn cloudwatch_defaults() {
+        let cloudwatch = parse(&[]).unwrap().telemetry.cloudwatch;
+        assert_eq!(cloudwatch.log_group, "cruddur");
+        assert_eq!(cloudwatch.log_stream, None);
+        assert!(cloudwatch.create_group);
+        assert_eq!(cloudwatch.log_level, "info");
+        assert_eq!(cloudwatch.flush_interval, Duration::from_secs(2));
+        let cloudwatch = parse(&["--cloudwatch-create-group", "false"])
+            .unwrap()
+            .telemetry
+            .cloudwatch;
+        assert!(!cloudwatch.create_group);
     }
 
     #[test]

@@ -2,6 +2,8 @@
 #![allow(dead_code)]
 
 pub mod app;
+pub mod faults;
+pub mod moto;
 pub mod otlp;
 pub mod rollbar;
 pub mod server;

@@ -24,6 +24,11 @@ const BASE_ENV: &[(&str, &str)] = &[
     ("DATABASE_PATH", ":memory:"),
     ("RUST_LOG", "off"),
     ("OTEL_TRACES_EXPORTER", "none"),
+    // The SDK's chain must not look for AWS at the instance metadata
+    // address, and a test that sets AWS credentials for another sink must
+    // not ship logs to the real CloudWatch: the CloudWatch tests turn it on.
+    ("AWS_EC2_METADATA_DISABLED", "true"),
+    ("CLOUDWATCH_LOG_LEVEL", "off"),
 ];
 
 pub fn command(env: &[(&str, &str)]) -> Command {

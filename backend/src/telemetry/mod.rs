@@ -4,6 +4,7 @@
 //! bounded queue. Log events go through tracing-subscriber layers. A sink
 //! that is off is simply not there: a `None` layer or no processor.
 
+mod cloudwatch;
 mod console;
 mod guard;
 pub mod ids;
@@ -414,6 +415,13 @@ pub fn init(config: &TelemetryConfig) -> Result<Telemetry, TelemetryError> {
     entries.push(rollbar.entry);
     sinks.extend(rollbar.sink);
 
+    let cloudwatch = cloudwatch::start(&config.cloudwatch)?;
+    entries.push(cloudwatch.entry);
+    let cloudwatch_layer = cloudwatch.on.map(|(events, level)| {
+        sinks.push(Box::new(events.clone()));
+        cloudwatch::layer(events, level)
+    });
+
     let console_spans = exporters.contains(&TracesExporter::Console);
     let console = if console_spans || logs_on {
         let stats = SinkStats::new("console", "stdout".into());
@@ -445,8 +453,12 @@ pub fn init(config: &TelemetryConfig) -> Result<Telemetry, TelemetryError> {
         });
     }
 
-    // Rollbar items carry the trace ids, so it needs traces too.
-    let traced = !exporters.is_empty() || logs_on || rollbar_on || config.xray.enabled().is_ok();
+    // Log lines and Rollbar items carry trace ids only where spans are traced.
+    let traced = !exporters.is_empty()
+        || logs_on
+        || rollbar_on
+        || config.xray.enabled().is_ok()
+        || cloudwatch_layer.is_some();
     let provider = provider.build();
     let otel_layer = traced.then(|| {
         tracing_opentelemetry::layer()
@@ -474,6 +486,7 @@ pub fn init(config: &TelemetryConfig) -> Result<Telemetry, TelemetryError> {
         .with(otel_layer)
         .with(log_layer)
         .with(rollbar_layer)
+        .with(cloudwatch_layer)
         .try_init()
         .map_err(|_| TelemetryError::AlreadyInstalled)?;
     if let Some(console) = console {

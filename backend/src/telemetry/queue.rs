@@ -68,6 +68,7 @@ pub struct SinkStats {
     exported: AtomicU64,
     dropped: AtomicU64,
     failed: AtomicU64,
+    rejected: AtomicU64,
     warned_drop: AtomicBool,
     last_error: Mutex<Option<(DateTime<Utc>, String)>>,
     last_success: Mutex<Option<DateTime<Utc>>>,
@@ -81,6 +82,9 @@ pub struct SinkReport {
     pub exported: u64,
     pub dropped: u64,
     pub failed: u64,
+    /// Items inside an accepted delivery that the destination refused one
+    /// by one (CloudWatch's too old or too new events); also in `exported`.
+    pub rejected: u64,
     pub last_error: Option<String>,
     pub last_error_at: Option<String>,
     pub last_success: Option<String>,
@@ -98,6 +102,7 @@ impl SinkStats {
             exported: AtomicU64::new(0),
             dropped: AtomicU64::new(0),
             failed: AtomicU64::new(0),
+            rejected: AtomicU64::new(0),
             warned_drop: AtomicBool::new(false),
             last_error: Mutex::new(None),
             last_success: Mutex::new(None),
@@ -124,6 +129,7 @@ impl SinkStats {
             exported: self.exported.load(Ordering::Relaxed),
             dropped: self.dropped.load(Ordering::Relaxed),
             failed: self.failed.load(Ordering::Relaxed),
+            rejected: self.rejected.load(Ordering::Relaxed),
             last_error_at: last_error.as_ref().map(|(at, _)| stamp(*at)),
             last_error: last_error.map(|(_, message)| message),
             last_success: last_success.map(stamp),
@@ -141,6 +147,13 @@ impl SinkStats {
                 self.name
             );
         }
+    }
+
+    /// Notes items a destination refused inside an accepted delivery:
+    /// retrying them would be refused again.
+    pub fn record_rejected(&self, items: u64, reason: &str) {
+        self.rejected.fetch_add(items, Ordering::Relaxed);
+        self.record_error(reason);
     }
 
     fn record_success(&self, items: usize) {
@@ -372,6 +385,17 @@ impl Control {
     }
 }
 
+/// Between all and one and a half of `backoff`, so that sinks failing
+/// together do not retry in step; never sooner than the backoff asked for.
+fn jittered(backoff: Duration) -> Duration {
+    use std::hash::{BuildHasher, Hasher};
+    // Each RandomState is freshly keyed: a random number without a dependency.
+    let random = std::collections::hash_map::RandomState::new()
+        .build_hasher()
+        .finish();
+    backoff.mul_f64(1.0 + (random % 1024) as f64 / 2048.0)
+}
+
 /// Notes a flush or shutdown that arrives mid-delivery: the delivery now
 /// keeps its deadline, and the request is carried out next.
 fn note(
@@ -523,7 +547,7 @@ impl<T: Send + 'static, S: Sink<T>> Worker<T, S> {
                 Err(err) => err,
             };
             self.stats.record_error(&err.message);
-            let wake = Instant::now() + backoff;
+            let wake = Instant::now() + jittered(backoff);
             let out_of_time = self.deadline.is_some_and(|d| wake >= d);
             if !err.retryable || attempt == self.config.max_attempts || out_of_time {
                 break;
@@ -709,6 +733,14 @@ mod tests {
         let report = sender.stats().report();
         assert_eq!(report.exported, 0);
         assert_eq!(report.failed + report.dropped, 30, "{report:?}");
+    }
+
+    #[test]
+    fn backoff_is_jittered_between_all_and_one_and_a_half() {
+        let backoff = Duration::from_millis(1000);
+        let waits: Vec<Duration> = (0..50).map(|_| jittered(backoff)).collect();
+        assert!(waits.iter().all(|w| *w >= backoff && *w < backoff * 3 / 2));
+        assert!(waits.iter().any(|w| *w != waits[0]), "{waits:?}");
     }
 
     #[test]

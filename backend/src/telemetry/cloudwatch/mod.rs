@@ -1,0 +1,283 @@
+//! CloudWatch Logs: every log event as one JSON line (the `LogRecord`, with
+//! its trace ids) in one stream of this process, shipped in batches by the
+//! shared queue. On when the AWS SDK's own chain finds a region and
+//! credentials.
+
+mod batch;
+mod client;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use aws_config::BehaviorVersion;
+use aws_config::retry::RetryConfig;
+use aws_config::timeout::TimeoutConfig;
+use aws_credential_types::provider::error::CredentialsError;
+use aws_sdk_cloudwatchlogs::config::Builder as ClientConfig;
+use aws_sdk_cloudwatchlogs::config::{ProvideCredentials, SharedCredentialsProvider};
+use aws_sdk_cloudwatchlogs::error::DisplayErrorContext;
+use chrono::{DateTime, Utc};
+use tracing::{Event, Subscriber};
+use tracing_subscriber::Layer;
+use tracing_subscriber::filter::{EnvFilter, FilterExt, filter_fn};
+use tracing_subscriber::layer::Context;
+use tracing_subscriber::registry::LookupSpan;
+
+pub use batch::LogEvent;
+
+use super::logs::LogRecord;
+use super::queue::{self, QueueConfig, QueueSender, SinkStats};
+use super::{SinkEntry, TelemetryError};
+use crate::config::CloudWatchConfig;
+
+/// How long start-up waits for the AWS chain: a machine without AWS must
+/// not wait on instance metadata that is not there.
+const RESOLVE_TIMEOUT: Duration = Duration::from_secs(2);
+/// Tries per batch; the queue waits a doubling, jittered backoff between.
+const MAX_ATTEMPTS: u32 = 5;
+const INITIAL_BACKOFF: Duration = Duration::from_millis(200);
+
+/// What `start` hands `telemetry::init`.
+pub struct CloudWatch {
+    pub entry: SinkEntry,
+    /// The queue and the filter of the layer, when on.
+    pub on: Option<(QueueSender<LogEvent>, EnvFilter)>,
+}
+
+/// Whether events from `target` may be shipped. The AWS SDK and its HTTP
+/// stack log from the sink's own worker: shipping those would make every
+/// call log more to ship.
+fn ships(target: &str) -> bool {
+    const TRANSPORT: [&str; 5] = ["aws_", "hyper", "h2", "rustls", "tower"];
+    !TRANSPORT.iter().any(|prefix| target.starts_with(prefix))
+}
+
+/// The layer, filtered by `CLOUDWATCH_LOG_LEVEL` and [`ships`].
+pub fn layer<S>(events: QueueSender<LogEvent>, level: EnvFilter) -> impl Layer<S>
+where
+    S: Subscriber + for<'a> LookupSpan<'a>,
+{
+    CloudWatchLayer { events }.with_filter(level.and(filter_fn(|meta| ships(meta.target()))))
+}
+
+struct CloudWatchLayer {
+    events: QueueSender<LogEvent>,
+}
+
+impl<S> Layer<S> for CloudWatchLayer
+where
+    S: Subscriber + for<'a> LookupSpan<'a>,
+{
+    fn on_event(&self, event: &Event<'_>, ctx: Context<'_, S>) {
+        let record = LogRecord::from_event(event, &ctx);
+        self.events.try_send(LogEvent::new(
+            record.timestamp.timestamp_millis(),
+            record.to_json(),
+        ));
+    }
+}
+
+/// `{hostname}/{start time}-{pid}`: one stream per process, sorted by start,
+/// unique even when two processes start in the same second.
+fn stream_name(host: &str, started: DateTime<Utc>, pid: u32) -> String {
+    // ':' and '*' are not allowed in stream names.
+    let host: String = host
+        .trim()
+        .chars()
+        .map(|c| if c == ':' || c == '*' { '-' } else { c })
+        .collect();
+    let host = if host.is_empty() { "localhost" } else { &host };
+    format!("{host}/{}-{pid}", started.format("%Y-%m-%dT%H-%M-%SZ"))
+}
+
+fn hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .or_else(|_| std::fs::read_to_string("/etc/hostname"))
+        .unwrap_or_default()
+}
+
+/// Why the AWS chain gave nothing usable.
+enum Unresolved {
+    Region,
+    Credentials(String),
+    Slow,
+}
+
+/// Runs the SDK's region and credential chain on a thread of its own,
+/// giving up after [`RESOLVE_TIMEOUT`].
+fn resolve_aws() -> Result<aws_config::SdkConfig, Unresolved> {
+    let (found_tx, found) = std::sync::mpsc::channel();
+    let resolving = std::thread::Builder::new()
+        .name("cloudwatch-resolve".into())
+        .spawn(move || {
+            let Ok(runtime) = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            else {
+                return;
+            };
+            let found = runtime.block_on(async {
+                let sdk = aws_config::defaults(BehaviorVersion::latest()).load().await;
+                if sdk.region().is_none() {
+                    return Err(Unresolved::Region);
+                }
+                let provider = sdk
+                    .credentials_provider()
+                    .ok_or_else(|| Unresolved::Credentials("no provider".into()))?;
+                aws_credential_check(&provider).await?;
+                Ok(sdk)
+            });
+            let _ = found_tx.send(found);
+        });
+    if resolving.is_err() {
+        return Err(Unresolved::Slow);
+    }
+    found
+        .recv_timeout(RESOLVE_TIMEOUT)
+        .unwrap_or(Err(Unresolved::Slow))
+}
+
+async fn aws_credential_check(provider: &SharedCredentialsProvider) -> Result<(), Unresolved> {
+    match provider.provide_credentials().await {
+        Ok(_) => Ok(()),
+        // Nothing found needs no detail; a broken profile or provider does.
+        Err(CredentialsError::CredentialsNotLoaded(_)) => {
+            Err(Unresolved::Credentials(String::new()))
+        }
+        Err(err) => Err(Unresolved::Credentials(
+            DisplayErrorContext(&err).to_string(),
+        )),
+    }
+}
+
+fn off(reason: String) -> CloudWatch {
+    eprintln!("telemetry: cloudwatch off ({reason})");
+    CloudWatch {
+        entry: SinkEntry::Off {
+            name: "cloudwatch",
+            reason,
+        },
+        on: None,
+    }
+}
+
+/// Starts the sink if AWS resolves, and prints one line either way.
+pub fn start(config: &CloudWatchConfig) -> Result<CloudWatch, TelemetryError> {
+    if config.log_level.trim() == "off" {
+        return Ok(off("CLOUDWATCH_LOG_LEVEL=off".into()));
+    }
+    let level = EnvFilter::try_new(&config.log_level).map_err(|err| {
+        TelemetryError::Config(format!(
+            "CLOUDWATCH_LOG_LEVEL={:?} is invalid: {err}",
+            config.log_level
+        ))
+    })?;
+    let sdk = match resolve_aws() {
+        Ok(sdk) => sdk,
+        Err(Unresolved::Region) => return Ok(off("no AWS region".into())),
+        Err(Unresolved::Credentials(why)) if why.is_empty() => {
+            return Ok(off("no AWS credentials".into()));
+        }
+        Err(Unresolved::Credentials(why)) => {
+            return Ok(off(format!("no AWS credentials: {why}")));
+        }
+        Err(Unresolved::Slow) => {
+            return Ok(off(format!(
+                "no AWS region and credentials within {RESOLVE_TIMEOUT:?}"
+            )));
+        }
+    };
+    let stream = config
+        .log_stream
+        .clone()
+        .unwrap_or_else(|| stream_name(&hostname(), Utc::now(), std::process::id()));
+    let region = sdk.region().map(ToString::to_string).unwrap_or_default();
+    let endpoint = sdk
+        .endpoint_url()
+        .map_or_else(|| format!("logs.{region}.amazonaws.com"), ToOwned::to_owned);
+    let destination = format!("{endpoint} ({region}) {}/{stream}", config.log_group);
+    eprintln!(
+        "telemetry: cloudwatch on: group {} stream {stream}, region {region}, endpoint {endpoint}, level {}",
+        config.log_group, config.log_level
+    );
+    let stats = SinkStats::new("cloudwatch", destination);
+    let queue = QueueConfig {
+        capacity: 32_768,
+        max_batch: batch::MAX_EVENTS,
+        flush_interval: config.flush_interval,
+        // A batch is a few calls (group and stream once, then one per MiB);
+        // one that takes longer resumes after its accepted calls on the next try.
+        attempt_timeout: config.timeout * 4,
+        max_attempts: MAX_ATTEMPTS,
+        initial_backoff: INITIAL_BACKOFF,
+    };
+    let client_config = ClientConfig::from(&sdk)
+        .retry_config(RetryConfig::disabled())
+        .timeout_config(
+            TimeoutConfig::builder()
+                .connect_timeout(config.timeout)
+                .operation_attempt_timeout(config.timeout)
+                .operation_timeout(config.timeout)
+                .build(),
+        )
+        .build();
+    let sink_stats = Arc::clone(&stats);
+    let group = config.log_group.clone();
+    let create_group = config.create_group;
+    let events = queue::spawn(Arc::clone(&stats), queue, move || {
+        Ok::<_, TelemetryError>(client::CloudWatchSink::new(
+            aws_sdk_cloudwatchlogs::Client::from_conf(client_config),
+            group,
+            stream,
+            create_group,
+            sink_stats,
+        ))
+    })?;
+    Ok(CloudWatch {
+        entry: SinkEntry::On(stats),
+        on: Some((events, level)),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_sdk_and_its_http_stack_are_never_shipped() {
+        for target in [
+            "aws_smithy_runtime::client::orchestrator",
+            "aws_config::profile",
+            "aws_sdk_cloudwatchlogs::operation",
+            "hyper_util::client::legacy::pool",
+            "hyper::proto",
+            "h2::codec",
+            "rustls::client::hs",
+            "tower::buffer",
+        ] {
+            assert!(!ships(target), "{target}");
+        }
+        for target in ["cruddur::access", "cruddur_backend::services::activities"] {
+            assert!(ships(target), "{target}");
+        }
+    }
+
+    #[test]
+    fn the_stream_is_named_after_the_host_and_the_start() {
+        let started = DateTime::parse_from_rfc3339("2026-11-22T02:03:04Z")
+            .unwrap()
+            .with_timezone(&Utc);
+        assert_eq!(
+            stream_name("ip-10-0-0-7\n", started, 42),
+            "ip-10-0-0-7/2026-11-22T02-03-04Z-42"
+        );
+        assert_eq!(
+            stream_name("a:b*c", started, 1),
+            "a-b-c/2026-11-22T02-03-04Z-1"
+        );
+        assert_eq!(
+            stream_name("", started, 1),
+            "localhost/2026-11-22T02-03-04Z-1"
+        );
+    }
+}
