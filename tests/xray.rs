@@ -746,3 +746,76 @@ async fn centralized_sampling_falls_back_to_local_rules_when_x_ray_is_unreachabl
         server.stderr()
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn api_mode_documents_are_accepted_and_come_back_whole_from_moto() {
+    let moto = support::moto::Moto::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let rules = rules_file(&dir, 1.0);
+    let endpoint = moto.endpoint();
+    let server = Server::start(&[
+        ("XRAY_MODE", "api"),
+        ("XRAY_SAMPLING_RULES", rules.as_str()),
+        ("OTEL_SERVICE_NAME", "backend-flask"),
+        ("AWS_ENDPOINT_URL", endpoint.as_str()),
+        ("AWS_REGION", "us-east-1"),
+        ("AWS_ACCESS_KEY_ID", "test"),
+        ("AWS_SECRET_ACCESS_KEY", "test"),
+    ]);
+    let client = reqwest::Client::new();
+    let mut roots = Vec::new();
+    for path in [
+        "/api/activities/home",
+        "/api/activities/@worf",
+        "/api/message_groups",
+    ] {
+        let response = client.get(server.url(path)).send().await.unwrap();
+        assert_eq!(response.status(), 200);
+        roots.push(root_of(&xray_header(&response)));
+    }
+    let server = server.stop(Duration::from_secs(15)).await;
+    let flushed = server
+        .stderr()
+        .lines()
+        .find(|line| line.starts_with("telemetry: xray flushed"))
+        .unwrap_or_else(|| panic!("{}", server.stderr()))
+        .to_owned();
+    assert!(flushed.contains("failed 0"), "none unprocessed: {flushed}");
+
+    let config = aws_sdk_xray::Config::builder()
+        .behavior_version(aws_sdk_xray::config::BehaviorVersion::latest())
+        .region(aws_sdk_xray::config::Region::new("us-east-1"))
+        .credentials_provider(aws_sdk_xray::config::Credentials::new(
+            "test", "test", None, None, "test",
+        ))
+        .endpoint_url(moto.endpoint())
+        .build();
+    let xray = aws_sdk_xray::Client::from_conf(config);
+    let traces = xray
+        .batch_get_traces()
+        .set_trace_ids(Some(roots.clone()))
+        .send()
+        .await
+        .unwrap();
+    let found: BTreeSet<String> = traces
+        .traces()
+        .iter()
+        .filter_map(|t| t.id().map(str::to_owned))
+        .collect();
+    assert_eq!(found, roots.iter().cloned().collect::<BTreeSet<_>>());
+    for trace in traces.traces() {
+        let segment = trace
+            .segments()
+            .iter()
+            .map(|s| serde_json::from_str::<Value>(s.document().unwrap()).unwrap())
+            .find(|d| d["name"] == "backend-flask")
+            .expect("the request's segment");
+        assert_eq!(segment["trace_id"], trace.id().unwrap());
+        assert!(
+            segment["subsegments"][0]["subsegments"]
+                .as_array()
+                .is_some_and(|q| !q.is_empty()),
+            "{segment}"
+        );
+    }
+}
