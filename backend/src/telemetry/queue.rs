@@ -7,6 +7,7 @@
 //! deadline. Nothing here can block a request or deadlock the server's
 //! runtime, whatever its shape.
 
+use std::collections::VecDeque;
 use std::future::Future;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
@@ -189,7 +190,8 @@ enum Control {
 /// wake the worker only when a full batch is waiting; otherwise it wakes on
 /// its interval. Waking it per item cost a thread switch per span.
 struct Waiting<T> {
-    items: Mutex<Vec<T>>,
+    /// A deque: taking a batch from the front must not shift a long backlog.
+    items: Mutex<VecDeque<T>>,
     capacity: usize,
     max_batch: usize,
     batch_ready: tokio::sync::Notify,
@@ -197,18 +199,15 @@ struct Waiting<T> {
 }
 
 impl<T> Waiting<T> {
-    fn lock(&self) -> std::sync::MutexGuard<'_, Vec<T>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, VecDeque<T>> {
         self.items.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
     /// Moves up to `room` of the oldest items into `batch`.
     fn take_into(&self, batch: &mut Vec<T>, room: usize) {
         let mut items = self.lock();
-        if items.len() <= room {
-            batch.append(&mut items);
-        } else {
-            batch.extend(items.drain(..room));
-        }
+        let take = room.min(items.len());
+        batch.extend(items.drain(..take));
     }
 }
 
@@ -271,7 +270,7 @@ impl<T: Send + 'static> QueueSender<T> {
             self.stats.count_drop(1);
             return;
         }
-        items.push(item);
+        items.push_back(item);
         let full_batch = items.len() == waiting.max_batch;
         drop(items);
         if full_batch {
@@ -336,7 +335,7 @@ where
         make_sink()?
     };
     let waiting = Arc::new(Waiting {
-        items: Mutex::new(Vec::with_capacity(config.max_batch)),
+        items: Mutex::new(VecDeque::with_capacity(config.max_batch)),
         capacity: config.capacity,
         max_batch: config.max_batch,
         batch_ready: tokio::sync::Notify::new(),
