@@ -45,15 +45,35 @@ impl Naming {
 
 /// X-Ray's `*` (any run) and `?` (one character) wildcards, case-insensitive.
 pub fn wildcard_match(pattern: &str, text: &str) -> bool {
+    // Every trace's root is matched against every rule: the common `*` and
+    // ASCII cases must not allocate.
+    if pattern == "*" {
+        return true;
+    }
+    if pattern.is_ascii() && text.is_ascii() {
+        return glob(pattern.as_bytes(), text.as_bytes(), |a, b| {
+            a.eq_ignore_ascii_case(b)
+        });
+    }
     let pattern: Vec<char> = pattern.to_lowercase().chars().collect();
     let text: Vec<char> = text.to_lowercase().chars().collect();
+    glob(&pattern, &text, |a, b| a == b)
+}
+
+/// `*`/`?` matching with one backtrack point, over bytes or chars.
+fn glob<T: Copy + PartialEq + From<u8>>(
+    pattern: &[T],
+    text: &[T],
+    same: impl Fn(&T, &T) -> bool,
+) -> bool {
+    let (any, one) = (T::from(b'*'), T::from(b'?'));
     let (mut p, mut t) = (0, 0);
     let (mut star, mut mark) = (None, 0);
     while t < text.len() {
-        if p < pattern.len() && (pattern[p] == '?' || pattern[p] == text[t]) {
+        if p < pattern.len() && (pattern[p] == one || same(&pattern[p], &text[t])) {
             p += 1;
             t += 1;
-        } else if p < pattern.len() && pattern[p] == '*' {
+        } else if p < pattern.len() && pattern[p] == any {
             star = Some(p);
             mark = t;
             p += 1;
@@ -65,7 +85,7 @@ pub fn wildcard_match(pattern: &str, text: &str) -> bool {
             return false;
         }
     }
-    pattern[p..].iter().all(|c| *c == '*')
+    pattern[p..].iter().all(|c| *c == any)
 }
 
 /// Keeps what X-Ray accepts in a name (letters, digits, spaces and
@@ -650,6 +670,11 @@ mod tests {
         ));
         assert!(!wildcard_match("/api/?", "/api/ab"));
         assert!(!wildcard_match("*.com", "example.org"));
+        assert!(wildcard_match("*.COM", "example.com"));
+        assert!(wildcard_match("café*", "CAFÉ au lait"));
+        assert!(!wildcard_match("café?", "café"));
+        assert!(wildcard_match("a*b*c", "aXXbYYc"));
+        assert!(!wildcard_match("a*b*c", "aXXbYY"));
         assert_eq!(
             sanitize_name("GET /api/activities/@{handle}"),
             "GET /api/activities/@_handle_"
