@@ -18,7 +18,12 @@ pub const MAX_SEARCH_CHARS: usize = MAX_ACTIVITY_CHARS;
 /// Serializes timestamps as RFC 3339 with microseconds and an explicit offset
 /// (`2026-11-21T10:00:00.123456+00:00`), the form the Flask backend produced.
 fn rfc3339<S: Serializer>(at: &DateTime<Utc>, serializer: S) -> Result<S::Ok, S::Error> {
-    serializer.serialize_str(&at.to_rfc3339_opts(SecondsFormat::Micros, false))
+    serializer.serialize_str(&api_time(*at))
+}
+
+/// A timestamp as the API spells it.
+pub fn api_time(at: DateTime<Utc>) -> String {
+    at.to_rfc3339_opts(SecondsFormat::Micros, false)
 }
 
 /// A user handle: lowercase ASCII letters, digits and `_`, 1 to 32 characters.

@@ -1,20 +1,18 @@
 //! Cruds: the feeds, search, show, create and reply.
 
-use chrono::{DateTime, SecondsFormat, Utc};
+use chrono::{DateTime, Utc};
 use tracing::field::Empty;
 use uuid::Uuid;
 
-use super::{ServiceError, check_message, counted};
+use super::{NO_SUCH_USER, ServiceError, check_message, counted, path_handle};
 use crate::domain::{
-    Activity, Handle, MAX_ACTIVITY_CHARS, MAX_MESSAGE_CHARS, MAX_SEARCH_CHARS, Reply, Ttl,
+    Activity, Handle, MAX_ACTIVITY_CHARS, MAX_MESSAGE_CHARS, MAX_SEARCH_CHARS, Reply, Ttl, api_time,
 };
 use crate::store::{NewActivity, NewReply, Store};
 
-fn stamp(now: DateTime<Utc>) -> String {
-    now.to_rfc3339_opts(SecondsFormat::Micros, false)
-}
+const NO_SUCH_CRUD: &str = "no crud has that uuid, or it has expired";
 
-#[tracing::instrument(name = "home_activities", skip_all, fields(app.now = stamp(now), app.result_length = Empty))]
+#[tracing::instrument(name = "home_activities", skip_all, fields(app.now = api_time(now), app.result_length = Empty))]
 pub async fn home(store: &dyn Store, now: DateTime<Utc>) -> Result<Vec<Activity>, ServiceError> {
     Ok(counted(store.home_activities(now).await?))
 }
@@ -22,7 +20,7 @@ pub async fn home(store: &dyn Store, now: DateTime<Utc>) -> Result<Vec<Activity>
 #[tracing::instrument(
     name = "notifications_activities",
     skip_all,
-    fields(app.now = stamp(now), app.user_handle = user.as_str(), app.result_length = Empty)
+    fields(app.now = api_time(now), app.user_handle = user.as_str(), app.result_length = Empty)
 )]
 pub async fn notifications(
     store: &dyn Store,
@@ -35,27 +33,24 @@ pub async fn notifications(
 #[tracing::instrument(
     name = "user_activities",
     skip_all,
-    fields(app.now = stamp(now), app.user_handle = handle, app.result_length = Empty)
+    fields(app.now = api_time(now), app.user_handle = handle, app.result_length = Empty)
 )]
 pub async fn user_feed(
     store: &dyn Store,
     handle: &str,
     now: DateTime<Utc>,
 ) -> Result<Vec<Activity>, ServiceError> {
-    let handle: Handle = handle.parse().map_err(|err| match err {
-        crate::domain::HandleError::Blank => ServiceError::Invalid(vec!["user_handle_blank"]),
-        crate::domain::HandleError::Invalid => ServiceError::NotFound("no user has that handle"),
-    })?;
+    let handle = path_handle(handle)?;
     match store.user_activities(&handle, now).await? {
         Some(feed) => Ok(counted(feed)),
-        None => Err(ServiceError::NotFound("no user has that handle")),
+        None => Err(ServiceError::NotFound(NO_SUCH_USER)),
     }
 }
 
 #[tracing::instrument(
     name = "search_activities",
     skip_all,
-    fields(app.now = stamp(now), app.search_term_length = term.map_or(0, |t| t.chars().count() as i64), app.result_length = Empty)
+    fields(app.now = api_time(now), app.search_term_length = term.map_or(0, |t| t.chars().count() as i64), app.result_length = Empty)
 )]
 pub async fn search(
     store: &dyn Store,
@@ -75,14 +70,14 @@ pub async fn search(
 #[tracing::instrument(
     name = "show_activity",
     skip_all,
-    fields(app.now = stamp(now), app.activity_uuid = uuid, app.result_length = Empty)
+    fields(app.now = api_time(now), app.activity_uuid = uuid, app.result_length = Empty)
 )]
 pub async fn show(
     store: &dyn Store,
     uuid: &str,
     now: DateTime<Utc>,
 ) -> Result<Activity, ServiceError> {
-    let not_found = || ServiceError::NotFound("no crud has that uuid, or it has expired");
+    let not_found = || ServiceError::NotFound(NO_SUCH_CRUD);
     let uuid = Uuid::parse_str(uuid).map_err(|_| not_found())?;
     let activity = store
         .show_activity(uuid, now)
@@ -95,7 +90,7 @@ pub async fn show(
 #[tracing::instrument(
     name = "create_activity",
     skip_all,
-    fields(app.now = stamp(now), app.user_handle = user.as_str(), app.ttl = ttl, app.message_length = message.map_or(0, |m| m.chars().count() as i64), app.activity_uuid = Empty)
+    fields(app.now = api_time(now), app.user_handle = user.as_str(), app.ttl = ttl, app.message_length = message.map_or(0, |m| m.chars().count() as i64), app.activity_uuid = Empty)
 )]
 pub async fn create(
     store: &dyn Store,
@@ -137,7 +132,7 @@ pub async fn create(
 #[tracing::instrument(
     name = "create_reply",
     skip_all,
-    fields(app.now = stamp(now), app.user_handle = user.as_str(), app.activity_uuid = activity_uuid, app.reply_uuid = Empty)
+    fields(app.now = api_time(now), app.user_handle = user.as_str(), app.activity_uuid = activity_uuid, app.reply_uuid = Empty)
 )]
 pub async fn reply(
     store: &dyn Store,
@@ -148,7 +143,7 @@ pub async fn reply(
 ) -> Result<Reply, ServiceError> {
     let mut codes = Vec::new();
     check_message(message, MAX_MESSAGE_CHARS, &mut codes);
-    let not_found = || ServiceError::NotFound("no crud has that uuid, or it has expired");
+    let not_found = || ServiceError::NotFound(NO_SUCH_CRUD);
     let activity_uuid = Uuid::parse_str(activity_uuid).map_err(|_| not_found())?;
     let (Some(message), true) = (message, codes.is_empty()) else {
         return Err(ServiceError::Invalid(codes));

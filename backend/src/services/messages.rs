@@ -1,13 +1,11 @@
 //! Direct messages: the inbox, one conversation, and sending.
 
-use chrono::{DateTime, SecondsFormat, Utc};
+use chrono::{DateTime, Utc};
 use tracing::field::Empty;
 
-use super::{ServiceError, check_message, counted};
-use crate::domain::{Handle, HandleError, MAX_MESSAGE_CHARS, Message, MessageGroup};
+use super::{NO_SUCH_USER, ServiceError, check_message, counted, path_handle};
+use crate::domain::{Handle, HandleError, MAX_MESSAGE_CHARS, Message, MessageGroup, api_time};
 use crate::store::{NewMessage, Store};
-
-const NO_SUCH_USER: &str = "no user has that handle";
 
 #[tracing::instrument(
     name = "message_groups",
@@ -28,10 +26,7 @@ pub async fn conversation(
     user: &Handle,
     other: &str,
 ) -> Result<Vec<Message>, ServiceError> {
-    let other: Handle = other.parse().map_err(|err| match err {
-        HandleError::Blank => ServiceError::Invalid(vec!["user_handle_blank"]),
-        HandleError::Invalid => ServiceError::NotFound(NO_SUCH_USER),
-    })?;
+    let other = path_handle(other)?;
     match store.messages(user, &other).await? {
         Some(messages) => Ok(counted(messages)),
         None => Err(ServiceError::NotFound(NO_SUCH_USER)),
@@ -42,7 +37,7 @@ pub async fn conversation(
     name = "create_message",
     skip_all,
     fields(
-        app.now = now.to_rfc3339_opts(SecondsFormat::Micros, false),
+        app.now = api_time(now),
         app.user_handle = user.as_str(),
         app.other_handle = receiver,
         app.message_uuid = Empty,

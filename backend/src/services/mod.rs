@@ -6,6 +6,8 @@ pub mod messages;
 
 use tracing::Span;
 
+use crate::domain::{Handle, HandleError};
+
 use crate::error::ApiError;
 use crate::store::StoreError;
 
@@ -27,6 +29,17 @@ impl From<ServiceError> for ApiError {
             ServiceError::Store(err) => err.into(),
         }
     }
+}
+
+pub(crate) const NO_SUCH_USER: &str = "no user has that handle";
+
+/// A handle from a path: blank is a validation error, one that cannot
+/// exist is simply not found.
+fn path_handle(raw: &str) -> Result<Handle, ServiceError> {
+    raw.parse().map_err(|err| match err {
+        HandleError::Blank => ServiceError::Invalid(vec!["user_handle_blank"]),
+        HandleError::Invalid => ServiceError::NotFound(NO_SUCH_USER),
+    })
 }
 
 /// Records how many items a service answers with on its span.
