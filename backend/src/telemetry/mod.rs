@@ -58,40 +58,68 @@ const CONSOLE_QUEUE: QueueConfig = QueueConfig {
     initial_backoff: Duration::from_millis(0),
 };
 
-/// A span processor that hands finished, sampled spans to a queue, as
-/// `convert` makes them (or skips them, answering `None`).
-struct QueueSpanProcessor<T> {
-    queue: QueueSender<T>,
-    convert: fn(SpanData) -> Option<T>,
+/// The one span processor: hands each finished, sampled span to every trace
+/// sink that wants it. The SDK copies a span for each processor after the
+/// first; routing here copies it only for a second sink that keeps it (X-Ray
+/// keeps few of the spans OTLP gets).
+#[derive(Debug, Default)]
+struct SpanRouter {
+    otlp: Option<QueueSender<OtlpItem>>,
+    xray: Option<QueueSender<SpanData>>,
+    console: Option<QueueSender<String>>,
 }
 
-impl<T: Send + 'static> std::fmt::Debug for QueueSpanProcessor<T> {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        self.queue.fmt(f)
+impl SpanRouter {
+    fn queues(&self) -> impl Iterator<Item = &dyn Flush> {
+        let otlp = self.otlp.as_ref().map(|q| q as &dyn Flush);
+        let xray = self.xray.as_ref().map(|q| q as &dyn Flush);
+        let console = self.console.as_ref().map(|q| q as &dyn Flush);
+        otlp.into_iter().chain(xray).chain(console)
     }
 }
 
-impl<T: Send + 'static> SpanProcessor for QueueSpanProcessor<T> {
+impl SpanProcessor for SpanRouter {
     fn on_start(&self, _span: &mut opentelemetry_sdk::trace::Span, _cx: &opentelemetry::Context) {}
 
     fn on_end(&self, span: SpanData) {
-        if span.span_context.is_sampled()
-            && let Some(item) = (self.convert)(span)
-        {
-            self.queue.try_send(item);
+        if !span.span_context.is_sampled() {
+            return;
+        }
+        if let Some(console) = &self.console {
+            console.try_send(console::span_line(&span));
+        }
+        let xray = self
+            .xray
+            .as_ref()
+            .filter(|_| xray::sampling::sampled_for_xray(span.span_context.trace_state()));
+        match (&self.otlp, xray) {
+            (Some(otlp), Some(xray)) => {
+                xray.try_send(span.clone());
+                otlp.try_send(OtlpItem::Span(span));
+            }
+            (Some(otlp), None) => otlp.try_send(OtlpItem::Span(span)),
+            (None, Some(xray)) => xray.try_send(span),
+            (None, None) => {}
         }
     }
 
     fn force_flush(&self) -> OTelSdkResult {
-        self.queue.flush(Instant::now() + Duration::from_secs(5));
+        let deadline = Instant::now() + Duration::from_secs(5);
+        for queue in self.queues() {
+            queue.flush(deadline);
+        }
         Ok(())
     }
 
     fn shutdown_with_timeout(&self, timeout: Duration) -> OTelSdkResult {
-        let _ = self
-            .queue
-            .begin_shutdown(Instant::now() + timeout)
-            .recv_timeout(timeout);
+        let deadline = Instant::now() + timeout;
+        let waits: Vec<_> = self
+            .queues()
+            .map(|queue| queue.begin_shutdown(deadline))
+            .collect();
+        for wait in waits {
+            let _ = wait.recv_timeout(deadline.saturating_duration_since(Instant::now()));
+        }
         Ok(())
     }
 }
@@ -135,6 +163,8 @@ pub struct Telemetry {
     pub health: Health,
     /// The old HTTP attribute names are wanted as well.
     pub http_dup_semconv: bool,
+    /// X-Ray sampling decides what X-Ray gets (X-Ray is on).
+    pub xray_sampling: bool,
     /// The OTLP queue, for the browser relay when `OTEL_BROWSER_RELAY` is on.
     pub relay: Option<QueueSender<OtlpItem>>,
 }
@@ -291,10 +321,11 @@ pub fn init(config: &TelemetryConfig) -> Result<Telemetry, TelemetryError> {
     let mut sinks: Vec<Box<dyn Flush>> = Vec::new();
     let xray_on = config.xray.enabled();
     let mut relay = None;
+    let mut router = SpanRouter::default();
     let provider = SdkTracerProvider::builder()
         .with_id_generator(ids::XrayIdGenerator::default())
         .with_resource(resource.clone());
-    let mut provider = match (&xray_on, &config.xray.sampling_rules) {
+    let provider = match (&xray_on, &config.xray.sampling_rules) {
         (Ok(()), rules) => {
             let rules = rules.as_ref().map_or_else(
                 || vec![xray::sampling::Rule::default_rule()],
@@ -359,10 +390,7 @@ pub fn init(config: &TelemetryConfig) -> Result<Telemetry, TelemetryError> {
                 &resource,
             )
         })?;
-        provider = provider.with_span_processor(QueueSpanProcessor {
-            queue: sender.clone(),
-            convert: |span| Some(OtlpItem::Span(span)),
-        });
+        router.otlp = Some(sender.clone());
         if config.browser_relay {
             eprintln!("telemetry: browser relay on: POST /api/telemetry/v1/traces -> otlp");
             relay = Some(sender.clone());
@@ -390,13 +418,7 @@ pub fn init(config: &TelemetryConfig) -> Result<Telemetry, TelemetryError> {
     match xray_on {
         Ok(()) => {
             let (sender, stats) = xray_sink(config, &resource)?;
-            provider = provider.with_span_processor(QueueSpanProcessor {
-                queue: sender.clone(),
-                convert: |span| {
-                    xray::sampling::sampled_for_xray(span.span_context.trace_state())
-                        .then_some(span)
-                },
-            });
+            router.xray = Some(sender.clone());
             sinks.push(Box::new(sender));
             entries.push(SinkEntry::On(stats));
         }
@@ -446,11 +468,8 @@ pub fn init(config: &TelemetryConfig) -> Result<Telemetry, TelemetryError> {
             "off".into()
         }
     );
-    if let (true, Some(lines)) = (console_spans, &console) {
-        provider = provider.with_span_processor(QueueSpanProcessor {
-            queue: lines.clone(),
-            convert: |span| Some(console::span_line(&span)),
-        });
+    if console_spans {
+        router.console.clone_from(&console);
     }
 
     // Log lines and Rollbar items carry trace ids only where spans are traced.
@@ -459,7 +478,7 @@ pub fn init(config: &TelemetryConfig) -> Result<Telemetry, TelemetryError> {
         || rollbar_on
         || config.xray.enabled().is_ok()
         || cloudwatch_layer.is_some();
-    let provider = provider.build();
+    let provider = provider.with_span_processor(router).build();
     let otel_layer = traced.then(|| {
         tracing_opentelemetry::layer()
             .with_tracer(provider.tracer("cruddur-backend"))
@@ -501,6 +520,7 @@ pub fn init(config: &TelemetryConfig) -> Result<Telemetry, TelemetryError> {
             sinks: Arc::new(entries),
         },
         http_dup_semconv: config.http_dup_semconv(),
+        xray_sampling: config.xray.enabled().is_ok(),
         relay,
     })
 }

@@ -253,6 +253,9 @@ pub trait Flush: Send + Sync {
     /// Asks the worker to deliver everything queued, giving up at
     /// `deadline`, then stop. Answers a receiver that is signalled when done.
     fn begin_shutdown(&self, deadline: Instant) -> std::sync::mpsc::Receiver<()>;
+    /// Delivers everything queued so far; answers whether it finished
+    /// before `deadline`.
+    fn flush(&self, deadline: Instant) -> bool;
     fn stats(&self) -> &Arc<SinkStats>;
 }
 
@@ -277,10 +280,10 @@ impl<T: Send + 'static> QueueSender<T> {
             waiting.batch_ready.notify_one();
         }
     }
+}
 
-    /// Delivers everything queued so far; answers whether it finished
-    /// before `deadline`.
-    pub fn flush(&self, deadline: Instant) -> bool {
+impl<T: Send + 'static> Flush for QueueSender<T> {
+    fn flush(&self, deadline: Instant) -> bool {
         let (done, finished) = std::sync::mpsc::channel();
         if self
             .control
@@ -296,9 +299,7 @@ impl<T: Send + 'static> QueueSender<T> {
             .recv_timeout(deadline.saturating_duration_since(Instant::now()))
             .is_ok()
     }
-}
 
-impl<T: Send + 'static> Flush for QueueSender<T> {
     fn begin_shutdown(&self, deadline: Instant) -> std::sync::mpsc::Receiver<()> {
         let (done, finished) = std::sync::mpsc::channel();
         // A worker that is already gone drops `done`, which also ends the wait.
