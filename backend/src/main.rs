@@ -101,6 +101,7 @@ async fn run(config: Config) -> ExitCode {
     };
     let spans = SpanSettings {
         http_dup_semconv: telemetry.http_dup_semconv,
+        xray_sampling: telemetry.xray_sampling,
     };
     let relay = telemetry.relay.clone();
     let app = match App::build(&config, telemetry.health.clone(), spans, relay).await {

@@ -26,6 +26,9 @@ const MAX_ATTRIBUTE_CHARS: usize = 256;
 #[derive(Clone, Copy, Debug, Default)]
 pub struct SpanSettings {
     pub http_dup_semconv: bool,
+    /// X-Ray sampling runs: its decision, not OpenTelemetry's, answers
+    /// `Sampled=` in `X-Amzn-Trace-Id`.
+    pub xray_sampling: bool,
 }
 
 fn header_text(request: &Request, name: http::HeaderName) -> &str {
@@ -141,10 +144,10 @@ pub async fn trace_request(
                 "Root={};Parent={:016x};Sampled={}",
                 ids::xray_trace_id(sc.trace_id()),
                 sc.span_id(),
-                // The X-Ray decision where X-Ray sampling runs, else OpenTelemetry's.
-                match sc.trace_state().get(sampling::DECISION_KEY) {
-                    Some(decision) => decision == "1",
-                    None => sc.is_sampled(),
+                if settings.xray_sampling {
+                    sampling::sampled_for_xray(sc.trace_state())
+                } else {
+                    sc.is_sampled()
                 } as u8
             ))
             .ok();

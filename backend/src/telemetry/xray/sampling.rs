@@ -1,9 +1,10 @@
 //! X-Ray sampling: rules matched on service, host, method and path, each
 //! with a per-second reservoir and a fixed rate after it. The decision is
-//! made once per trace, where it enters this service, and rides in the
-//! trace state (`xray=1` or `xray=0`) so every span of the trace, the X-Ray
-//! sink and the `X-Amzn-Trace-Id` answer agree. It decides what reaches
-//! X-Ray only: the OpenTelemetry sampler (what OTLP gets) runs unchanged.
+//! made once per trace, where it enters this service: a kept trace carries
+//! `xray=1` in its trace state, so every span of the trace, the X-Ray sink
+//! and the `X-Amzn-Trace-Id` answer agree; a trace without it is not kept.
+//! It decides what reaches X-Ray only: the OpenTelemetry sampler (what OTLP
+//! gets) runs unchanged.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, RwLock};
@@ -462,9 +463,18 @@ impl ShouldSample for XraySampler {
                 trace_id,
             ),
         };
-        let value = if decision { "1" } else { "0" };
-        if let Ok(state) = result.trace_state.insert(DECISION_KEY, value) {
-            result.trace_state = state;
+        // Only a kept trace carries the key: the usual unsampled trace then
+        // has an empty trace state, which its spans copy for free.
+        if decision {
+            if let Ok(state) = result.trace_state.insert(DECISION_KEY, "1") {
+                result.trace_state = state;
+            }
+        } else if result.trace_state.get(DECISION_KEY).is_some() {
+            result.trace_state = match result.trace_state.delete(DECISION_KEY) {
+                Ok(state) if state.header().is_empty() => TraceState::NONE,
+                Ok(state) => state,
+                Err(_) => TraceState::NONE,
+            };
         }
         result
     }
@@ -510,6 +520,64 @@ mod tests {
         let mut bytes = [0u8; 16];
         bytes[8..].copy_from_slice(&n.wrapping_mul(0x9E37_79B9_7F4A_7C15).to_be_bytes());
         TraceId::from_bytes(bytes)
+    }
+
+    /// What the X-Ray sampler leaves in the trace state of a span whose
+    /// parent is `parent` (a remote span context, or none).
+    fn trace_state_after(rate: f64, parent: Option<TraceState>) -> TraceState {
+        let rule = Rule {
+            reservoir: 0,
+            rate,
+            ..Rule::default_rule()
+        };
+        let (rules, _) = sampler(vec![rule]);
+        let xray = XraySampler::new(
+            Box::new(opentelemetry_sdk::trace::Sampler::ParentBased(Box::new(
+                opentelemetry_sdk::trace::Sampler::AlwaysOn,
+            ))),
+            Arc::new(rules),
+            "backend-flask".into(),
+        );
+        let parent = parent.map(|state| {
+            Context::new().with_remote_span_context(opentelemetry::trace::SpanContext::new(
+                trace(1),
+                opentelemetry::trace::SpanId::from_bytes([1; 8]),
+                opentelemetry::trace::TraceFlags::SAMPLED,
+                true,
+                state,
+            ))
+        });
+        xray.should_sample(
+            parent.as_ref(),
+            trace(1),
+            "GET",
+            &SpanKind::Server,
+            &[],
+            &[],
+        )
+        .trace_state
+    }
+
+    #[test]
+    fn only_a_kept_trace_carries_the_decision() {
+        assert_eq!(trace_state_after(1.0, None).header(), "xray=1");
+        assert!(sampled_for_xray(&trace_state_after(1.0, None)));
+        assert_eq!(trace_state_after(0.0, None), TraceState::NONE);
+        assert!(!sampled_for_xray(&trace_state_after(0.0, None)));
+    }
+
+    #[test]
+    fn a_callers_decision_wins_and_a_refusal_leaves_no_key() {
+        let state = |pairs: &[(&str, &str)]| TraceState::from_key_value(pairs.to_vec()).unwrap();
+        let kept = trace_state_after(0.0, Some(state(&[("xray", "1"), ("vendor", "a")])));
+        assert!(sampled_for_xray(&kept));
+        assert_eq!(kept.get("vendor"), Some("a"));
+        let refused = trace_state_after(1.0, Some(state(&[("xray", "0"), ("vendor", "a")])));
+        assert_eq!(refused.header(), "vendor=a");
+        assert_eq!(
+            trace_state_after(1.0, Some(state(&[("xray", "0")]))),
+            TraceState::NONE
+        );
     }
 
     #[test]
