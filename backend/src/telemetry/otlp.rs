@@ -147,7 +147,7 @@ fn retryable_code(code: tonic::Code) -> bool {
 /// A batch as its transport sends it: HTTP bodies are written straight from
 /// the spans; gRPC needs the message structs tonic encodes.
 pub enum OtlpPayload {
-    Body(Vec<u8>),
+    Body(bytes::Bytes),
     Message(ExportTraceServiceRequest),
 }
 
@@ -165,7 +165,7 @@ impl Sink<OtlpItem> for OtlpSink {
         }
         match self.transport {
             Transport::Http { .. } => {
-                OtlpPayload::Body(encode_request(spans, &self.resource, &relayed))
+                OtlpPayload::Body(encode_request(spans, &self.resource, &relayed).into())
             }
             Transport::Grpc { .. } => {
                 let mut resource_spans = if spans.is_empty() {

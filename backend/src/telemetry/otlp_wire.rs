@@ -8,7 +8,6 @@
 //! array values, which the backend does not make, take the official path;
 //! tests check the bytes are identical either way.
 
-use std::collections::HashMap;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use opentelemetry::trace::{SpanId, SpanKind, Status};
@@ -226,51 +225,130 @@ fn write_span(span: &SpanData, trace_state: &str, len: usize, out: &mut Vec<u8>)
     });
 }
 
+/// One span as it will be written.
+enum Written {
+    /// By this module: the `Span` body length and the trace state header.
+    Direct(usize, String),
+    /// By prost, converted the official way (links or array values).
+    Official(Span),
+}
+
+impl Written {
+    fn new(span: &SpanData) -> Written {
+        let trace_state = span.span_context.trace_state().header();
+        match span_len(span, &trace_state) {
+            Some(len) => Written::Direct(len, trace_state),
+            None => Written::Official(Span::from(span.clone())),
+        }
+    }
+
+    /// The length of the span as a `ScopeSpans.spans` field.
+    fn field_len(&self) -> usize {
+        match self {
+            Written::Direct(len, _) => framed(*len),
+            Written::Official(span) => message::encoded_len(2, span),
+        }
+    }
+
+    fn write(&self, span: &SpanData, out: &mut Vec<u8>) {
+        match self {
+            Written::Direct(len, trace_state) => write_span(span, trace_state, *len, out),
+            Written::Official(span) => message::encode(2, span, out),
+        }
+    }
+}
+
+/// The spans of one instrumentation scope, measured before writing.
+struct ScopeSpans<'a> {
+    scope: &'a InstrumentationScope,
+    /// The encoded `ScopeSpans.scope` field.
+    header: Vec<u8>,
+    spans: Vec<(&'a SpanData, Written)>,
+    len: usize,
+}
+
+impl<'a> ScopeSpans<'a> {
+    fn new(scope: &'a InstrumentationScope) -> Self {
+        let mut header = Vec::new();
+        let proto: opentelemetry_proto::tonic::common::v1::InstrumentationScope =
+            (scope, None).into();
+        message::encode(1, &proto, &mut header);
+        let len = header.len() + scope.schema_url().map_or(0, string_len);
+        ScopeSpans {
+            scope,
+            header,
+            spans: Vec::new(),
+            len,
+        }
+    }
+}
+
 /// The body of an `ExportTraceServiceRequest` holding `spans` (one
 /// `ResourceSpans`, spans grouped by scope in order of first appearance, as
-/// the official conversion groups them) followed by `relayed`.
+/// the official conversion groups them) followed by `relayed`. Everything is
+/// measured first, so the body is written once into a buffer of its size.
 pub fn encode_request(
     spans: Vec<SpanData>,
     resource: &ResourceAttributesWithSchema,
     relayed: &[ResourceSpans],
 ) -> Vec<u8> {
-    let mut out = Vec::new();
-    if !spans.is_empty() {
-        let mut scopes: Vec<(&InstrumentationScope, Vec<u8>)> = Vec::new();
-        let mut index: HashMap<&InstrumentationScope, usize> = HashMap::new();
-        for span in &spans {
-            let at = *index.entry(&span.instrumentation_scope).or_insert_with(|| {
-                let mut body = Vec::new();
-                let scope: opentelemetry_proto::tonic::common::v1::InstrumentationScope =
-                    (&span.instrumentation_scope, None).into();
-                message::encode(1, &scope, &mut body);
-                scopes.push((&span.instrumentation_scope, body));
+    let mut scopes: Vec<ScopeSpans<'_>> = Vec::new();
+    for span in &spans {
+        let at = match scopes
+            .iter()
+            .position(|group| *group.scope == span.instrumentation_scope)
+        {
+            Some(at) => at,
+            None => {
+                scopes.push(ScopeSpans::new(&span.instrumentation_scope));
                 scopes.len() - 1
-            });
-            let body = &mut scopes[at].1;
-            let trace_state = span.span_context.trace_state().header();
-            match span_len(span, &trace_state) {
-                Some(len) => write_span(span, &trace_state, len, body),
-                None => message::encode(2, &Span::from(span.clone()), body),
             }
-        }
-        let mut resource_body = Vec::new();
+        };
+        let written = Written::new(span);
+        scopes[at].len += written.field_len();
+        scopes[at].spans.push((span, written));
+    }
+    let mut resource_field = Vec::new();
+    if !scopes.is_empty() {
         let proto_resource = Resource {
             attributes: resource.attributes.0.clone(),
             dropped_attributes_count: 0,
             entity_refs: vec![],
         };
-        message::encode(1, &proto_resource, &mut resource_body);
-        for (scope, mut body) in scopes {
-            if let Some(url) = scope.schema_url() {
-                write_string(3, url, &mut body);
+        message::encode(1, &proto_resource, &mut resource_field);
+    }
+    let resource_len = resource_field.len()
+        + scopes.iter().map(|group| framed(group.len)).sum::<usize>()
+        + resource.schema_url.as_deref().map_or(0, string_len);
+    let relayed_len: usize = relayed
+        .iter()
+        .map(|resource_spans| message::encoded_len(1, resource_spans))
+        .sum();
+    let mut out = Vec::with_capacity(
+        if scopes.is_empty() {
+            0
+        } else {
+            framed(resource_len)
+        } + relayed_len,
+    );
+    if !scopes.is_empty() {
+        nested(1, resource_len, &mut out, |out| {
+            out.extend_from_slice(&resource_field);
+            for group in &scopes {
+                nested(2, group.len, out, |out| {
+                    out.extend_from_slice(&group.header);
+                    for (span, written) in &group.spans {
+                        written.write(span, out);
+                    }
+                    if let Some(url) = group.scope.schema_url() {
+                        write_string(3, url, out);
+                    }
+                });
             }
-            write_bytes(2, &body, &mut resource_body);
-        }
-        if let Some(url) = &resource.schema_url {
-            write_string(3, url, &mut resource_body);
-        }
-        write_bytes(1, &resource_body, &mut out);
+            if let Some(url) = &resource.schema_url {
+                write_string(3, url, out);
+            }
+        });
     }
     for resource_spans in relayed {
         message::encode(1, resource_spans, &mut out);

@@ -104,13 +104,13 @@ impl XrayOtlpSink {
 }
 
 impl Sink<SpanData> for XrayOtlpSink {
-    type Payload = Vec<u8>;
+    type Payload = bytes::Bytes;
 
-    fn encode(&mut self, batch: Vec<SpanData>) -> Vec<u8> {
-        encode_request(batch, &self.resource, &[])
+    fn encode(&mut self, batch: Vec<SpanData>) -> bytes::Bytes {
+        encode_request(batch, &self.resource, &[]).into()
     }
 
-    async fn send(&mut self, payload: &Vec<u8>) -> Result<(), SendError> {
+    async fn send(&mut self, payload: &bytes::Bytes) -> Result<(), SendError> {
         let body = payload.clone();
         // Signed per attempt: a signature is only good for a few minutes.
         let (url, headers) = self.signed(&body).await?;
