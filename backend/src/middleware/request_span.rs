@@ -8,7 +8,6 @@ use std::time::Instant;
 use axum::extract::{ConnectInfo, MatchedPath, Request, State};
 use axum::middleware::Next;
 use axum::response::Response;
-use http::HeaderValue;
 use http::header::{HOST, USER_AGENT};
 use opentelemetry::KeyValue;
 use opentelemetry::trace::TraceContextExt;
@@ -140,17 +139,12 @@ pub async fn trace_request(
         let otel_span = cx.span();
         let sc = otel_span.span_context();
         if sc.is_valid() {
-            trace_header = HeaderValue::from_str(&format!(
-                "Root={};Parent={:016x};Sampled={}",
-                ids::xray_trace_id(sc.trace_id()),
-                sc.span_id(),
-                if settings.xray_sampling {
-                    sampling::sampled_for_xray(sc.trace_state())
-                } else {
-                    sc.is_sampled()
-                } as u8
-            ))
-            .ok();
+            let sampled = if settings.xray_sampling {
+                sampling::sampled_for_xray(sc.trace_state())
+            } else {
+                sc.is_sampled()
+            };
+            trace_header = Some(ids::xray_header(sc.trace_id(), sc.span_id(), sampled));
         }
         otel_cx = Some(cx);
     }

@@ -44,10 +44,52 @@ impl IdGenerator for XrayIdGenerator {
     }
 }
 
+/// Writes `bytes` as lowercase hex at the start of `out`.
+fn put_hex(out: &mut [u8], bytes: &[u8]) {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    for (pair, byte) in out.chunks_exact_mut(2).zip(bytes) {
+        pair[0] = DIGITS[usize::from(byte >> 4)];
+        pair[1] = DIGITS[usize::from(byte & 0xf)];
+    }
+}
+
+const XRAY_TRACE_ID_LEN: usize = 35;
+
+/// Writes `1-{8 hex}-{24 hex}` at the start of `out`.
+fn put_xray_trace_id(out: &mut [u8], trace_id: TraceId) {
+    let bytes = trace_id.to_bytes();
+    out[..2].copy_from_slice(b"1-");
+    put_hex(&mut out[2..10], &bytes[..4]);
+    out[10] = b'-';
+    put_hex(&mut out[11..XRAY_TRACE_ID_LEN], &bytes[4..]);
+}
+
 /// The X-Ray spelling of a trace id: `1-5759e988-bd862e3fe1be46a994272793`.
 pub fn xray_trace_id(trace_id: TraceId) -> String {
-    let hex = format!("{trace_id:032x}");
-    format!("1-{}-{}", &hex[..8], &hex[8..])
+    let mut text = [0; XRAY_TRACE_ID_LEN];
+    put_xray_trace_id(&mut text, trace_id);
+    text.iter().copied().map(char::from).collect()
+}
+
+/// The `X-Amzn-Trace-Id` answer: `Root={X-Ray trace id};Parent={span id};Sampled={0|1}`,
+/// written without formatting machinery since every traced request sends it.
+pub fn xray_header(trace_id: TraceId, span_id: SpanId, sampled: bool) -> http::HeaderValue {
+    const ROOT: &[u8] = b"Root=";
+    const PARENT: &[u8] = b";Parent=";
+    const SAMPLED: &[u8] = b";Sampled=";
+    let mut text = [0; ROOT.len() + XRAY_TRACE_ID_LEN + PARENT.len() + 16 + SAMPLED.len() + 1];
+    let (root, rest) = text.split_at_mut(ROOT.len());
+    root.copy_from_slice(ROOT);
+    let (id, rest) = rest.split_at_mut(XRAY_TRACE_ID_LEN);
+    put_xray_trace_id(id, trace_id);
+    let (parent, rest) = rest.split_at_mut(PARENT.len());
+    parent.copy_from_slice(PARENT);
+    let (span, rest) = rest.split_at_mut(16);
+    put_hex(span, &span_id.to_bytes());
+    let (label, decision) = rest.split_at_mut(SAMPLED.len());
+    label.copy_from_slice(SAMPLED);
+    decision[0] = if sampled { b'1' } else { b'0' };
+    http::HeaderValue::from_bytes(&text).expect("the header is ASCII")
 }
 
 #[cfg(test)]
@@ -66,6 +108,21 @@ mod tests {
         let xray = xray_trace_id(id);
         assert_eq!(xray.len(), 35);
         assert_eq!(xray.replace('-', "")[1..], format!("{id:032x}"));
+    }
+
+    #[test]
+    fn the_xray_header_spells_root_parent_and_decision() {
+        let trace = TraceId::from_hex("5759e988bd862e3fe1be46a994272793").unwrap();
+        let span = SpanId::from_hex("53995c3f42cd8ad8").unwrap();
+        assert_eq!(
+            xray_header(trace, span, true),
+            "Root=1-5759e988-bd862e3fe1be46a994272793;Parent=53995c3f42cd8ad8;Sampled=1"
+        );
+        assert_eq!(
+            xray_header(TraceId::from(0xf), SpanId::from(0xa0), false),
+            "Root=1-00000000-00000000000000000000000f;Parent=00000000000000a0;Sampled=0"
+        );
+        assert_eq!(xray_trace_id(trace), "1-5759e988-bd862e3fe1be46a994272793");
     }
 
     #[test]
