@@ -230,7 +230,7 @@ enum Written {
     /// By this module: the `Span` body length and the trace state header.
     Direct(usize, String),
     /// By prost, converted the official way (links or array values).
-    Official(Span),
+    Official(Box<Span>),
 }
 
 impl Written {
@@ -238,7 +238,7 @@ impl Written {
         let trace_state = span.span_context.trace_state().header();
         match span_len(span, &trace_state) {
             Some(len) => Written::Direct(len, trace_state),
-            None => Written::Official(Span::from(span.clone())),
+            None => Written::Official(Box::new(Span::from(span.clone()))),
         }
     }
 
@@ -246,14 +246,14 @@ impl Written {
     fn field_len(&self) -> usize {
         match self {
             Written::Direct(len, _) => framed(*len),
-            Written::Official(span) => message::encoded_len(2, span),
+            Written::Official(span) => message::encoded_len(2, span.as_ref()),
         }
     }
 
     fn write(&self, span: &SpanData, out: &mut Vec<u8>) {
         match self {
             Written::Direct(len, trace_state) => write_span(span, trace_state, *len, out),
-            Written::Official(span) => message::encode(2, span, out),
+            Written::Official(span) => message::encode(2, span.as_ref(), out),
         }
     }
 }
