@@ -10,14 +10,12 @@ use axum::middleware::Next;
 use axum::response::Response;
 use http::header::{HOST, USER_AGENT};
 use opentelemetry::KeyValue;
-use opentelemetry::trace::TraceContextExt;
 use tracing::Instrument;
 use tracing::field::Empty;
-use tracing_opentelemetry::OpenTelemetrySpanExt;
 
 use crate::error::InternalCause;
 use crate::telemetry::xray::sampling;
-use crate::telemetry::{ids, propagation, rollbar};
+use crate::telemetry::{ids, propagation, rollbar, spans};
 
 /// Longest header text copied into a span attribute.
 const MAX_ATTRIBUTE_CHARS: usize = 256;
@@ -128,17 +126,11 @@ pub async fn trace_request(
     }
 
     let mut trace_header = None;
-    let mut otel_cx = None;
     if !span.is_disabled() {
         let incoming = propagation::extract(request.headers());
-        if let Some(parent) = incoming.parent {
-            let _ = span.set_parent(parent);
-        }
         // Starting the span now fixes its trace id for the response header and logs.
-        let cx = ids::with_trace_id(incoming.trace_id, || span.context());
-        let otel_span = cx.span();
-        let sc = otel_span.span_context();
-        if sc.is_valid() {
+        let started = spans::start_root(&span, incoming.parent.as_ref(), incoming.trace_id);
+        if let Some(sc) = started.filter(|sc| sc.is_valid()) {
             let sampled = if settings.xray_sampling {
                 sampling::sampled_for_xray(sc.trace_state())
             } else {
@@ -146,7 +138,6 @@ pub async fn trace_request(
             };
             trace_header = Some(ids::xray_header(sc.trace_id(), sc.span_id(), sampled));
         }
-        otel_cx = Some(cx);
     }
 
     let mut response = next.run(request).instrument(span.clone()).await;
@@ -156,10 +147,9 @@ pub async fn trace_request(
         .extensions()
         .get::<MatchedPath>()
         .map(|p| p.as_str().to_owned());
-    if let (Some(route), Some(cx)) = (&route, &otel_cx) {
+    if let Some(route) = &route {
         span.record("http.route", route.as_str());
-        // The span has started, so its name changes through OpenTelemetry.
-        cx.span().update_name(format!("{method} {route}"));
+        span.record("otel.name", format!("{method} {route}"));
     }
     span.record("http.response.status_code", i64::from(status.as_u16()));
     if settings.http_dup_semconv {
@@ -169,7 +159,8 @@ pub async fn trace_request(
         span.record("otel.status_code", "ERROR");
     }
     if let Some(InternalCause(cause)) = response.extensions().get::<InternalCause>() {
-        span.add_event(
+        spans::add_event(
+            &span,
             "exception",
             vec![
                 KeyValue::new(

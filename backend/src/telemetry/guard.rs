@@ -2,14 +2,11 @@
 
 use std::time::{Duration, Instant};
 
-use opentelemetry_sdk::trace::SdkTracerProvider;
-
 use super::queue::Flush;
 
 /// Held by `main` for the life of the process; `shutdown` drains every sink.
 #[must_use = "dropping the guard without shutdown loses queued telemetry"]
 pub struct Guard {
-    pub(super) provider: Option<SdkTracerProvider>,
     /// Trace sinks first, the console last so it can still print.
     pub(super) sinks: Vec<Box<dyn Flush>>,
 }
@@ -17,7 +14,7 @@ pub struct Guard {
 impl Guard {
     /// Flushes every sink in parallel, giving up at `timeout`. Blocks: call
     /// it off the async runtime (e.g. in `spawn_blocking`).
-    pub fn shutdown(mut self, timeout: Duration) -> bool {
+    pub fn shutdown(self, timeout: Duration) -> bool {
         let deadline = Instant::now() + timeout;
         let waits: Vec<_> = self
             .sinks
@@ -43,11 +40,6 @@ impl Guard {
                 report.failed
             );
             complete &= finished;
-        }
-        // The processors' queues are already closed; this only releases the provider.
-        if let Some(provider) = self.provider.take() {
-            let _ =
-                provider.shutdown_with_timeout(deadline.saturating_duration_since(Instant::now()));
         }
         complete
     }

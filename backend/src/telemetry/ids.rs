@@ -1,25 +1,10 @@
 //! X-Ray compatible ids: the first 32 bits of a trace id are its epoch
 //! seconds, so `1-{8 hex}-{24 hex}` and the W3C form name the same trace.
 
-use std::cell::Cell;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use opentelemetry::trace::{SpanId, TraceId};
 use opentelemetry_sdk::trace::{IdGenerator, RandomIdGenerator};
-
-thread_local! {
-    /// A trace id the next root span on this thread must take: an incoming
-    /// X-Ray header can name a trace (`Root=`) without a parent segment.
-    static NEXT_TRACE_ID: Cell<Option<TraceId>> = const { Cell::new(None) };
-}
-
-/// Runs `start` (which starts a root span) so that the span joins `trace_id`.
-pub fn with_trace_id<R>(trace_id: Option<TraceId>, start: impl FnOnce() -> R) -> R {
-    NEXT_TRACE_ID.with(|next| next.set(trace_id));
-    let started = start();
-    NEXT_TRACE_ID.with(|next| next.set(None));
-    started
-}
 
 #[derive(Debug, Default)]
 pub struct XrayIdGenerator {
@@ -28,9 +13,6 @@ pub struct XrayIdGenerator {
 
 impl IdGenerator for XrayIdGenerator {
     fn new_trace_id(&self) -> TraceId {
-        if let Some(forced) = NEXT_TRACE_ID.with(Cell::take) {
-            return forced;
-        }
         let seconds = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .map_or(0, |d| d.as_secs() as u32);
@@ -123,14 +105,5 @@ mod tests {
             "Root=1-00000000-00000000000000000000000f;Parent=00000000000000a0;Sampled=0"
         );
         assert_eq!(xray_trace_id(trace), "1-5759e988-bd862e3fe1be46a994272793");
-    }
-
-    #[test]
-    fn a_forced_trace_id_is_used_once() {
-        let generator = XrayIdGenerator::default();
-        let forced = TraceId::from_hex("5759e988bd862e3fe1be46a994272793").unwrap();
-        let first = with_trace_id(Some(forced), || generator.new_trace_id());
-        assert_eq!(first, forced);
-        assert_ne!(generator.new_trace_id(), forced);
     }
 }

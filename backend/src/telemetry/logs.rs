@@ -4,15 +4,16 @@
 use std::fmt::{self, Write as _};
 
 use chrono::{DateTime, SecondsFormat, Utc};
-use opentelemetry::trace::{TraceContextExt, TraceId};
+use opentelemetry::trace::TraceId;
 use serde_json::{Map, Value};
 use tracing::field::{Field, Visit};
-use tracing::{Dispatch, Event, Level, Subscriber};
+use tracing::{Event, Level, Subscriber};
 use tracing_subscriber::layer::Context;
 use tracing_subscriber::registry::LookupSpan;
 
 use super::ids::xray_trace_id;
 use super::queue::QueueSender;
+use super::spans::Recording;
 use crate::config::LogFormat;
 
 /// The trace a log event belongs to.
@@ -81,9 +82,7 @@ pub struct LogRecord {
 }
 
 impl LogRecord {
-    /// Reads an event, and finds its trace through the global dispatcher
-    /// (reachable even while it dispatches this event; under a scoped one
-    /// there are simply no ids).
+    /// Reads an event, and finds the trace of the span it happened in.
     pub fn from_event<S>(event: &Event<'_>, ctx: &Context<'_, S>) -> LogRecord
     where
         S: Subscriber + for<'a> LookupSpan<'a>,
@@ -97,7 +96,7 @@ impl LogRecord {
             target: meta.target(),
             message: fields.message,
             fields: fields.fields,
-            ids: tracing::dispatcher::get_default(|dispatch| trace_ids(event, ctx, dispatch)),
+            ids: trace_ids(event, ctx),
         }
     }
 
@@ -166,22 +165,14 @@ impl ConsoleLogLayer {
 }
 
 /// The trace and span of the span an event happened in, if it is traced.
-pub fn trace_ids<S>(
-    event: &Event<'_>,
-    ctx: &Context<'_, S>,
-    dispatch: &Dispatch,
-) -> Option<TraceIds>
+pub fn trace_ids<S>(event: &Event<'_>, ctx: &Context<'_, S>) -> Option<TraceIds>
 where
     S: Subscriber + for<'a> LookupSpan<'a>,
 {
     let span = ctx.event_span(event)?;
-    let cx = tracing_opentelemetry::get_otel_context(&span.id(), dispatch)?;
-    let otel_span = cx.span();
-    let sc = otel_span.span_context();
-    sc.is_valid().then(|| TraceIds {
-        trace_id: sc.trace_id(),
-        span_id: sc.span_id(),
-    })
+    let extensions = span.extensions();
+    let (trace_id, span_id) = extensions.get::<Recording>()?.ids();
+    Some(TraceIds { trace_id, span_id })
 }
 
 impl<S> tracing_subscriber::Layer<S> for ConsoleLogLayer

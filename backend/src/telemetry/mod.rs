@@ -1,8 +1,8 @@
-//! One pipeline for every signal. `tracing` is the instrumentation API;
-//! tracing-opentelemetry bridges spans into one OpenTelemetry tracer
-//! provider, where each trace sink is a span processor feeding its own
-//! bounded queue. Log events go through tracing-subscriber layers. A sink
-//! that is off is simply not there: a `None` layer or no processor.
+//! One pipeline for every signal. `tracing` is the instrumentation API; one
+//! layer ([`spans`]) records spans as OpenTelemetry `SpanData`, sampled once
+//! per trace, and routes each finished span to every trace sink's bounded
+//! queue. Log events go through tracing-subscriber layers. A sink that is
+//! off is simply not there: a `None` layer or no queue.
 
 mod cloudwatch;
 mod console;
@@ -14,16 +14,15 @@ mod otlp_wire;
 pub mod propagation;
 pub mod queue;
 pub mod rollbar;
+pub mod spans;
 pub mod xray;
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use opentelemetry::KeyValue;
-use opentelemetry::trace::TracerProvider as _;
 use opentelemetry_sdk::Resource;
-use opentelemetry_sdk::error::OTelSdkResult;
-use opentelemetry_sdk::trace::{Sampler, SdkTracerProvider, SpanData, SpanProcessor};
+use opentelemetry_sdk::trace::{Sampler, ShouldSample, SpanData};
 use serde_json::{Map, Value, json};
 use tracing::Level;
 use tracing_subscriber::Layer as _;
@@ -58,10 +57,9 @@ const CONSOLE_QUEUE: QueueConfig = QueueConfig {
     initial_backoff: Duration::from_millis(0),
 };
 
-/// The one span processor: hands each finished, sampled span to every trace
-/// sink that wants it. The SDK copies a span for each processor after the
-/// first; routing here copies it only for a second sink that keeps it (X-Ray
-/// keeps few of the spans OTLP gets).
+/// Hands each finished, sampled span to every trace sink that wants it,
+/// copying it only for a second sink that keeps it (X-Ray keeps few of the
+/// spans OTLP gets).
 #[derive(Debug, Default)]
 struct SpanRouter {
     otlp: Option<QueueSender<OtlpItem>>,
@@ -70,21 +68,7 @@ struct SpanRouter {
 }
 
 impl SpanRouter {
-    fn queues(&self) -> impl Iterator<Item = &dyn Flush> {
-        let otlp = self.otlp.as_ref().map(|q| q as &dyn Flush);
-        let xray = self.xray.as_ref().map(|q| q as &dyn Flush);
-        let console = self.console.as_ref().map(|q| q as &dyn Flush);
-        otlp.into_iter().chain(xray).chain(console)
-    }
-}
-
-impl SpanProcessor for SpanRouter {
-    fn on_start(&self, _span: &mut opentelemetry_sdk::trace::Span, _cx: &opentelemetry::Context) {}
-
-    fn on_end(&self, span: SpanData) {
-        if !span.span_context.is_sampled() {
-            return;
-        }
+    fn route(&self, span: SpanData) {
         if let Some(console) = &self.console {
             console.try_send(console::span_line(&span));
         }
@@ -101,26 +85,6 @@ impl SpanProcessor for SpanRouter {
             (None, Some(xray)) => xray.try_send(span),
             (None, None) => {}
         }
-    }
-
-    fn force_flush(&self) -> OTelSdkResult {
-        let deadline = Instant::now() + Duration::from_secs(5);
-        for queue in self.queues() {
-            queue.flush(deadline);
-        }
-        Ok(())
-    }
-
-    fn shutdown_with_timeout(&self, timeout: Duration) -> OTelSdkResult {
-        let deadline = Instant::now() + timeout;
-        let waits: Vec<_> = self
-            .queues()
-            .map(|queue| queue.begin_shutdown(deadline))
-            .collect();
-        for wait in waits {
-            let _ = wait.recv_timeout(deadline.saturating_duration_since(Instant::now()));
-        }
-        Ok(())
     }
 }
 
@@ -322,10 +286,7 @@ pub fn init(config: &TelemetryConfig) -> Result<Telemetry, TelemetryError> {
     let xray_on = config.xray.enabled();
     let mut relay = None;
     let mut router = SpanRouter::default();
-    let provider = SdkTracerProvider::builder()
-        .with_id_generator(ids::XrayIdGenerator::default())
-        .with_resource(resource.clone());
-    let provider = match (&xray_on, &config.xray.sampling_rules) {
+    let span_sampler: Box<dyn ShouldSample> = match (&xray_on, &config.xray.sampling_rules) {
         (Ok(()), rules) => {
             let rules = rules.as_ref().map_or_else(
                 || vec![xray::sampling::Rule::default_rule()],
@@ -344,13 +305,13 @@ pub fn init(config: &TelemetryConfig) -> Result<Telemetry, TelemetryError> {
                     },
                 )?;
             }
-            provider.with_sampler(xray::sampling::XraySampler::new(
+            Box::new(xray::sampling::XraySampler::new(
                 Box::new(sampler(config)),
                 rules,
                 config.service_name.clone(),
             ))
         }
-        (Err(_), _) => provider.with_sampler(sampler(config)),
+        (Err(_), _) => Box::new(sampler(config)),
     };
 
     if exporters.contains(&TracesExporter::Otlp) {
@@ -478,22 +439,14 @@ pub fn init(config: &TelemetryConfig) -> Result<Telemetry, TelemetryError> {
         || rollbar_on
         || config.xray.enabled().is_ok()
         || cloudwatch_layer.is_some();
-    let provider = provider.with_span_processor(router).build();
-    let otel_layer = traced.then(|| {
-        tracing_opentelemetry::layer()
-            .with_tracer(provider.tracer("cruddur-backend"))
-            .with_context_activation(false)
-            .with_tracked_inactivity(false)
-            .with_location(false)
-            .with_threads(false)
-            .with_target(false)
-            .with_filter(filter_fn(|meta| {
-                if meta.is_span() {
-                    *meta.level() <= Level::INFO
-                } else {
-                    *meta.level() <= Level::WARN
-                }
-            }))
+    let span_layer = traced.then(|| {
+        spans::SpanLayer::new(span_sampler, router).with_filter(filter_fn(|meta| {
+            if meta.is_span() {
+                *meta.level() <= Level::INFO
+            } else {
+                *meta.level() <= Level::WARN
+            }
+        }))
     });
     let log_layer = match (log_filter, &console) {
         (Some(filter), Some(lines)) => {
@@ -502,7 +455,7 @@ pub fn init(config: &TelemetryConfig) -> Result<Telemetry, TelemetryError> {
         _ => None,
     };
     tracing_subscriber::registry()
-        .with(otel_layer)
+        .with(span_layer)
         .with(log_layer)
         .with(rollbar_layer)
         .with(cloudwatch_layer)
@@ -512,10 +465,7 @@ pub fn init(config: &TelemetryConfig) -> Result<Telemetry, TelemetryError> {
         sinks.push(Box::new(console));
     }
     Ok(Telemetry {
-        guard: Guard {
-            provider: Some(provider),
-            sinks,
-        },
+        guard: Guard { sinks },
         health: Health {
             sinks: Arc::new(entries),
         },
