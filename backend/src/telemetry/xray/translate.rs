@@ -309,7 +309,7 @@ fn sdk_info() -> Json {
 }
 
 fn to_text(doc: &Map<String, Json>) -> String {
-    Json::Object(doc.clone()).to_string()
+    serde_json::to_string(doc).expect("a JSON map always serializes")
 }
 
 /// Turns a batch of finished spans into X-Ray documents, each at most
@@ -361,16 +361,16 @@ pub fn documents(spans: &[SpanData], naming: &Naming) -> Vec<String> {
             segment.insert("parent_id".into(), hex_id(span.parent_span_id).into());
         }
         segment.insert("aws".into(), sdk_info());
-        let mut nested = segment.clone();
         let subsegments = nest(spans, &children, span.span_context.span_id());
         if !subsegments.is_empty() {
-            nested.insert("subsegments".into(), Json::Array(subsegments));
+            segment.insert("subsegments".into(), Json::Array(subsegments));
         }
-        let text = to_text(&nested);
+        let text = to_text(&segment);
         if text.len() <= MAX_DOCUMENT_BYTES {
             out.push(text);
             continue;
         }
+        segment.remove("subsegments");
         // Too big for one datagram: the segment alone, then each descendant
         // as its own document.
         out.extend(fit(segment));
