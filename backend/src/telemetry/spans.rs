@@ -110,30 +110,45 @@ fn status(text: &str) -> Status {
     }
 }
 
-/// Turns a span's fields into attributes, or into its name, kind and status
-/// for the `otel.*` fields.
-struct SpanFields<'a>(&'a mut Recording);
+/// A span's fields as attributes, or as its name, kind and status for the
+/// `otel.*` fields. Collected before the span's recording is locked, so that
+/// a field whose formatting logs cannot deadlock on it.
+#[derive(Default)]
+struct SpanFields {
+    name: Option<Cow<'static, str>>,
+    kind: Option<SpanKind>,
+    status: Option<Status>,
+    attributes: Vec<KeyValue>,
+}
 
-impl SpanFields<'_> {
+impl SpanFields {
     fn text(&mut self, field: &Field, text: Cow<'_, str>) {
-        let span = &mut *self.0;
         match field.name() {
-            "otel.name" => span.name = Cow::Owned(text.into_owned()),
-            "otel.kind" => {
-                if let Some(kind) = span_kind(&text) {
-                    span.kind = kind;
-                }
-            }
-            "otel.status_code" => span.status = status(&text),
-            "otel.status_description" => span.status = Status::error(text.into_owned()),
-            name => span
+            "otel.name" => self.name = Some(Cow::Owned(text.into_owned())),
+            "otel.kind" => self.kind = span_kind(&text).or(self.kind.take()),
+            "otel.status_code" => self.status = Some(status(&text)),
+            "otel.status_description" => self.status = Some(Status::error(text.into_owned())),
+            name => self
                 .attributes
                 .push(KeyValue::new(name, Value::String(text.into_owned().into()))),
         }
     }
+
+    fn apply(self, span: &mut Recording) {
+        if let Some(name) = self.name {
+            span.name = name;
+        }
+        if let Some(kind) = self.kind {
+            span.kind = kind;
+        }
+        if let Some(status) = self.status {
+            span.status = status;
+        }
+        span.attributes.extend(self.attributes);
+    }
 }
 
-impl Visit for SpanFields<'_> {
+impl Visit for SpanFields {
     fn record_str(&mut self, field: &Field, value: &str) {
         self.text(field, Cow::Borrowed(value));
     }
@@ -143,7 +158,7 @@ impl Visit for SpanFields<'_> {
     }
 
     fn record_i64(&mut self, field: &Field, value: i64) {
-        self.0.attributes.push(KeyValue::new(field.name(), value));
+        self.attributes.push(KeyValue::new(field.name(), value));
     }
 
     fn record_u64(&mut self, field: &Field, value: u64) {
@@ -154,11 +169,11 @@ impl Visit for SpanFields<'_> {
     }
 
     fn record_f64(&mut self, field: &Field, value: f64) {
-        self.0.attributes.push(KeyValue::new(field.name(), value));
+        self.attributes.push(KeyValue::new(field.name(), value));
     }
 
     fn record_bool(&mut self, field: &Field, value: bool) {
-        self.0.attributes.push(KeyValue::new(field.name(), value));
+        self.attributes.push(KeyValue::new(field.name(), value));
     }
 }
 
@@ -277,7 +292,18 @@ where
         };
         let parent = parent.and_then(|parent| self.started(&parent));
         let meta = attrs.metadata();
-        let mut recording = Recording {
+        let decision = parent
+            .as_ref()
+            .map(|sc| (sc.trace_flags(), sc.trace_state().clone()));
+        let mut fields = SpanFields::default();
+        if decision
+            .as_ref()
+            .is_none_or(|(flags, _)| flags.is_sampled())
+        {
+            fields.attributes.reserve_exact(meta.fields().len());
+            attrs.record(&mut fields);
+        }
+        let recording = Recording {
             trace_id: parent
                 .as_ref()
                 .map_or_else(|| self.ids.new_trace_id(), SpanContext::trace_id),
@@ -286,30 +312,32 @@ where
                 .as_ref()
                 .map_or(SpanId::INVALID, SpanContext::span_id),
             parent_is_remote: false,
-            decision: parent.map(|sc| (sc.trace_flags(), sc.trace_state().clone())),
-            name: Cow::Borrowed(meta.name()),
-            kind: SpanKind::Internal,
+            decision,
+            name: fields.name.unwrap_or(Cow::Borrowed(meta.name())),
+            kind: fields.kind.unwrap_or(SpanKind::Internal),
             start: SystemTime::now(),
-            attributes: Vec::new(),
+            attributes: fields.attributes,
             events: Vec::new(),
             dropped_events: 0,
             links: Vec::new(),
-            status: Status::Unset,
+            status: fields.status.unwrap_or(Status::Unset),
         };
-        if recording.recording() {
-            recording.attributes.reserve_exact(meta.fields().len());
-            attrs.record(&mut SpanFields(&mut recording));
-        }
         span.extensions_mut().insert(recording);
     }
 
     fn on_record(&self, id: &Id, values: &Record<'_>, ctx: LayerContext<'_, S>) {
         let Some(span) = ctx.span(id) else { return };
-        let mut extensions = span.extensions_mut();
-        if let Some(recording) = extensions.get_mut::<Recording>()
-            && recording.recording()
-        {
-            values.record(&mut SpanFields(recording));
+        let recording = span
+            .extensions()
+            .get::<Recording>()
+            .map(Recording::recording);
+        if recording != Some(true) {
+            return;
+        }
+        let mut fields = SpanFields::default();
+        values.record(&mut fields);
+        if let Some(recording) = span.extensions_mut().get_mut::<Recording>() {
+            fields.apply(recording);
         }
     }
 
@@ -330,13 +358,6 @@ where
         let Some(span) = ctx.event_span(event) else {
             return;
         };
-        let mut extensions = span.extensions_mut();
-        let Some(recording) = extensions.get_mut::<Recording>() else {
-            return;
-        };
-        if !recording.recording() {
-            return;
-        }
         let meta = event.metadata();
         let mut fields = EventFields {
             name: None,
@@ -345,7 +366,15 @@ where
                 KeyValue::new("target", meta.target()),
             ],
         };
+        // Before the lock: formatting a field may itself log into this span.
         event.record(&mut fields);
+        let mut extensions = span.extensions_mut();
+        let Some(recording) = extensions.get_mut::<Recording>() else {
+            return;
+        };
+        if !recording.recording() {
+            return;
+        }
         if *meta.level() == Level::ERROR && recording.status == Status::Unset {
             recording.status = Status::error("");
         }
