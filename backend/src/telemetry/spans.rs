@@ -110,30 +110,45 @@ fn status(text: &str) -> Status {
     }
 }
 
-/// A span's fields as attributes, or as its name, kind and status for the
-/// `otel.*` fields. Collected before the span's recording is locked, so that
+/// Whose fields a [`Fields`] reads: a span's `otel.*` fields give its name,
+/// kind and status; an event's `message` is its name.
+#[derive(Clone, Copy, Default, PartialEq)]
+enum Owner {
+    #[default]
+    Span,
+    Event,
+}
+
+/// A span's or an event's fields as attributes, and the name, kind and
+/// status they set. Collected before the span's recording is locked, so that
 /// a field whose formatting logs cannot deadlock on it.
 #[derive(Default)]
-struct SpanFields {
+struct Fields {
+    owner: Owner,
     name: Option<Cow<'static, str>>,
     kind: Option<SpanKind>,
     status: Option<Status>,
     attributes: Vec<KeyValue>,
 }
 
-impl SpanFields {
+impl Fields {
     fn text(&mut self, field: &Field, text: Cow<'_, str>) {
-        match field.name() {
-            "otel.name" => self.name = Some(Cow::Owned(text.into_owned())),
-            "otel.kind" => self.kind = span_kind(&text).or(self.kind.take()),
-            "otel.status_code" => self.status = Some(status(&text)),
-            "otel.status_description" => self.status = Some(Status::error(text.into_owned())),
-            name => self
+        match (self.owner, field.name()) {
+            (Owner::Event, "message") | (Owner::Span, "otel.name") => {
+                self.name = Some(Cow::Owned(text.into_owned()));
+            }
+            (Owner::Span, "otel.kind") => self.kind = span_kind(&text).or(self.kind.take()),
+            (Owner::Span, "otel.status_code") => self.status = Some(status(&text)),
+            (Owner::Span, "otel.status_description") => {
+                self.status = Some(Status::error(text.into_owned()));
+            }
+            (_, name) => self
                 .attributes
                 .push(KeyValue::new(name, Value::String(text.into_owned().into()))),
         }
     }
 
+    /// Applies a span's later fields (`Span::record`) to its recording.
     fn apply(self, span: &mut Recording) {
         if let Some(name) = self.name {
             span.name = name;
@@ -148,7 +163,7 @@ impl SpanFields {
     }
 }
 
-impl Visit for SpanFields {
+impl Visit for Fields {
     fn record_str(&mut self, field: &Field, value: &str) {
         self.text(field, Cow::Borrowed(value));
     }
@@ -165,51 +180,6 @@ impl Visit for SpanFields {
         match i64::try_from(value) {
             Ok(value) => self.record_i64(field, value),
             Err(_) => self.text(field, Cow::Owned(value.to_string())),
-        }
-    }
-
-    fn record_f64(&mut self, field: &Field, value: f64) {
-        self.attributes.push(KeyValue::new(field.name(), value));
-    }
-
-    fn record_bool(&mut self, field: &Field, value: bool) {
-        self.attributes.push(KeyValue::new(field.name(), value));
-    }
-}
-
-/// A log event inside a span, as a span event: named by its message, with
-/// `level`, `target` and its fields as attributes.
-struct EventFields {
-    name: Option<String>,
-    attributes: Vec<KeyValue>,
-}
-
-impl EventFields {
-    fn text(&mut self, field: &Field, text: String) {
-        match field.name() {
-            "message" => self.name = Some(text),
-            name => self.attributes.push(KeyValue::new(name, text)),
-        }
-    }
-}
-
-impl Visit for EventFields {
-    fn record_str(&mut self, field: &Field, value: &str) {
-        self.text(field, value.to_owned());
-    }
-
-    fn record_debug(&mut self, field: &Field, value: &dyn std::fmt::Debug) {
-        self.text(field, format!("{value:?}"));
-    }
-
-    fn record_i64(&mut self, field: &Field, value: i64) {
-        self.attributes.push(KeyValue::new(field.name(), value));
-    }
-
-    fn record_u64(&mut self, field: &Field, value: u64) {
-        match i64::try_from(value) {
-            Ok(value) => self.record_i64(field, value),
-            Err(_) => self.text(field, value.to_string()),
         }
     }
 
@@ -295,7 +265,7 @@ where
         let decision = parent
             .as_ref()
             .map(|sc| (sc.trace_flags(), sc.trace_state().clone()));
-        let mut fields = SpanFields::default();
+        let mut fields = Fields::default();
         if decision
             .as_ref()
             .is_none_or(|(flags, _)| flags.is_sampled())
@@ -334,7 +304,7 @@ where
         if recording != Some(true) {
             return;
         }
-        let mut fields = SpanFields::default();
+        let mut fields = Fields::default();
         values.record(&mut fields);
         if let Some(recording) = span.extensions_mut().get_mut::<Recording>() {
             fields.apply(recording);
@@ -359,12 +329,13 @@ where
             return;
         };
         let meta = event.metadata();
-        let mut fields = EventFields {
-            name: None,
+        let mut fields = Fields {
+            owner: Owner::Event,
             attributes: vec![
                 KeyValue::new("level", meta.level().as_str()),
                 KeyValue::new("target", meta.target()),
             ],
+            ..Fields::default()
         };
         // Before the lock: formatting a field may itself log into this span.
         event.record(&mut fields);
@@ -378,7 +349,7 @@ where
         if *meta.level() == Level::ERROR && recording.status == Status::Unset {
             recording.status = Status::error("");
         }
-        let name = fields.name.map_or(Cow::Borrowed(meta.name()), Cow::Owned);
+        let name = fields.name.unwrap_or(Cow::Borrowed(meta.name()));
         recording.push_event(Event::new(name, SystemTime::now(), fields.attributes, 0));
     }
 
