@@ -92,12 +92,9 @@ pub async fn trace_request(
         "request",
         otel.name = method.as_str(),
         otel.kind = "server",
-        otel.status_code = Empty,
         http.request.method = method.as_str(),
         url.path = path.as_str(),
         url.scheme = scheme,
-        http.route = Empty,
-        http.response.status_code = Empty,
         server.address = server_address,
         server.port = server_port,
         client.address = client.as_str(),
@@ -110,7 +107,6 @@ pub async fn trace_request(
         http.user_agent = Empty,
         http.flavor = Empty,
         http.client_ip = Empty,
-        http.status_code = Empty,
     );
     if settings.http_dup_semconv {
         span.record("http.method", method.as_str());
@@ -147,17 +143,15 @@ pub async fn trace_request(
         .extensions()
         .get::<MatchedPath>()
         .map(|p| p.as_str().to_owned());
-    if let Some(route) = &route {
-        span.record("http.route", route.as_str());
-        span.record("otel.name", format!("{method} {route}"));
-    }
-    span.record("http.response.status_code", i64::from(status.as_u16()));
-    if settings.http_dup_semconv {
-        span.record("http.status_code", i64::from(status.as_u16()));
-    }
-    if status.is_server_error() {
-        span.record("otel.status_code", "ERROR");
-    }
+    spans::record_answer(
+        &span,
+        &spans::Answer {
+            method: method.as_str(),
+            route: route.as_deref(),
+            status: status.as_u16(),
+            old_status_name: settings.http_dup_semconv,
+        },
+    );
     if let Some(InternalCause(cause)) = response.extensions().get::<InternalCause>() {
         spans::add_event(
             &span,
