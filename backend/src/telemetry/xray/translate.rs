@@ -5,13 +5,14 @@
 //! batch, and every subsegment of a segment too large for one datagram,
 //! goes as an independent subsegment document naming its parent.
 
+use std::borrow::Cow;
 use std::collections::HashMap;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use opentelemetry::trace::{SpanId, SpanKind, Status};
 use opentelemetry::{KeyValue, Value};
 use opentelemetry_sdk::trace::SpanData;
-use serde_json::{Map, Value as Json, json};
+use serde::{Serialize, Serializer};
 
 use crate::telemetry::ids::xray_trace_id;
 
@@ -119,10 +120,15 @@ fn annotation_key(key: &str) -> String {
         .collect()
 }
 
-fn truncate(text: &str, max: usize) -> String {
+fn truncate(text: &str, max: usize) -> Cow<'_, str> {
+    // No more bytes than `max` is no more characters either: most values
+    // need no walk through their characters.
+    if text.len() <= max {
+        return Cow::Borrowed(text);
+    }
     match text.char_indices().nth(max) {
-        Some((cut, _)) => format!("{}…", &text[..cut]),
-        None => text.to_owned(),
+        Some((cut, _)) => Cow::Owned(format!("{}…", &text[..cut])),
+        None => Cow::Borrowed(text),
     }
 }
 
@@ -131,18 +137,176 @@ fn seconds(at: SystemTime) -> f64 {
         .map_or(0.0, |d| (d.as_micros() as f64) / 1_000_000.0)
 }
 
-fn hex_id(id: SpanId) -> String {
-    format!("{id:016x}")
+/// A 64-bit id as X-Ray writes it: 16 lowercase hex digits.
+#[derive(Clone, Copy)]
+struct Hex(u64);
+
+impl Hex {
+    fn of(id: SpanId) -> Hex {
+        Hex(u64::from_be_bytes(id.to_bytes()))
+    }
 }
 
-fn json_value(value: &Value, max: usize) -> Json {
-    match value {
-        Value::Bool(b) => Json::from(*b),
-        Value::I64(i) => Json::from(*i),
-        Value::F64(f) => Json::from(*f),
-        Value::String(s) => Json::from(truncate(s.as_str(), max)),
-        other => Json::from(truncate(&other.to_string(), max)),
+impl Serialize for Hex {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        const DIGITS: &[u8; 16] = b"0123456789abcdef";
+        let mut text = [0u8; 16];
+        for (at, digit) in text.iter_mut().enumerate() {
+            *digit = DIGITS[((self.0 >> (60 - 4 * at)) & 0xf) as usize];
+        }
+        serializer.serialize_str(std::str::from_utf8(&text).map_err(serde::ser::Error::custom)?)
     }
+}
+
+/// An annotation or metadata value.
+#[derive(Serialize)]
+#[serde(untagged)]
+enum Scalar<'a> {
+    Bool(bool),
+    I64(i64),
+    F64(f64),
+    Text(Cow<'a, str>),
+}
+
+impl<'a> Scalar<'a> {
+    fn new(value: &'a Value, max: usize) -> Scalar<'a> {
+        match value {
+            Value::Bool(b) => Scalar::Bool(*b),
+            Value::I64(i) => Scalar::I64(*i),
+            Value::F64(f) => Scalar::F64(*f),
+            Value::String(s) => Scalar::Text(truncate(s.as_str(), max)),
+            other => Scalar::Text(Cow::Owned(truncate(&other.to_string(), max).into_owned())),
+        }
+    }
+}
+
+/// A JSON object kept as pairs in insertion order; a key set again replaces
+/// its value, as a map would.
+struct Fields<'a>(Vec<(Cow<'a, str>, Scalar<'a>)>);
+
+impl<'a> Fields<'a> {
+    fn insert(&mut self, key: Cow<'a, str>, value: Scalar<'a>) {
+        match self.0.iter_mut().find(|(k, _)| *k == key) {
+            Some((_, old)) => *old = value,
+            None => self.0.push((key, value)),
+        }
+    }
+}
+
+impl Serialize for Fields<'_> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_map(self.0.iter().map(|(k, v)| (k, v)))
+    }
+}
+
+#[derive(Serialize)]
+struct Http<'a> {
+    request: HttpRequest<'a>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    response: Option<HttpResponse>,
+}
+
+#[derive(Serialize)]
+struct HttpRequest<'a> {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    method: Option<Cow<'a, str>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    url: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    client_ip: Option<Cow<'a, str>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    user_agent: Option<Cow<'a, str>>,
+}
+
+#[derive(Serialize)]
+struct HttpResponse {
+    status: i64,
+}
+
+#[derive(Serialize)]
+struct Cause {
+    exceptions: Vec<Exception>,
+}
+
+#[derive(Serialize)]
+struct Exception {
+    id: Hex,
+    #[serde(rename = "type")]
+    kind: String,
+    message: String,
+}
+
+#[derive(Serialize)]
+struct Sql<'a> {
+    database_type: &'a str,
+    sanitized_query: Cow<'a, str>,
+}
+
+#[derive(Serialize)]
+struct Metadata<'a> {
+    default: Fields<'a>,
+}
+
+/// What names this SDK in every segment.
+#[derive(Serialize)]
+struct Aws {
+    xray: Sdk,
+}
+
+#[derive(Serialize)]
+struct Sdk {
+    sdk: &'static str,
+    sdk_version: &'static str,
+}
+
+const AWS: Aws = Aws {
+    xray: Sdk {
+        sdk: "cruddur-backend",
+        sdk_version: env!("CARGO_PKG_VERSION"),
+    },
+};
+
+fn is_false(flag: &bool) -> bool {
+    !flag
+}
+
+/// One segment or subsegment document. Written straight from the spans'
+/// borrowed strings: building `serde_json` maps first cost an allocation
+/// per key and value and most of the X-Ray sink's time.
+#[derive(Serialize)]
+struct Document<'a> {
+    name: String,
+    id: Hex,
+    #[serde(rename = "type", skip_serializing_if = "Option::is_none")]
+    kind: Option<&'static str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    trace_id: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    parent_id: Option<Hex>,
+    start_time: f64,
+    end_time: f64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    http: Option<Http<'a>>,
+    #[serde(skip_serializing_if = "is_false")]
+    fault: bool,
+    #[serde(skip_serializing_if = "is_false")]
+    error: bool,
+    #[serde(skip_serializing_if = "is_false")]
+    throttle: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    cause: Option<Cause>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    sql: Option<Sql<'a>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    namespace: Option<&'static str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    annotations: Option<Fields<'a>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    metadata: Option<Metadata<'a>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    aws: Option<&'static Aws>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    subsegments: Vec<Document<'a>>,
 }
 
 fn attr<'a>(span: &'a SpanData, key: &str) -> Option<&'a Value> {
@@ -180,60 +344,26 @@ const HTTP_KEYS: &[&str] = &[
 ];
 const SQL_KEYS: &[&str] = &["db.system.name", "db.query.text"];
 
-/// The document of one span, without nested subsegments.
-fn document(span: &SpanData, name: String) -> Map<String, Json> {
-    let mut doc = Map::new();
-    doc.insert("name".into(), name.into());
-    doc.insert("id".into(), hex_id(span.span_context.span_id()).into());
-    doc.insert("start_time".into(), seconds(span.start_time).into());
-    doc.insert("end_time".into(), seconds(span.end_time).into());
+fn http_request(span: &SpanData) -> HttpRequest<'_> {
+    let url = attr_str(span, "url.path").map(|path| {
+        let scheme = attr_str(span, "url.scheme").unwrap_or("http");
+        let host = attr_str(span, "server.address").unwrap_or("localhost");
+        let url = match attr_i64(span, "server.port") {
+            Some(port) if port != 80 && port != 443 => format!("{scheme}://{host}:{port}{path}"),
+            _ => format!("{scheme}://{host}{path}"),
+        };
+        truncate(&url, MAX_HTTP_CHARS - 1).into_owned()
+    });
+    HttpRequest {
+        method: attr_str(span, "http.request.method").map(|m| truncate(m, MAX_HTTP_CHARS)),
+        url,
+        client_ip: attr_str(span, "client.address").map(|c| truncate(c, MAX_HTTP_CHARS)),
+        user_agent: attr_str(span, "user_agent.original").map(|a| truncate(a, MAX_HTTP_CHARS - 1)),
+    }
+}
 
-    let status = attr_i64(span, "http.response.status_code");
-    if span.span_kind == SpanKind::Server {
-        let mut request = Map::new();
-        if let Some(method) = attr_str(span, "http.request.method") {
-            request.insert("method".into(), truncate(method, MAX_HTTP_CHARS).into());
-        }
-        if let Some(path) = attr_str(span, "url.path") {
-            let scheme = attr_str(span, "url.scheme").unwrap_or("http");
-            let host = attr_str(span, "server.address").unwrap_or("localhost");
-            let url = match attr_i64(span, "server.port") {
-                Some(port) if port != 80 && port != 443 => {
-                    format!("{scheme}://{host}:{port}{path}")
-                }
-                _ => format!("{scheme}://{host}{path}"),
-            };
-            request.insert("url".into(), truncate(&url, MAX_HTTP_CHARS - 1).into());
-        }
-        if let Some(client) = attr_str(span, "client.address") {
-            request.insert("client_ip".into(), truncate(client, MAX_HTTP_CHARS).into());
-        }
-        if let Some(agent) = attr_str(span, "user_agent.original") {
-            request.insert(
-                "user_agent".into(),
-                truncate(agent, MAX_HTTP_CHARS - 1).into(),
-            );
-        }
-        let mut http = Map::new();
-        http.insert("request".into(), Json::Object(request));
-        if let Some(status) = status {
-            http.insert("response".into(), json!({ "status": status }));
-        }
-        doc.insert("http".into(), Json::Object(http));
-    }
-    let fault = matches!(span.status, Status::Error { .. }) || status.is_some_and(|s| s >= 500);
-    let error = status.is_some_and(|s| (400..500).contains(&s));
-    if fault {
-        doc.insert("fault".into(), true.into());
-    }
-    if error {
-        doc.insert("error".into(), true.into());
-    }
-    if status == Some(429) {
-        doc.insert("throttle".into(), true.into());
-    }
-
-    let exceptions: Vec<Json> = span
+fn cause(span: &SpanData) -> Option<Cause> {
+    let exceptions: Vec<Exception> = span
         .events
         .iter()
         .filter(|event| event.name == "exception")
@@ -244,41 +374,37 @@ fn document(span: &SpanData, name: String) -> Map<String, Json> {
                     .attributes
                     .iter()
                     .find(|kv| kv.key.as_str() == key)
-                    .map(|kv| truncate(&kv.value.to_string(), MAX_METADATA_CHARS))
+                    .map(|kv| truncate(&kv.value.to_string(), MAX_METADATA_CHARS).into_owned())
             };
-            let id = format!(
-                "{:016x}",
-                u64::from_be_bytes(span.span_context.span_id().to_bytes()) ^ index as u64
-            );
-            json!({
-                "id": id,
-                "type": get("exception.type").unwrap_or_else(|| "error".into()),
-                "message": get("exception.message").unwrap_or_default(),
-            })
+            Exception {
+                id: Hex(Hex::of(span.span_context.span_id()).0 ^ index as u64),
+                kind: get("exception.type").unwrap_or_else(|| "error".into()),
+                message: get("exception.message").unwrap_or_default(),
+            }
         })
         .collect();
-    if !exceptions.is_empty() {
-        doc.insert("cause".into(), json!({ "exceptions": exceptions }));
-    }
+    (!exceptions.is_empty()).then_some(Cause { exceptions })
+}
 
-    if let (Some(system), Some(query)) = (
+/// The document of one span, without nested subsegments.
+fn document(span: &SpanData, name: String) -> Document<'_> {
+    let status = attr_i64(span, "http.response.status_code");
+    let http = (span.span_kind == SpanKind::Server).then(|| Http {
+        request: http_request(span),
+        response: status.map(|status| HttpResponse { status }),
+    });
+    let sql = match (
         attr_str(span, "db.system.name"),
         attr_str(span, "db.query.text"),
     ) {
-        doc.insert(
-            "sql".into(),
-            json!({
-                "database_type": system,
-                "sanitized_query": truncate(query, MAX_METADATA_CHARS),
-            }),
-        );
-    }
-    if span.span_kind == SpanKind::Client {
-        doc.insert("namespace".into(), "remote".into());
-    }
-
-    let mut annotations = Map::new();
-    let mut metadata = Map::new();
+        (Some(system), Some(query)) => Some(Sql {
+            database_type: system,
+            sanitized_query: truncate(query, MAX_METADATA_CHARS),
+        }),
+        _ => None,
+    };
+    let mut annotations = Fields(Vec::new());
+    let mut metadata = Fields(Vec::new());
     for KeyValue { key, value, .. } in &span.attributes {
         let key = key.as_str();
         if HTTP_KEYS.contains(&key) || SQL_KEYS.contains(&key) {
@@ -289,27 +415,38 @@ fn document(span: &SpanData, name: String) -> Map<String, Json> {
             Value::Bool(_) | Value::I64(_) | Value::F64(_) | Value::String(_)
         );
         if key.starts_with("app.") && scalar {
-            annotations.insert(annotation_key(key), json_value(value, MAX_ANNOTATION_CHARS));
+            annotations.insert(
+                Cow::Owned(annotation_key(key)),
+                Scalar::new(value, MAX_ANNOTATION_CHARS),
+            );
         } else {
-            metadata.insert(key.to_owned(), json_value(value, MAX_METADATA_CHARS));
+            metadata.insert(Cow::Borrowed(key), Scalar::new(value, MAX_METADATA_CHARS));
         }
     }
-    if !annotations.is_empty() {
-        doc.insert("annotations".into(), Json::Object(annotations));
+    Document {
+        name,
+        id: Hex::of(span.span_context.span_id()),
+        kind: None,
+        trace_id: None,
+        parent_id: None,
+        start_time: seconds(span.start_time),
+        end_time: seconds(span.end_time),
+        http,
+        fault: matches!(span.status, Status::Error { .. }) || status.is_some_and(|s| s >= 500),
+        error: status.is_some_and(|s| (400..500).contains(&s)),
+        throttle: status == Some(429),
+        cause: cause(span),
+        sql,
+        namespace: (span.span_kind == SpanKind::Client).then_some("remote"),
+        annotations: (!annotations.0.is_empty()).then_some(annotations),
+        metadata: (!metadata.0.is_empty()).then_some(Metadata { default: metadata }),
+        aws: None,
+        subsegments: Vec::new(),
     }
-    if !metadata.is_empty() {
-        doc.insert("metadata".into(), json!({ "default": metadata }));
-    }
-    doc
 }
 
-/// What names this SDK in every segment.
-fn sdk_info() -> Json {
-    json!({ "xray": { "sdk": "cruddur-backend", "sdk_version": env!("CARGO_PKG_VERSION") } })
-}
-
-fn to_text(doc: &Map<String, Json>) -> String {
-    serde_json::to_string(doc).expect("a JSON map always serializes")
+fn to_text(doc: &Document<'_>) -> String {
+    serde_json::to_string(doc).expect("a document of strings and numbers always serializes")
 }
 
 /// Turns a batch of finished spans into X-Ray documents, each at most
@@ -353,24 +490,17 @@ pub fn documents(spans: &[SpanData], naming: &Naming) -> Vec<String> {
     for &index in &segments {
         let span = &spans[index];
         let mut segment = document(span, naming.segment_name(attr_str(span, "server.address")));
-        segment.insert(
-            "trace_id".into(),
-            xray_trace_id(span.span_context.trace_id()).into(),
-        );
-        if span.parent_span_id != SpanId::INVALID {
-            segment.insert("parent_id".into(), hex_id(span.parent_span_id).into());
-        }
-        segment.insert("aws".into(), sdk_info());
-        let subsegments = nest(spans, &children, span.span_context.span_id());
-        if !subsegments.is_empty() {
-            segment.insert("subsegments".into(), Json::Array(subsegments));
-        }
+        segment.trace_id = Some(xray_trace_id(span.span_context.trace_id()));
+        segment.parent_id =
+            (span.parent_span_id != SpanId::INVALID).then(|| Hex::of(span.parent_span_id));
+        segment.aws = Some(&AWS);
+        segment.subsegments = nest(spans, &children, span.span_context.span_id());
         let text = to_text(&segment);
         if text.len() <= MAX_DOCUMENT_BYTES {
             out.push(text);
             continue;
         }
-        segment.remove("subsegments");
+        segment.subsegments.clear();
         // Too big for one datagram: the segment alone, then each descendant
         // as its own document.
         out.extend(fit(segment));
@@ -388,7 +518,11 @@ pub fn documents(spans: &[SpanData], naming: &Naming) -> Vec<String> {
     out
 }
 
-fn nest(spans: &[SpanData], children: &HashMap<SpanId, Vec<usize>>, parent: SpanId) -> Vec<Json> {
+fn nest<'a>(
+    spans: &'a [SpanData],
+    children: &HashMap<SpanId, Vec<usize>>,
+    parent: SpanId,
+) -> Vec<Document<'a>> {
     children
         .get(&parent)
         .into_iter()
@@ -396,11 +530,8 @@ fn nest(spans: &[SpanData], children: &HashMap<SpanId, Vec<usize>>, parent: Span
         .map(|&index| {
             let span = &spans[index];
             let mut doc = document(span, sanitize_name(&span.name));
-            let grandchildren = nest(spans, children, span.span_context.span_id());
-            if !grandchildren.is_empty() {
-                doc.insert("subsegments".into(), Json::Array(grandchildren));
-            }
-            Json::Object(doc)
+            doc.subsegments = nest(spans, children, span.span_context.span_id());
+            doc
         })
         .collect()
 }
@@ -408,24 +539,28 @@ fn nest(spans: &[SpanData], children: &HashMap<SpanId, Vec<usize>>, parent: Span
 /// A subsegment sent on its own: it names its trace and parent.
 fn independent(span: &SpanData) -> Option<String> {
     let mut doc = document(span, sanitize_name(&span.name));
-    doc.insert("type".into(), "subsegment".into());
-    doc.insert(
-        "trace_id".into(),
-        xray_trace_id(span.span_context.trace_id()).into(),
-    );
-    doc.insert("parent_id".into(), hex_id(span.parent_span_id).into());
+    doc.kind = Some("subsegment");
+    doc.trace_id = Some(xray_trace_id(span.span_context.trace_id()));
+    doc.parent_id = Some(Hex::of(span.parent_span_id));
     fit(doc)
 }
 
-/// The document as text, shedding metadata and then annotations if it is
-/// still too big; `None` only if even that does not fit.
-fn fit(mut doc: Map<String, Json>) -> Option<String> {
-    for shed in ["metadata", "annotations", "cause", "sql"] {
+/// The document as text, shedding metadata, annotations, the cause and the
+/// SQL block in turn while it is still too big; `None` only if even that
+/// does not fit.
+fn fit(mut doc: Document<'_>) -> Option<String> {
+    let sheds: [fn(&mut Document<'_>); 4] = [
+        |doc| doc.metadata = None,
+        |doc| doc.annotations = None,
+        |doc| doc.cause = None,
+        |doc| doc.sql = None,
+    ];
+    for shed in sheds {
         let text = to_text(&doc);
         if text.len() <= MAX_DOCUMENT_BYTES {
             return Some(text);
         }
-        doc.remove(shed);
+        shed(&mut doc);
     }
     let text = to_text(&doc);
     (text.len() <= MAX_DOCUMENT_BYTES).then_some(text)
@@ -499,7 +634,7 @@ mod tests {
         }
     }
 
-    fn parse(text: &str) -> Json {
+    fn parse(text: &str) -> serde_json::Value {
         serde_json::from_str(text).unwrap()
     }
 
@@ -566,6 +701,28 @@ mod tests {
         assert_eq!(query["metadata"]["default"]["db.operation.name"], "SELECT");
         assert_eq!(query["start_time"], 1_700_000_000.0);
         assert_eq!(query["end_time"], 1_700_000_000.012);
+    }
+
+    #[test]
+    fn keys_that_meet_keep_the_last_value_as_a_map_would() {
+        let spans = [span(
+            4,
+            0,
+            SpanKind::Internal,
+            "work",
+            vec![
+                KeyValue::new("app.user-handle", "first"),
+                KeyValue::new("app.user_handle", "second"),
+                KeyValue::new("retries", 1),
+                KeyValue::new("retries", 2),
+            ],
+        )];
+        let text = &documents(&spans, &naming())[0];
+        assert_eq!(text.matches("app_user_handle").count(), 1, "{text}");
+        assert_eq!(text.matches("retries").count(), 1, "{text}");
+        let doc = parse(text);
+        assert_eq!(doc["annotations"]["app_user_handle"], "second");
+        assert_eq!(doc["metadata"]["default"]["retries"], 2);
     }
 
     #[test]
