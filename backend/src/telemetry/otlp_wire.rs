@@ -37,16 +37,36 @@ fn write_string(tag: u32, text: &str, out: &mut Vec<u8>) {
     }
 }
 
+/// A field key: one byte for fields numbered under 16 (all but the span's
+/// flags), written without prost's general loop; this runs several times
+/// per attribute.
+fn key(tag: u32, wire_type: WireType, out: &mut Vec<u8>) {
+    if tag < 16 {
+        out.push(((tag << 3) | wire_type as u32) as u8);
+    } else {
+        encode_key(tag, wire_type, out);
+    }
+}
+
+/// A varint, with the one-byte case (most lengths) written directly.
+fn varint(value: u64, out: &mut Vec<u8>) {
+    if value < 0x80 {
+        out.push(value as u8);
+    } else {
+        encode_varint(value, out);
+    }
+}
+
 fn write_bytes(tag: u32, bytes: &[u8], out: &mut Vec<u8>) {
-    encode_key(tag, WireType::LengthDelimited, out);
-    encode_varint(bytes.len() as u64, out);
+    key(tag, WireType::LengthDelimited, out);
+    varint(bytes.len() as u64, out);
     out.extend_from_slice(bytes);
 }
 
 /// A nested message: its tag, its length, then `write` fills in `len` bytes.
 fn nested(tag: u32, len: usize, out: &mut Vec<u8>, write: impl FnOnce(&mut Vec<u8>)) {
-    encode_key(tag, WireType::LengthDelimited, out);
-    encode_varint(len as u64, out);
+    key(tag, WireType::LengthDelimited, out);
+    varint(len as u64, out);
     write(out);
 }
 
@@ -68,15 +88,15 @@ fn any_len(value: &Value) -> Option<usize> {
 fn write_any(value: &Value, out: &mut Vec<u8>) {
     match value {
         Value::Bool(b) => {
-            encode_key(2, WireType::Varint, out);
-            encode_varint(u64::from(*b), out);
+            key(2, WireType::Varint, out);
+            out.push(u8::from(*b));
         }
         Value::I64(i) => {
-            encode_key(3, WireType::Varint, out);
-            encode_varint(*i as u64, out);
+            key(3, WireType::Varint, out);
+            varint(*i as u64, out);
         }
         Value::F64(f) => {
-            encode_key(4, WireType::SixtyFourBit, out);
+            key(4, WireType::SixtyFourBit, out);
             out.extend_from_slice(&f.to_le_bytes());
         }
         Value::String(s) => write_bytes(1, s.as_str().as_bytes(), out),
@@ -97,10 +117,10 @@ fn attributes_len(attributes: &[KeyValue]) -> Option<usize> {
 
 fn write_attributes(tag: u32, attributes: &[KeyValue], out: &mut Vec<u8>) {
     for kv in attributes {
-        let len = key_value_len(kv).expect("checked before writing");
-        nested(tag, len, out, |out| {
-            write_string(1, kv.key.as_str(), out);
-            let value_len = any_len(&kv.value).expect("checked before writing");
+        let name = kv.key.as_str();
+        let value_len = any_len(&kv.value).expect("checked before writing");
+        nested(tag, string_len(name) + framed(value_len), out, |out| {
+            write_string(1, name, out);
             nested(2, value_len, out, |out| write_any(&kv.value, out));
         });
     }
@@ -116,8 +136,8 @@ fn uint_len(value: u32) -> usize {
 
 fn write_uint(tag: u32, value: u32, out: &mut Vec<u8>) {
     if value != 0 {
-        encode_key(tag, WireType::Varint, out);
-        encode_varint(u64::from(value), out);
+        key(tag, WireType::Varint, out);
+        varint(u64::from(value), out);
     }
 }
 
@@ -127,7 +147,7 @@ fn fixed64_len(value: u64) -> usize {
 
 fn write_fixed64(tag: u32, value: u64, out: &mut Vec<u8>) {
     if value != 0 {
-        encode_key(tag, WireType::SixtyFourBit, out);
+        key(tag, WireType::SixtyFourBit, out);
         out.extend_from_slice(&value.to_le_bytes());
     }
 }
@@ -159,8 +179,24 @@ fn status(span: &SpanData) -> (u32, &str) {
     }
 }
 
+/// A span's start and end in Unix nanoseconds, converted once.
+#[derive(Clone, Copy)]
+struct Times {
+    start: u64,
+    end: u64,
+}
+
+impl Times {
+    fn of(span: &SpanData) -> Times {
+        Times {
+            start: nanos(span.start_time),
+            end: nanos(span.end_time),
+        }
+    }
+}
+
 /// The `Span` body length, or `None` when the span needs the official path.
-fn span_len(span: &SpanData, trace_state: &str) -> Option<usize> {
+fn span_len(span: &SpanData, trace_state: &str, times: Times) -> Option<usize> {
     if !span.links.is_empty() {
         return None;
     }
@@ -170,7 +206,7 @@ fn span_len(span: &SpanData, trace_state: &str) -> Option<usize> {
     }
     len += string_len(&span.name);
     len += 1 + encoded_len_varint(u64::from(kind(&span.span_kind)));
-    len += fixed64_len(nanos(span.start_time)) + fixed64_len(nanos(span.end_time));
+    len += fixed64_len(times.start) + fixed64_len(times.end);
     len += attributes_len(&span.attributes)?;
     len += uint_len(span.dropped_attributes_count);
     for event in span.events.iter() {
@@ -187,7 +223,7 @@ fn span_len(span: &SpanData, trace_state: &str) -> Option<usize> {
     Some(len)
 }
 
-fn write_span(span: &SpanData, trace_state: &str, len: usize, out: &mut Vec<u8>) {
+fn write_span(span: &SpanData, trace_state: &str, times: Times, len: usize, out: &mut Vec<u8>) {
     nested(2, len, out, |out| {
         write_bytes(1, &span.span_context.trace_id().to_bytes(), out);
         write_bytes(2, &span.span_context.span_id().to_bytes(), out);
@@ -197,8 +233,8 @@ fn write_span(span: &SpanData, trace_state: &str, len: usize, out: &mut Vec<u8>)
         }
         write_string(5, &span.name, out);
         write_uint(6, kind(&span.span_kind), out);
-        write_fixed64(7, nanos(span.start_time), out);
-        write_fixed64(8, nanos(span.end_time), out);
+        write_fixed64(7, times.start, out);
+        write_fixed64(8, times.end, out);
         write_attributes(9, &span.attributes, out);
         write_uint(10, span.dropped_attributes_count, out);
         for event in span.events.iter() {
@@ -220,15 +256,16 @@ fn write_span(span: &SpanData, trace_state: &str, len: usize, out: &mut Vec<u8>)
             write_string(2, message, out);
             write_uint(3, code, out);
         });
-        encode_key(16, WireType::ThirtyTwoBit, out);
+        key(16, WireType::ThirtyTwoBit, out);
         out.extend_from_slice(&flags(span).to_le_bytes());
     });
 }
 
 /// One span as it will be written.
 enum Written {
-    /// By this module: the `Span` body length and the trace state header.
-    Direct(usize, String),
+    /// By this module: the `Span` body length, the trace state header and
+    /// the span's times.
+    Direct(usize, String, Times),
     /// By prost, converted the official way (links or array values).
     Official(Box<Span>),
 }
@@ -236,8 +273,9 @@ enum Written {
 impl Written {
     fn new(span: &SpanData) -> Written {
         let trace_state = span.span_context.trace_state().header();
-        match span_len(span, &trace_state) {
-            Some(len) => Written::Direct(len, trace_state),
+        let times = Times::of(span);
+        match span_len(span, &trace_state, times) {
+            Some(len) => Written::Direct(len, trace_state, times),
             None => Written::Official(Box::new(Span::from(span.clone()))),
         }
     }
@@ -245,14 +283,16 @@ impl Written {
     /// The length of the span as a `ScopeSpans.spans` field.
     fn field_len(&self) -> usize {
         match self {
-            Written::Direct(len, _) => framed(*len),
+            Written::Direct(len, _, _) => framed(*len),
             Written::Official(span) => message::encoded_len(2, span.as_ref()),
         }
     }
 
     fn write(&self, span: &SpanData, out: &mut Vec<u8>) {
         match self {
-            Written::Direct(len, trace_state) => write_span(span, trace_state, *len, out),
+            Written::Direct(len, trace_state, times) => {
+                write_span(span, trace_state, *times, *len, out);
+            }
             Written::Official(span) => message::encode(2, span.as_ref(), out),
         }
     }
