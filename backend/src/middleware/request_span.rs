@@ -136,7 +136,11 @@ pub async fn trace_request(
         }
     }
 
-    let mut response = next.run(request).instrument(span.clone()).await;
+    // The instrumented future keeps the span for afterwards: a clone would
+    // cost a reference count, and a trip through every layer when dropped.
+    let mut handled = std::pin::pin!(next.run(request).instrument(span));
+    let mut response = handled.as_mut().await;
+    let span = handled.span();
 
     let status = response.status();
     let route = response
@@ -144,7 +148,7 @@ pub async fn trace_request(
         .get::<MatchedPath>()
         .map(|p| p.as_str().to_owned());
     spans::record_answer(
-        &span,
+        span,
         &spans::Answer {
             method: method.as_str(),
             route: route.as_deref(),
@@ -154,7 +158,7 @@ pub async fn trace_request(
     );
     if let Some(InternalCause(cause)) = response.extensions().get::<InternalCause>() {
         spans::add_event(
-            &span,
+            span,
             "exception",
             vec![
                 KeyValue::new(
