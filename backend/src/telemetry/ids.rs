@@ -27,7 +27,7 @@ impl IdGenerator for XrayIdGenerator {
 }
 
 /// Writes `bytes` as lowercase hex at the start of `out`.
-fn put_hex(out: &mut [u8], bytes: &[u8]) {
+pub(crate) fn put_hex(out: &mut [u8], bytes: &[u8]) {
     const DIGITS: &[u8; 16] = b"0123456789abcdef";
     for (pair, byte) in out.chunks_exact_mut(2).zip(bytes) {
         pair[0] = DIGITS[usize::from(byte >> 4)];

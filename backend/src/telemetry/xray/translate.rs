@@ -14,7 +14,7 @@ use opentelemetry::{KeyValue, Value};
 use opentelemetry_sdk::trace::SpanData;
 use serde::{Serialize, Serializer};
 
-use crate::telemetry::ids::xray_trace_id;
+use crate::telemetry::ids::{put_hex, xray_trace_id};
 
 /// A UDP datagram holds 64 KiB; the header line takes the rest of the margin.
 pub const MAX_DOCUMENT_BYTES: usize = 64 * 1024 - 64;
@@ -149,11 +149,8 @@ impl Hex {
 
 impl Serialize for Hex {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        const DIGITS: &[u8; 16] = b"0123456789abcdef";
         let mut text = [0u8; 16];
-        for (at, digit) in text.iter_mut().enumerate() {
-            *digit = DIGITS[((self.0 >> (60 - 4 * at)) & 0xf) as usize];
-        }
+        put_hex(&mut text, &self.0.to_be_bytes());
         serializer.serialize_str(std::str::from_utf8(&text).map_err(serde::ser::Error::custom)?)
     }
 }
