@@ -152,7 +152,7 @@ pub async fn trace_request(
         &spans::Answer {
             method: method.as_str(),
             route: route.as_deref(),
-            status: status.as_u16(),
+            status,
             old_status_name: settings.http_dup_semconv,
         },
     );

@@ -435,7 +435,7 @@ pub struct Answer<'a> {
     pub method: &'a str,
     /// The matched route template, if a route matched.
     pub route: Option<&'a str>,
-    pub status: u16,
+    pub status: http::StatusCode,
     /// The status goes under its old name `http.status_code` as well.
     pub old_status_name: bool,
 }
@@ -455,7 +455,7 @@ pub fn record_answer(span: &tracing::Span, answer: &Answer<'_>) {
                 .attributes
                 .push(KeyValue::new("http.route", route.to_owned()));
         }
-        let status = i64::from(answer.status);
+        let status = i64::from(answer.status.as_u16());
         recording
             .attributes
             .push(KeyValue::new("http.response.status_code", status));
@@ -464,7 +464,7 @@ pub fn record_answer(span: &tracing::Span, answer: &Answer<'_>) {
                 .attributes
                 .push(KeyValue::new("http.status_code", status));
         }
-        if answer.status >= 500 {
+        if answer.status.is_server_error() {
             recording.status = Status::error("");
         }
     });
