@@ -104,8 +104,13 @@ fn write_any(value: &Value, out: &mut Vec<u8>) {
     }
 }
 
+/// A `KeyValue` body's length, from its key and its `AnyValue` body length.
+fn key_value_body_len(key: &str, value_len: usize) -> usize {
+    string_len(key) + framed(value_len)
+}
+
 fn key_value_len(kv: &KeyValue) -> Option<usize> {
-    Some(string_len(kv.key.as_str()) + framed(any_len(&kv.value)?))
+    Some(key_value_body_len(kv.key.as_str(), any_len(&kv.value)?))
 }
 
 fn attributes_len(attributes: &[KeyValue]) -> Option<usize> {
@@ -119,7 +124,7 @@ fn write_attributes(tag: u32, attributes: &[KeyValue], out: &mut Vec<u8>) {
     for kv in attributes {
         let name = kv.key.as_str();
         let value_len = any_len(&kv.value).expect("checked before writing");
-        nested(tag, string_len(name) + framed(value_len), out, |out| {
+        nested(tag, key_value_body_len(name, value_len), out, |out| {
             write_string(1, name, out);
             nested(2, value_len, out, |out| write_any(&kv.value, out));
         });
