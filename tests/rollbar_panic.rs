@@ -6,17 +6,14 @@
 
 mod support;
 
-use std::net::SocketAddr;
 use std::time::Duration;
 
 use axum::Router;
-use axum::middleware::from_fn;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use cruddur_backend::app::with_middleware;
 use cruddur_backend::config::Config;
 use cruddur_backend::error::ApiError;
-use cruddur_backend::middleware::request_span::{SpanSettings, expose_route};
 use cruddur_backend::telemetry;
 use serde_json::Value;
 use support::rollbar::{Answer, RollbarReceiver};
@@ -62,23 +59,13 @@ async fn panics_and_error_events_are_reported_once_each() {
         endpoint.as_str(),
     ])
     .expect("a valid config");
-    let telemetry = telemetry::init(&config.telemetry).expect("telemetry starts");
+    let telemetry = telemetry::init(&config).expect("telemetry starts");
     let routes = Router::new()
         .route("/boom", get(boom))
         .route("/logs-and-fails", get(logs_and_fails))
-        .route("/logs-and-succeeds", get(logs_and_succeeds))
-        .route_layer(from_fn(expose_route));
-    let router = with_middleware(routes, &config, SpanSettings::default());
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move {
-        axum::serve(
-            listener,
-            router.into_make_service_with_connect_info::<SocketAddr>(),
-        )
-        .await
-        .unwrap();
-    });
+        .route("/logs-and-succeeds", get(logs_and_succeeds));
+    let router = with_middleware(routes, &config, &telemetry);
+    let addr = support::app::serve(router).await;
 
     let panicked = reqwest::get(format!("http://{addr}/boom")).await.unwrap();
     assert_eq!(panicked.status(), 500);

@@ -5,14 +5,17 @@
 use std::sync::Arc;
 
 use axum::Json;
-use axum::extract::rejection::JsonRejection;
-use axum::extract::{FromRequest, Request};
+use axum::extract::FromRequest;
+use axum::extract::rejection::{JsonRejection, QueryRejection};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
-use serde::de::DeserializeOwned;
 
+use crate::services::ServiceError;
 use crate::store::StoreError;
+
+/// Largest request body accepted; larger ones answer 413.
+pub const BODY_LIMIT: usize = 64 * 1024;
 
 /// Why a request failed, as the client will see it.
 #[derive(Debug)]
@@ -27,12 +30,17 @@ pub enum ApiError {
     Forbidden(&'static str),
     /// 429: try again after a second.
     TooManyRequests,
+    /// 409: the change clashes with data already stored.
+    Conflict,
     /// 500; the cause stays inside the process.
     Internal(String),
+    /// 503: the database is not answering; try again after a second. The
+    /// cause stays inside the process, as for a 500.
+    Unavailable(String),
 }
 
-/// The cause of a 500, left in the response extensions for the middleware
-/// that logs and reports it. Never serialized.
+/// The cause of a 500 or 503, left in the response extensions for the
+/// middleware that logs and reports it. Never serialized.
 #[derive(Debug, Clone)]
 pub struct InternalCause(pub Arc<str>);
 
@@ -72,36 +80,75 @@ impl IntoResponse for ApiError {
                 "this path does not accept that method",
             ),
             ApiError::Forbidden(why) => error_json(StatusCode::FORBIDDEN, "forbidden", why),
-            ApiError::TooManyRequests => {
-                let mut response = error_json(
-                    StatusCode::TOO_MANY_REQUESTS,
-                    "too_many_requests",
-                    "slow down and try again in a second",
-                );
-                response.headers_mut().insert(
-                    http::header::RETRY_AFTER,
-                    http::HeaderValue::from_static("1"),
-                );
-                response
-            }
-            ApiError::Internal(cause) => {
-                let mut response = error_json(
+            ApiError::TooManyRequests => retry_in_a_second(error_json(
+                StatusCode::TOO_MANY_REQUESTS,
+                "too_many_requests",
+                "slow down and try again in a second",
+            )),
+            ApiError::Conflict => error_json(
+                StatusCode::CONFLICT,
+                "conflict",
+                "the change conflicts with data already stored",
+            ),
+            ApiError::Internal(cause) => with_cause(
+                error_json(
                     StatusCode::INTERNAL_SERVER_ERROR,
                     "internal_error",
                     "something went wrong on our side; it has been reported",
-                );
-                response
-                    .extensions_mut()
-                    .insert(InternalCause(cause.into()));
-                response
-            }
+                ),
+                cause,
+            ),
+            ApiError::Unavailable(cause) => with_cause(
+                retry_in_a_second(error_json(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "unavailable",
+                    "the database is not answering; try again shortly",
+                )),
+                cause,
+            ),
         }
     }
 }
 
+fn retry_in_a_second(mut response: Response) -> Response {
+    response.headers_mut().insert(
+        http::header::RETRY_AFTER,
+        http::HeaderValue::from_static("1"),
+    );
+    response
+}
+
+/// Leaves `cause` for the middleware that logs and reports it.
+fn with_cause(mut response: Response, cause: String) -> Response {
+    response
+        .extensions_mut()
+        .insert(InternalCause(cause.into()));
+    response
+}
+
 impl From<StoreError> for ApiError {
     fn from(err: StoreError) -> Self {
-        ApiError::Internal(err.to_string())
+        match err {
+            StoreError::Unavailable(_) => ApiError::Unavailable(err.to_string()),
+            StoreError::Conflict(_) => ApiError::Conflict,
+            StoreError::Internal(_) => ApiError::Internal(err.to_string()),
+        }
+    }
+}
+
+impl From<ServiceError> for ApiError {
+    fn from(err: ServiceError) -> Self {
+        match err {
+            ServiceError::Invalid(codes) => ApiError::Validation(codes),
+            ServiceError::NotFound(what) => ApiError::NotFound(what),
+            ServiceError::Store(err) => err.into(),
+        }
+    }
+}
+
+impl From<QueryRejection> for ApiError {
+    fn from(rejection: QueryRejection) -> Self {
+        ApiError::BadRequest(rejection.body_text())
     }
 }
 
@@ -118,17 +165,77 @@ impl From<JsonRejection> for ApiError {
 }
 
 /// `Json` whose rejections answer in the API's error shape.
+#[derive(FromRequest)]
+#[from_request(via(Json), rejection(ApiError))]
 pub struct ApiJson<T>(pub T);
 
-impl<S, T> FromRequest<S> for ApiJson<T>
-where
-    T: DeserializeOwned,
-    S: Send + Sync,
-{
-    type Rejection = ApiError;
+#[cfg(test)]
+mod tests {
+    use serde_json::{Value, json};
 
-    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
-        let Json(value) = Json::<T>::from_request(req, state).await?;
-        Ok(ApiJson(value))
+    use super::*;
+
+    async fn answer(err: StoreError) -> (StatusCode, Option<String>, Option<String>, Value) {
+        let response = ApiError::from(err).into_response();
+        let status = response.status();
+        let retry_after = response
+            .headers()
+            .get(http::header::RETRY_AFTER)
+            .map(|value| value.to_str().unwrap().to_owned());
+        let cause = response
+            .extensions()
+            .get::<InternalCause>()
+            .map(|InternalCause(cause)| cause.to_string());
+        let body = axum::body::to_bytes(response.into_body(), usize::MAX)
+            .await
+            .unwrap();
+        (
+            status,
+            retry_after,
+            cause,
+            serde_json::from_slice(&body).unwrap(),
+        )
+    }
+
+    #[tokio::test]
+    async fn an_unavailable_store_is_a_503_to_retry_with_its_cause_kept() {
+        let (status, retry_after, cause, body) =
+            answer(StoreError::Unavailable("database is locked".into())).await;
+        assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(retry_after.as_deref(), Some("1"));
+        assert_eq!(
+            cause.as_deref(),
+            Some("database unavailable: database is locked")
+        );
+        assert_eq!(
+            body,
+            json!({"error": "unavailable", "message": "the database is not answering; try again shortly"})
+        );
+    }
+
+    #[tokio::test]
+    async fn a_conflict_is_a_409_without_internals() {
+        let (status, retry_after, cause, body) = answer(StoreError::Conflict(
+            "UNIQUE constraint failed: users.handle".into(),
+        ))
+        .await;
+        assert_eq!(status, StatusCode::CONFLICT);
+        assert_eq!((retry_after, cause), (None, None));
+        assert_eq!(body["error"], "conflict");
+        assert!(!body.to_string().contains("UNIQUE"), "{body}");
+    }
+
+    #[tokio::test]
+    async fn an_internal_store_error_is_a_500_with_its_cause_kept() {
+        let (status, retry_after, cause, body) =
+            answer(StoreError::Internal("no such table: activities".into())).await;
+        assert_eq!(status, StatusCode::INTERNAL_SERVER_ERROR);
+        assert_eq!(retry_after, None);
+        assert_eq!(
+            cause.as_deref(),
+            Some("database error: no such table: activities")
+        );
+        assert_eq!(body["error"], "internal_error");
+        assert!(!body.to_string().contains("activities"), "{body}");
     }
 }

@@ -2,11 +2,9 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use cruddur_backend::app::App;
-use cruddur_backend::config::{Command, Config, ConfigError, XrayCommand};
+use cruddur_backend::config::{Command, Config, ConfigError};
 use cruddur_backend::healthcheck;
-use cruddur_backend::middleware::request_span::SpanSettings;
 use cruddur_backend::telemetry;
-use cruddur_backend::telemetry::xray::setup;
 
 /// Telemetry allocates small, short-lived objects per span; mimalloc keeps
 /// that cheap under concurrency (measured in bench/).
@@ -27,9 +25,9 @@ fn main() -> ExitCode {
     };
     match config.command.clone() {
         Some(Command::Healthcheck) => probe_health(&config),
-        Some(Command::Xray {
-            action: XrayCommand::Setup { group },
-        }) => with_runtime(xray_setup(&config, &group)),
+        Some(Command::Sink(command)) => {
+            with_runtime(telemetry::run_command(command, &config.telemetry))
+        }
         None => with_runtime(run(config)),
     }
 }
@@ -59,52 +57,15 @@ fn with_runtime(work: impl std::future::Future<Output = ExitCode>) -> ExitCode {
     }
 }
 
-/// `cruddur-backend xray setup`: the group and sampling rules, idempotently.
-async fn xray_setup(config: &Config, group: &str) -> ExitCode {
-    let sdk = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
-    if sdk.region().is_none() {
-        eprintln!("cruddur-backend: xray setup needs an AWS region (set AWS_REGION)");
-        return ExitCode::from(2);
-    }
-    let xray = &config.telemetry.xray;
-    let service = xray
-        .tracing_name
-        .as_deref()
-        .unwrap_or(&config.telemetry.service_name);
-    let rules = xray
-        .sampling_rules
-        .as_ref()
-        .map(|file| file.rules.as_slice())
-        .unwrap_or_default();
-    let client = aws_sdk_xray::Client::new(&sdk);
-    match setup::setup(&client, group, service, rules).await {
-        Ok(report) => {
-            for line in report {
-                println!("xray setup: {line}");
-            }
-            ExitCode::SUCCESS
-        }
-        Err(err) => {
-            eprintln!("cruddur-backend: xray setup failed: {err}");
-            ExitCode::FAILURE
-        }
-    }
-}
-
 async fn run(config: Config) -> ExitCode {
-    let telemetry = match telemetry::init(&config.telemetry) {
+    let telemetry = match telemetry::init(&config) {
         Ok(telemetry) => telemetry,
         Err(err) => {
             eprintln!("cruddur-backend: {err}");
             return ExitCode::from(2);
         }
     };
-    let spans = SpanSettings {
-        http_dup_semconv: telemetry.http_dup_semconv,
-        xray_sampling: telemetry.xray_sampling,
-    };
-    let relay = telemetry.relay.clone();
-    let app = match App::build(&config, telemetry.health.clone(), spans, relay).await {
+    let app = match App::build(&config, &telemetry).await {
         Ok(app) => app,
         Err(err) => {
             eprintln!("cruddur-backend: {err}");

@@ -4,8 +4,23 @@ use std::net::SocketAddr;
 
 use cruddur_backend::app::App;
 use cruddur_backend::config::Config;
-use cruddur_backend::middleware::request_span::SpanSettings;
-use cruddur_backend::telemetry::Health;
+use cruddur_backend::telemetry::Telemetry;
+
+/// Serves `router` (routes of a test's own inside the product's middleware)
+/// on 127.0.0.1 port 0 until the test ends; answers its address.
+pub async fn serve(router: axum::Router) -> SocketAddr {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        axum::serve(
+            listener,
+            router.into_make_service_with_connect_info::<SocketAddr>(),
+        )
+        .await
+        .unwrap();
+    });
+    addr
+}
 
 pub struct TestApp {
     pub addr: SocketAddr,
@@ -34,7 +49,7 @@ impl TestApp {
         }
         args.extend_from_slice(extra);
         let config = Config::try_parse_from(args).expect("test config is valid");
-        let app = App::build(&config, Health::default(), SpanSettings::default(), None)
+        let app = App::build(&config, &Telemetry::default())
             .await
             .expect("app builds");
         let addr = app.local_addr();

@@ -1,7 +1,6 @@
-//! Request middleware: the server span around each request, the panic
-//! catcher that turns a handler panic into the API's JSON 500, and the
-//! error-reporting hook.
+//! Request middleware: the server span around each request (which runs the
+//! sinks' request hooks inside it), and the panic catcher that turns a
+//! handler panic into the API's JSON 500.
 
 pub mod panic;
 pub mod request_span;
-pub mod rollbar;

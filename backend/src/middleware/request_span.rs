@@ -1,6 +1,9 @@
 //! The SERVER span of each request: joins the caller's trace, carries the
 //! stable HTTP attributes (and the old names under `http/dup`), is named from
 //! the matched route, turns ERROR on 5xx, and ends with one access-log line.
+//! The sinks' request hooks (Rollbar's error reports) run inside it: they
+//! see the request before the handler and the answer after the span has
+//! recorded it, while the span is still open.
 
 use std::net::SocketAddr;
 use std::time::Instant;
@@ -14,19 +17,11 @@ use tracing::Instrument;
 use tracing::field::Empty;
 
 use crate::error::InternalCause;
-use crate::telemetry::xray::sampling;
-use crate::telemetry::{ids, propagation, rollbar, spans};
+use crate::telemetry::sink::RequestStart;
+use crate::telemetry::{RequestTelemetry, ids, propagation, spans};
 
 /// Longest header text copied into a span attribute.
 const MAX_ATTRIBUTE_CHARS: usize = 256;
-
-#[derive(Clone, Copy, Debug, Default)]
-pub struct SpanSettings {
-    pub http_dup_semconv: bool,
-    /// X-Ray sampling runs: its decision, not OpenTelemetry's, answers
-    /// `Sampled=` in `X-Amzn-Trace-Id`.
-    pub xray_sampling: bool,
-}
 
 fn header_text(request: &Request, name: http::HeaderName) -> &str {
     let text = request
@@ -51,7 +46,7 @@ fn protocol_version(request: &Request) -> &'static str {
 }
 
 /// The client as the first proxy saw it, else the peer.
-pub(crate) fn client_address(request: &Request) -> String {
+fn client_address(request: &Request) -> String {
     let forwarded = header_text(request, http::HeaderName::from_static("x-forwarded-for"))
         .split(',')
         .next()
@@ -68,8 +63,8 @@ pub(crate) fn client_address(request: &Request) -> String {
 }
 
 pub async fn trace_request(
-    State(settings): State<SpanSettings>,
-    request: Request,
+    State(settings): State<RequestTelemetry>,
+    mut request: Request,
     next: Next,
 ) -> Response {
     let started = Instant::now();
@@ -127,14 +122,20 @@ pub async fn trace_request(
         // Starting the span now fixes its trace id for the response header and logs.
         let started = spans::start_root(&span, incoming.parent.as_ref(), incoming.trace_id);
         if let Some(sc) = started.filter(|sc| sc.is_valid()) {
-            let sampled = if settings.xray_sampling {
-                sampling::sampled_for_xray(sc.trace_state())
-            } else {
-                sc.is_sampled()
-            };
+            let sampled = (settings.answer_sampled)(&sc);
             trace_header = Some(ids::xray_header(sc.trace_id(), sc.span_id(), sampled));
         }
     }
+    let route = request.extensions().get::<MatchedPath>().cloned();
+    let start = RequestStart {
+        span: &span,
+        client_address: &client,
+    };
+    let ends: Vec<_> = settings
+        .hooks
+        .iter()
+        .filter_map(|hook| hook.begin(&mut request, &start))
+        .collect();
 
     // The instrumented future keeps the span for afterwards: a clone would
     // cost a reference count, and a trip through every layer when dropped.
@@ -143,15 +144,12 @@ pub async fn trace_request(
     let span = handled.span();
 
     let status = response.status();
-    let route = response
-        .extensions()
-        .get::<MatchedPath>()
-        .map(|p| p.as_str().to_owned());
+    let route = route.as_ref().map(MatchedPath::as_str);
     spans::record_answer(
         span,
         &spans::Answer {
             method: method.as_str(),
-            route: route.as_deref(),
+            route,
             status,
             old_status_name: settings.http_dup_semconv,
         },
@@ -182,7 +180,7 @@ pub async fn trace_request(
                 target: "cruddur::access",
                 method = method.as_str(),
                 path = path.as_str(),
-                route = route.as_deref().unwrap_or(""),
+                route = route.unwrap_or(""),
                 status = status.as_u16(),
                 latency_ms,
                 client_address = client.as_str(),
@@ -192,18 +190,11 @@ pub async fn trace_request(
             )
         });
     }
+    for end in ends {
+        end.end(span, &response);
+    }
     if let Some(value) = trace_header {
         response.headers_mut().insert("x-amzn-trace-id", value);
     }
-    response
-}
-
-/// Route layer: hands the matched route template out to `trace_request`,
-/// and to the error reporter before the handler runs, since a handler that
-/// panics never returns a response to carry it.
-pub async fn expose_route(matched: MatchedPath, request: Request, next: Next) -> Response {
-    rollbar::note_route(&matched);
-    let mut response = next.run(request).await;
-    response.extensions_mut().insert(matched);
     response
 }

@@ -3,7 +3,7 @@ use axum::routing::get;
 use axum::{Json, Router};
 use serde_json::{Value, json};
 
-use crate::app::AppState;
+use super::AppState;
 
 pub fn router() -> Router<AppState> {
     Router::new().route("/api/health-check", get(health_check))

@@ -4,7 +4,7 @@ use axum::{Json, Router};
 use chrono::Utc;
 use serde::Deserialize;
 
-use crate::app::AppState;
+use super::AppState;
 use crate::domain::{Message, MessageGroup};
 use crate::error::{ApiError, ApiJson};
 use crate::services::messages;

@@ -6,7 +6,8 @@ use uuid::Uuid;
 
 use super::{NO_SUCH_USER, ServiceError, check_message, counted, path_handle};
 use crate::domain::{
-    Activity, Handle, MAX_ACTIVITY_CHARS, MAX_MESSAGE_CHARS, MAX_SEARCH_CHARS, Reply, Ttl, api_time,
+    Activity, Handle, MAX_ACTIVITY_CHARS, MAX_MESSAGE_CHARS, MAX_SEARCH_CHARS, Reply, Ttl,
+    api_time, mentions,
 };
 use crate::store::{NewActivity, NewReply, Store};
 
@@ -27,7 +28,12 @@ pub async fn notifications(
     user: &Handle,
     now: DateTime<Utc>,
 ) -> Result<Vec<Activity>, ServiceError> {
-    Ok(counted(store.notification_activities(user, now).await?))
+    let candidates = store.notification_candidates(user, now).await?;
+    let notifications = candidates
+        .into_iter()
+        .filter(|a| a.handle == user.as_str() || mentions(&a.message, user))
+        .collect();
+    Ok(counted(notifications))
 }
 
 #[tracing::instrument(
@@ -159,4 +165,39 @@ pub async fn reply(
         .ok_or_else(not_found)?;
     tracing::Span::current().record("app.reply_uuid", reply.uuid.to_string());
     Ok(reply)
+}
+
+#[cfg(test)]
+mod tests {
+    use chrono::Duration;
+
+    use super::*;
+    use crate::store::SqliteStore;
+
+    #[tokio::test]
+    async fn notifications_are_real_mentions_and_replied_own_cruds() {
+        let store = SqliteStore::open(":memory:", Utc::now()).unwrap();
+        let (odo, quark): (Handle, Handle) = ("odo".parse().unwrap(), "quark".parse().unwrap());
+        for user in [&odo, &quark] {
+            store.ensure_user(user, user.as_str()).await.unwrap();
+        }
+        let now = Utc::now();
+        let mut posted = Vec::new();
+        for (minutes_ago, message) in [(3, "Ask @odo!"), (2, "Ask @odoo"), (1, "Ask @ODO")] {
+            let at = now - Duration::minutes(minutes_ago);
+            posted.push(
+                create(&store, &quark, Some(message), Some("1-day"), at)
+                    .await
+                    .unwrap(),
+            );
+        }
+        let own = create(&store, &odo, Some("Curfew"), Some("1-day"), now)
+            .await
+            .unwrap();
+        let uuid = own.uuid.to_string();
+        reply(&store, &quark, &uuid, Some("No"), now).await.unwrap();
+        let found = notifications(&store, &odo, now).await.unwrap();
+        let found: Vec<_> = found.iter().map(|a| a.uuid).collect();
+        assert_eq!(found, vec![own.uuid, posted[0].uuid]);
+    }
 }

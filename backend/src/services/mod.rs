@@ -7,8 +7,6 @@ pub mod messages;
 use tracing::Span;
 
 use crate::domain::{Handle, HandleError};
-
-use crate::error::ApiError;
 use crate::store::StoreError;
 
 #[derive(Debug, thiserror::Error)]
@@ -19,16 +17,6 @@ pub enum ServiceError {
     NotFound(&'static str),
     #[error(transparent)]
     Store(#[from] StoreError),
-}
-
-impl From<ServiceError> for ApiError {
-    fn from(err: ServiceError) -> Self {
-        match err {
-            ServiceError::Invalid(codes) => ApiError::Validation(codes),
-            ServiceError::NotFound(what) => ApiError::NotFound(what),
-            ServiceError::Store(err) => err.into(),
-        }
-    }
 }
 
 pub(crate) const NO_SUCH_USER: &str = "no user has that handle";

@@ -1,11 +1,19 @@
-//! The embedded database behind a small interface, so another store (Postgres)
-//! can be added without touching routes or services.
+//! The data behind one small interface, so another store (Postgres) can be
+//! added without touching routes or services: services call [`Store`], a
+//! backend folder (today `sqlite/`) implements it, and [`open`] picks one.
+//! What crosses the boundary names no backend: domain values, [`StoreError`],
+//! [`OpenError`], the seed data as plain values (`seed`) and the query span
+//! every backend's statements run in (`statement`).
 
+#[cfg(test)]
+mod behaviour;
 mod seed;
 pub mod sqlite;
+pub mod statement;
 
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 use uuid::Uuid;
@@ -17,12 +25,63 @@ pub use sqlite::SqliteStore;
 /// The most items a feed answers with.
 pub const FEED_LIMIT: usize = 1000;
 
+/// Where the data lives. Flattened into the configuration, which stays the
+/// only reader of the environment.
+#[derive(Debug, Clone, clap::Args)]
+pub struct StoreSettings {
+    /// SQLite database file, created on first start; `:memory:` keeps nothing
+    #[arg(
+        long = "database-path",
+        env = "DATABASE_PATH",
+        value_name = "DATABASE_PATH",
+        default_value = "./data/cruddur.db"
+    )]
+    pub database_path: String,
+}
+
+/// Opens the store the settings select, ready to answer: schema migrated,
+/// an empty database seeded with data dated relative to `now`. SQLite is
+/// the one backend so far; a second one is chosen here from its setting.
+pub fn open(settings: &StoreSettings, now: DateTime<Utc>) -> Result<Arc<dyn Store>, OpenError> {
+    Ok(Arc::new(SqliteStore::open(&settings.database_path, now)?))
+}
+
+/// Why a store could not be opened, naming the setting to fix: one line.
+#[derive(Debug, thiserror::Error)]
+#[error("{setting}: cannot {action}: {cause}")]
+pub struct OpenError {
+    setting: &'static str,
+    action: String,
+    cause: BoxError,
+}
+
+impl OpenError {
+    /// `action` completes "cannot ...": `open the database ./data/cruddur.db`.
+    pub fn new(setting: &'static str, action: String, cause: impl Into<BoxError>) -> Self {
+        OpenError {
+            setting,
+            action,
+            cause: cause.into(),
+        }
+    }
+}
+
+/// Any error a backend wraps, kept whole for the logs.
+pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+/// Why a store could not answer, in terms every backend can map to: the
+/// source stays for the logs, and callers decide on the kind alone.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
+    /// The database is busy, locked or unreachable: trying again may work.
+    #[error("database unavailable: {0}")]
+    Unavailable(BoxError),
+    /// The change breaks a constraint of the data already stored.
+    #[error("database conflict: {0}")]
+    Conflict(BoxError),
+    /// Anything else: a broken schema, corrupt data, a failed task.
     #[error("database error: {0}")]
-    Database(#[from] rusqlite::Error),
-    #[error("database task failed: {0}")]
-    Task(#[from] tokio::task::JoinError),
+    Internal(BoxError),
 }
 
 pub type StoreResult<T> = Result<T, StoreError>;
@@ -49,34 +108,51 @@ pub struct NewMessage {
     pub created_at: DateTime<Utc>,
 }
 
-/// Every query the services need. Feeds hide cruds expired at `now`; an
-/// `Option` answer is `None` when the thing it hangs off does not exist.
+/// Every query the services need. Feeds hide cruds expired at `now`, answer
+/// at most [`FEED_LIMIT`] newest first, each crud with its replies oldest
+/// first; an `Option` answer is `None` when the thing it hangs off does not
+/// exist. Business rules stay in the services: a store answers what is stored.
 pub trait Store: Send + Sync + 'static {
+    /// Creates the user unless one has that handle already.
     fn ensure_user<'a>(&'a self, handle: &'a Handle, display_name: &'a str) -> StoreFuture<'a, ()>;
     fn home_activities(&self, now: DateTime<Utc>) -> StoreFuture<'_, Vec<Activity>>;
-    fn notification_activities<'a>(
+    /// The candidates for `handle`'s notifications: cruds by others whose
+    /// text contains `@handle` anywhere (so `@worfy` is one for `worf`, and
+    /// case may be ignored), and `handle`'s own cruds that someone else
+    /// replied to. Which of them really mention `handle` the caller decides.
+    fn notification_candidates<'a>(
         &'a self,
         handle: &'a Handle,
         now: DateTime<Utc>,
     ) -> StoreFuture<'a, Vec<Activity>>;
+    /// `None` when no user has that handle.
     fn user_activities<'a>(
         &'a self,
         handle: &'a Handle,
         now: DateTime<Utc>,
     ) -> StoreFuture<'a, Option<Vec<Activity>>>;
+    /// Cruds whose text contains `term`, ignoring ASCII case; `%` and `_`
+    /// are plain characters.
     fn search_activities<'a>(
         &'a self,
         term: &'a str,
         now: DateTime<Utc>,
     ) -> StoreFuture<'a, Vec<Activity>>;
+    /// `None` when no crud has that uuid or it has expired.
     fn show_activity(&self, uuid: Uuid, now: DateTime<Utc>) -> StoreFuture<'_, Option<Activity>>;
     fn create_activity(&self, new: NewActivity) -> StoreFuture<'_, Activity>;
+    /// Stores the reply and counts it on its crud; `None` when no crud has
+    /// that uuid or it has expired at `new.created_at`.
     fn create_reply(&self, new: NewReply) -> StoreFuture<'_, Option<Reply>>;
+    /// One group per conversation partner with its latest message, newest first.
     fn message_groups<'a>(&'a self, handle: &'a Handle) -> StoreFuture<'a, Vec<MessageGroup>>;
+    /// The conversation between the two, oldest first; `None` when no user
+    /// has the handle `other`.
     fn messages<'a>(
         &'a self,
         handle: &'a Handle,
         other: &'a Handle,
     ) -> StoreFuture<'a, Option<Vec<Message>>>;
+    /// `None` when no user has the receiver's handle.
     fn create_message(&self, new: NewMessage) -> StoreFuture<'_, Option<Message>>;
 }

@@ -1,16 +1,11 @@
 //! Seed data for a new database: a few users, cruds, replies and
 //! conversations, dated relative to the first start so the feeds are live.
+//! Plain values, so that every backend inserts the same data its own way.
 
 use chrono::{DateTime, Duration, Utc};
-use rusqlite::{Connection, params};
 use uuid::Uuid;
 
-use super::sqlite::{
-    COUNT_REPLY, INSERT_ACTIVITY, INSERT_MESSAGE, INSERT_MESSAGE_GROUP, INSERT_REPLY, INSERT_USER,
-    MESSAGE_GROUP_UUID, micros,
-};
-
-pub(super) const USERS: &[(&str, &str)] = &[
+const USERS: &[(&str, &str)] = &[
     ("andrewbrown", "Andrew Brown"),
     ("worf", "Worf"),
     ("garek", "Garek"),
@@ -67,73 +62,95 @@ const MESSAGES: &[(&str, &str, &str, i64)] = &[
     ),
 ];
 
-pub(super) fn seed_if_empty(conn: &mut Connection, now: DateTime<Utc>) -> rusqlite::Result<()> {
-    let users: i64 = conn.query_row("SELECT count(*) FROM users", [], |row| row.get(0))?;
-    if users > 0 {
-        return Ok(());
+pub struct SeedUser {
+    pub uuid: Uuid,
+    pub handle: &'static str,
+    pub display_name: &'static str,
+    pub created_at: DateTime<Utc>,
+}
+
+pub struct SeedActivity {
+    pub uuid: Uuid,
+    pub handle: &'static str,
+    pub message: &'static str,
+    pub created_at: DateTime<Utc>,
+    pub expires_at: DateTime<Utc>,
+}
+
+/// A reply to one of the seed's activities; a backend counts it on its
+/// activity as `create_reply` does.
+pub struct SeedReply {
+    pub uuid: Uuid,
+    pub activity_uuid: Uuid,
+    pub handle: &'static str,
+    pub message: &'static str,
+    pub created_at: DateTime<Utc>,
+}
+
+/// A direct message; a backend files it in the pair's conversation as
+/// `create_message` does.
+pub struct SeedMessage {
+    pub uuid: Uuid,
+    pub sender: &'static str,
+    pub receiver: &'static str,
+    pub message: &'static str,
+    pub created_at: DateTime<Utc>,
+}
+
+/// Everything a new database starts with, in the order it is inserted.
+pub struct SeedData {
+    pub users: Vec<SeedUser>,
+    pub activities: Vec<SeedActivity>,
+    pub replies: Vec<SeedReply>,
+    pub messages: Vec<SeedMessage>,
+}
+
+/// The seed data with fresh uuids, dated relative to `now`.
+pub fn data(now: DateTime<Utc>) -> SeedData {
+    let ago = |hours: i64| now - Duration::hours(hours);
+    let users = USERS
+        .iter()
+        .map(|&(handle, display_name)| SeedUser {
+            uuid: Uuid::new_v4(),
+            handle,
+            display_name,
+            created_at: ago(24 * 30),
+        })
+        .collect();
+    let activities: Vec<SeedActivity> = ACTIVITIES
+        .iter()
+        .map(|&(handle, message, hours_ago, ttl_hours)| SeedActivity {
+            uuid: Uuid::new_v4(),
+            handle,
+            message,
+            created_at: ago(hours_ago),
+            expires_at: ago(hours_ago - ttl_hours),
+        })
+        .collect();
+    let replies = REPLIES
+        .iter()
+        .map(|&(handle, message, activity, hours_ago)| SeedReply {
+            uuid: Uuid::new_v4(),
+            activity_uuid: activities[activity].uuid,
+            handle,
+            message,
+            created_at: ago(hours_ago),
+        })
+        .collect();
+    let messages = MESSAGES
+        .iter()
+        .map(|&(sender, receiver, message, hours_ago)| SeedMessage {
+            uuid: Uuid::new_v4(),
+            sender,
+            receiver,
+            message,
+            created_at: ago(hours_ago),
+        })
+        .collect();
+    SeedData {
+        users,
+        activities,
+        replies,
+        messages,
     }
-    let tx = conn.transaction()?;
-    let ago = |hours: i64| micros(now - Duration::hours(hours));
-    for (handle, display_name) in USERS {
-        INSERT_USER.execute(
-            &tx,
-            params![
-                Uuid::new_v4().to_string(),
-                handle,
-                display_name,
-                ago(24 * 30)
-            ],
-        )?;
-    }
-    let mut activity_uuids = Vec::with_capacity(ACTIVITIES.len());
-    for (handle, message, hours_ago, ttl_hours) in ACTIVITIES {
-        let uuid = Uuid::new_v4().to_string();
-        INSERT_ACTIVITY.execute(
-            &tx,
-            params![
-                uuid,
-                handle,
-                message,
-                ago(*hours_ago),
-                ago(hours_ago - ttl_hours)
-            ],
-        )?;
-        activity_uuids.push(uuid);
-    }
-    for (handle, message, activity, hours_ago) in REPLIES {
-        let activity = &activity_uuids[*activity];
-        INSERT_REPLY.execute(
-            &tx,
-            params![
-                Uuid::new_v4().to_string(),
-                activity,
-                handle,
-                message,
-                ago(*hours_ago)
-            ],
-        )?;
-        COUNT_REPLY.execute(&tx, [activity])?;
-    }
-    for (sender, receiver, message, hours_ago) in MESSAGES {
-        let (a, b) = if sender <= receiver {
-            (sender, receiver)
-        } else {
-            (receiver, sender)
-        };
-        INSERT_MESSAGE_GROUP.execute(&tx, params![Uuid::new_v4().to_string(), a, b])?;
-        let group: String = MESSAGE_GROUP_UUID
-            .row(&tx, params![a, b], |row| row.get(0))?
-            .ok_or(rusqlite::Error::QueryReturnedNoRows)?;
-        INSERT_MESSAGE.execute(
-            &tx,
-            params![
-                Uuid::new_v4().to_string(),
-                group,
-                sender,
-                message,
-                ago(*hours_ago)
-            ],
-        )?;
-    }
-    tx.commit()
 }

@@ -1,15 +1,66 @@
 //! The console sink: finished spans and log lines on stdout, one line each,
 //! written by the sink's own thread so a slow terminal never slows a request.
+//! On by default, so `cargo run` shows traces and logs with no account.
 
+use std::borrow::Cow;
 use std::fmt::Write as _;
 use std::io::Write as _;
+use std::sync::Arc;
+use std::time::Duration;
 
+use clap::{Args, ValueEnum};
 use opentelemetry::trace::{SpanKind, Status};
 use opentelemetry_sdk::trace::SpanData;
+use tracing::{Event, Subscriber};
+use tracing_subscriber::layer::Context;
+use tracing_subscriber::registry::LookupSpan;
+use tracing_subscriber::{EnvFilter, Layer as _};
 
-use super::queue::{SendError, Sink};
+use super::logs::LogRecord;
+use super::queue::{self, QueueConfig, QueueSender, SendError, Sink, SinkStats};
+use super::sink::{Shared, SinkParts, SpanSink, TelemetryError, TracesExporter};
+use crate::config::values::parse_filter;
 
-pub struct ConsoleSink;
+/// The console: log lines always (unless `RUST_LOG=off`), spans when
+/// `OTEL_TRACES_EXPORTER` names it (by default when OTLP is not on).
+#[derive(Debug, Clone, Args)]
+pub struct ConsoleSettings {
+    /// Console log format: `pretty`, `json`, or `auto` (pretty on a terminal)
+    #[arg(
+        long,
+        env = "LOG_FORMAT",
+        value_name = "LOG_FORMAT",
+        default_value = "auto"
+    )]
+    pub log_format: LogFormat,
+    /// Console log filter, tracing-subscriber EnvFilter syntax (`off` silences logs)
+    #[arg(
+        long,
+        env = "RUST_LOG",
+        value_name = "RUST_LOG",
+        default_value = "info",
+        value_parser = parse_filter
+    )]
+    pub log_filter: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    Auto,
+    Pretty,
+    Json,
+}
+
+const QUEUE: QueueConfig = QueueConfig {
+    capacity: 16_384,
+    max_batch: 256,
+    flush_interval: Duration::from_millis(100),
+    attempt_timeout: Duration::from_secs(5),
+    max_attempts: 1,
+    initial_backoff: Duration::from_millis(0),
+};
+
+struct ConsoleSink;
 
 impl Sink<String> for ConsoleSink {
     type Payload = String;
@@ -33,7 +84,7 @@ impl Sink<String> for ConsoleSink {
 
 /// One readable line per span, like the Python ConsoleSpanExporter's
 /// essentials: name, ids, kind, duration, status and attributes.
-pub fn span_line(span: &SpanData) -> String {
+fn span_line(span: &SpanData) -> String {
     let kind = match span.span_kind {
         SpanKind::Server => "server",
         SpanKind::Client => "client",
@@ -74,4 +125,86 @@ pub fn span_line(span: &SpanData) -> String {
         let _ = write!(line, " event={:?}", event.name);
     }
     line
+}
+
+/// A tracing layer that formats each event it sees and queues the line.
+struct ConsoleLogLayer {
+    lines: QueueSender<String>,
+    json: bool,
+}
+
+impl ConsoleLogLayer {
+    fn new(lines: QueueSender<String>, format: LogFormat) -> Self {
+        let json = match format {
+            LogFormat::Json => true,
+            LogFormat::Pretty => false,
+            LogFormat::Auto => !std::io::IsTerminal::is_terminal(&std::io::stdout()),
+        };
+        ConsoleLogLayer { lines, json }
+    }
+}
+
+impl<S> tracing_subscriber::Layer<S> for ConsoleLogLayer
+where
+    S: Subscriber + for<'a> LookupSpan<'a>,
+{
+    fn on_event(&self, event: &Event<'_>, ctx: Context<'_, S>) {
+        let record = LogRecord::from_event(event, &ctx);
+        let line = if self.json {
+            record.to_json()
+        } else {
+            record.to_pretty()
+        };
+        self.lines.try_send(line);
+    }
+}
+
+/// The console queue as the span router sees it: it formats a line from
+/// a borrowed span.
+struct ConsoleSpans(QueueSender<String>);
+
+impl SpanSink for ConsoleSpans {
+    fn reads_only(&self) -> bool {
+        true
+    }
+
+    fn send(&self, span: Cow<'_, SpanData>) {
+        self.0.try_send(span_line(&span));
+    }
+}
+
+/// Starts the console's queue when it prints spans or logs, and prints the
+/// start-up line saying which.
+pub fn start(settings: &ConsoleSettings, shared: &Shared) -> Result<SinkParts, TelemetryError> {
+    let spans_on = shared.exporter(TracesExporter::Console).is_ok();
+    let logs_on = settings.log_filter != "off";
+    eprintln!(
+        "telemetry: console spans {}, console logs {}",
+        if spans_on { "on" } else { "off" },
+        if logs_on {
+            format!("on ({})", settings.log_filter)
+        } else {
+            "off".into()
+        }
+    );
+    if !spans_on && !logs_on {
+        return Ok(SinkParts::off(
+            "console",
+            "RUST_LOG=off and console not in OTEL_TRACES_EXPORTER",
+        ));
+    }
+    let lines = queue::spawn(SinkStats::new("console", "stdout".into()), QUEUE, || {
+        Ok::<_, TelemetryError>(ConsoleSink)
+    })?;
+    let mut parts = SinkParts::on(lines.clone());
+    if spans_on {
+        parts = parts.with_spans(Arc::new(ConsoleSpans(lines.clone())));
+    }
+    if logs_on {
+        // Checked when the config was read (`parse_filter`).
+        let filter = EnvFilter::new(&settings.log_filter);
+        let layer = ConsoleLogLayer::new(lines, settings.log_format).with_filter(filter);
+        parts = parts.with_logs(Box::new(layer));
+    }
+    Ok(parts)
 }

@@ -6,6 +6,7 @@ use super::queue::Flush;
 
 /// Held by `main` for the life of the process; `shutdown` drains every sink.
 #[must_use = "dropping the guard without shutdown loses queued telemetry"]
+#[derive(Default)]
 pub struct Guard {
     /// Trace sinks first, the console last so it can still print.
     pub(super) sinks: Vec<Box<dyn Flush>>,

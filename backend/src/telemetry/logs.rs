@@ -1,5 +1,5 @@
-//! Log events as lines carrying the trace they belong to. The record built
-//! here is what every log sink (console now) formats and ships.
+//! Log events as records carrying the trace they belong to: what every log
+//! sink (console, CloudWatch, Rollbar) formats and ships.
 
 use std::fmt::{self, Write as _};
 
@@ -12,9 +12,7 @@ use tracing_subscriber::layer::Context;
 use tracing_subscriber::registry::LookupSpan;
 
 use super::ids::xray_trace_id;
-use super::queue::QueueSender;
 use super::spans::Recording;
-use crate::config::LogFormat;
 
 /// The trace a log event belongs to.
 pub struct TraceIds {
@@ -147,23 +145,6 @@ impl LogRecord {
     }
 }
 
-/// A tracing layer that formats each event it sees and queues the line.
-pub struct ConsoleLogLayer {
-    lines: QueueSender<String>,
-    json: bool,
-}
-
-impl ConsoleLogLayer {
-    pub fn new(lines: QueueSender<String>, format: LogFormat) -> Self {
-        let json = match format {
-            LogFormat::Json => true,
-            LogFormat::Pretty => false,
-            LogFormat::Auto => !std::io::IsTerminal::is_terminal(&std::io::stdout()),
-        };
-        ConsoleLogLayer { lines, json }
-    }
-}
-
 /// The trace and span of the span an event happened in, if it is traced.
 pub fn trace_ids<S>(event: &Event<'_>, ctx: &Context<'_, S>) -> Option<TraceIds>
 where
@@ -173,19 +154,4 @@ where
     let extensions = span.extensions();
     let (trace_id, span_id) = extensions.get::<Recording>()?.ids();
     Some(TraceIds { trace_id, span_id })
-}
-
-impl<S> tracing_subscriber::Layer<S> for ConsoleLogLayer
-where
-    S: Subscriber + for<'a> LookupSpan<'a>,
-{
-    fn on_event(&self, event: &Event<'_>, ctx: Context<'_, S>) {
-        let record = LogRecord::from_event(event, &ctx);
-        let line = if self.json {
-            record.to_json()
-        } else {
-            record.to_pretty()
-        };
-        self.lines.try_send(line);
-    }
 }

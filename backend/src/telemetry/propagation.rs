@@ -3,28 +3,19 @@
 
 use http::{HeaderMap, HeaderName};
 use opentelemetry::Context;
-use opentelemetry::propagation::{Extractor, TextMapPropagator};
+use opentelemetry::propagation::TextMapPropagator;
 use opentelemetry::trace::{SpanContext, TraceContextExt, TraceFlags, TraceId};
 use opentelemetry_aws::trace::xray_propagator::span_context_from_str;
+use opentelemetry_http::HeaderExtractor;
 use opentelemetry_sdk::propagation::{BaggagePropagator, TraceContextPropagator};
 
-use super::xray::sampling::DECISION_KEY;
+/// The trace-state key that carries an X-Ray sampling decision: a caller's
+/// `Sampled=` lands here, and X-Ray's own sampling (when on) writes it.
+pub const DECISION_KEY: &str = "xray";
 
 const XRAY_HEADER: HeaderName = HeaderName::from_static("x-amzn-trace-id");
 const TRACEPARENT: HeaderName = HeaderName::from_static("traceparent");
 const BAGGAGE: HeaderName = HeaderName::from_static("baggage");
-
-struct Headers<'a>(&'a HeaderMap);
-
-impl Extractor for Headers<'_> {
-    fn get(&self, key: &str) -> Option<&str> {
-        self.0.get(key).and_then(|value| value.to_str().ok())
-    }
-
-    fn keys(&self) -> Vec<&str> {
-        self.0.keys().map(|name| name.as_str()).collect()
-    }
-}
 
 /// Where a request's server span belongs.
 pub struct Incoming {
@@ -64,7 +55,7 @@ pub fn extract(headers: &HeaderMap) -> Incoming {
             trace_id: None,
         };
     }
-    let carrier = Headers(headers);
+    let carrier = HeaderExtractor(headers);
     let with_baggage = |cx: &Context| BaggagePropagator::new().extract_with_context(cx, &carrier);
     let w3c = TraceContextPropagator::new().extract(&carrier);
     if w3c.span().span_context().is_valid() {

@@ -17,6 +17,8 @@ use aws_sdk_cloudwatchlogs::config::Builder as ClientConfig;
 use aws_sdk_cloudwatchlogs::config::{ProvideCredentials, SharedCredentialsProvider};
 use aws_sdk_cloudwatchlogs::error::DisplayErrorContext;
 use chrono::{DateTime, Utc};
+use clap::Args;
+use clap::builder::BoolishValueParser;
 use tracing::{Event, Subscriber};
 use tracing_subscriber::Layer;
 use tracing_subscriber::filter::{EnvFilter, FilterExt, filter_fn};
@@ -27,8 +29,8 @@ pub use batch::LogEvent;
 
 use super::logs::LogRecord;
 use super::queue::{self, QueueConfig, QueueSender, SinkStats};
-use super::{SinkEntry, TelemetryError};
-use crate::config::CloudWatchConfig;
+use super::sink::{LogLayer, Shared, SinkParts, TelemetryError};
+use crate::config::values::{parse_filter, parse_nonzero_duration};
 
 /// How long start-up waits for the AWS chain: a machine without AWS must
 /// not wait on instance metadata that is not there.
@@ -37,11 +39,51 @@ const RESOLVE_TIMEOUT: Duration = Duration::from_secs(2);
 const MAX_ATTEMPTS: u32 = 5;
 const INITIAL_BACKOFF: Duration = Duration::from_millis(200);
 
-/// What `start` hands `telemetry::init`.
-pub struct CloudWatch {
-    pub entry: SinkEntry,
-    /// The queue and the filter of the layer, when on.
-    pub on: Option<(QueueSender<LogEvent>, EnvFilter)>,
+/// CloudWatch Logs. Region, credentials and endpoint come from the AWS
+/// SDK's own chain (`AWS_REGION`, `AWS_ACCESS_KEY_ID`, profiles,
+/// `AWS_ENDPOINT_URL`...), read by the SDK itself. Argument ids carry the
+/// prefix: other sinks have a `timeout` too, and clap ids must be unique.
+#[derive(Debug, Clone, Args)]
+pub struct CloudWatchSettings {
+    /// Log group every log event goes to
+    #[arg(
+        id = "cloudwatch-log-group",
+        long = "cloudwatch-log-group",
+        env = "CLOUDWATCH_LOG_GROUP",
+        value_name = "CLOUDWATCH_LOG_GROUP",
+        default_value = "cruddur"
+    )]
+    pub log_group: String,
+    /// Log stream of this process; default `{hostname}/{start time}-{pid}`
+    #[arg(
+        id = "cloudwatch-log-stream",
+        long = "cloudwatch-log-stream",
+        env = "CLOUDWATCH_LOG_STREAM",
+        value_name = "CLOUDWATCH_LOG_STREAM"
+    )]
+    pub log_stream: Option<String>,
+    /// Create the log group if missing; `false` for accounts that may write but not create
+    #[arg(id = "cloudwatch-create-group",
+        long = "cloudwatch-create-group", env = "CLOUDWATCH_CREATE_GROUP", value_name = "CLOUDWATCH_CREATE_GROUP", default_value = "true", value_parser = BoolishValueParser::new(), action = clap::ArgAction::Set)]
+    pub create_group: bool,
+    /// Which events are shipped, tracing-subscriber EnvFilter syntax (`off` turns CloudWatch off)
+    #[arg(
+        id = "cloudwatch-log-level",
+        long = "cloudwatch-log-level",
+        env = "CLOUDWATCH_LOG_LEVEL",
+        value_name = "CLOUDWATCH_LOG_LEVEL",
+        default_value = "info",
+        value_parser = parse_filter
+    )]
+    pub log_level: String,
+    /// How long a partial batch waits before it is sent (`2s`, `500ms`)
+    #[arg(id = "cloudwatch-flush-interval",
+        long = "cloudwatch-flush-interval", env = "CLOUDWATCH_FLUSH_INTERVAL", value_name = "CLOUDWATCH_FLUSH_INTERVAL", default_value = "2s", value_parser = parse_nonzero_duration)]
+    pub flush_interval: Duration,
+    /// How long one CloudWatch Logs call may take (`10s`, `500ms`)
+    #[arg(id = "cloudwatch-timeout",
+        long = "cloudwatch-timeout", env = "CLOUDWATCH_TIMEOUT", value_name = "CLOUDWATCH_TIMEOUT", default_value = "10s", value_parser = parse_nonzero_duration)]
+    pub timeout: Duration,
 }
 
 /// Whether events from `target` may be shipped. The AWS SDK and its HTTP
@@ -53,11 +95,10 @@ fn ships(target: &str) -> bool {
 }
 
 /// The layer, filtered by `CLOUDWATCH_LOG_LEVEL` and [`ships`].
-pub fn layer<S>(events: QueueSender<LogEvent>, level: EnvFilter) -> impl Layer<S>
-where
-    S: Subscriber + for<'a> LookupSpan<'a>,
-{
-    CloudWatchLayer { events }.with_filter(level.and(filter_fn(|meta| ships(meta.target()))))
+fn layer(events: QueueSender<LogEvent>, level: EnvFilter) -> LogLayer {
+    Box::new(
+        CloudWatchLayer { events }.with_filter(level.and(filter_fn(|meta| ships(meta.target())))),
+    )
 }
 
 struct CloudWatchLayer {
@@ -150,28 +191,17 @@ async fn aws_credential_check(provider: &SharedCredentialsProvider) -> Result<()
     }
 }
 
-fn off(reason: String) -> CloudWatch {
-    eprintln!("telemetry: cloudwatch off ({reason})");
-    CloudWatch {
-        entry: SinkEntry::Off {
-            name: "cloudwatch",
-            reason,
-        },
-        on: None,
-    }
+fn off(reason: String) -> SinkParts {
+    SinkParts::announce_off("cloudwatch", reason)
 }
 
 /// Starts the sink if AWS resolves, and prints one line either way.
-pub fn start(config: &CloudWatchConfig) -> Result<CloudWatch, TelemetryError> {
+pub fn start(config: &CloudWatchSettings, _shared: &Shared) -> Result<SinkParts, TelemetryError> {
     if config.log_level.trim() == "off" {
         return Ok(off("CLOUDWATCH_LOG_LEVEL=off".into()));
     }
-    let level = EnvFilter::try_new(&config.log_level).map_err(|err| {
-        TelemetryError::Config(format!(
-            "CLOUDWATCH_LOG_LEVEL={:?} is invalid: {err}",
-            config.log_level
-        ))
-    })?;
+    // Checked when the config was read (`parse_filter`).
+    let level = EnvFilter::new(&config.log_level);
     let sdk = match resolve_aws() {
         Ok(sdk) => sdk,
         Err(Unresolved::Region) => return Ok(off("no AWS region".into())),
@@ -233,15 +263,28 @@ pub fn start(config: &CloudWatchConfig) -> Result<CloudWatch, TelemetryError> {
             sink_stats,
         ))
     })?;
-    Ok(CloudWatch {
-        entry: SinkEntry::On(stats),
-        on: Some((events, level)),
-    })
+    Ok(SinkParts::on(events.clone()).with_logs(layer(events, level)))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::config::parse;
+
+    #[test]
+    fn cloudwatch_defaults() {
+        let cloudwatch = parse(&[]).unwrap().telemetry.cloudwatch;
+        assert_eq!(cloudwatch.log_group, "cruddur");
+        assert_eq!(cloudwatch.log_stream, None);
+        assert!(cloudwatch.create_group);
+        assert_eq!(cloudwatch.log_level, "info");
+        assert_eq!(cloudwatch.flush_interval, Duration::from_secs(2));
+        let cloudwatch = parse(&["--cloudwatch-create-group", "false"])
+            .unwrap()
+            .telemetry
+            .cloudwatch;
+        assert!(!cloudwatch.create_group);
+    }
 
     #[test]
     fn the_sdk_and_its_http_stack_are_never_shipped() {

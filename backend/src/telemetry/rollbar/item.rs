@@ -4,10 +4,12 @@
 
 use chrono::{DateTime, Utc};
 use http::{HeaderMap, Method, Uri};
+use opentelemetry::trace::{SpanId, TraceId};
 use serde_json::{Map, Value, json};
 use uuid::Uuid;
 
-use crate::config::RollbarLevel;
+use super::RollbarLevel;
+use crate::telemetry::ids::xray_trace_id;
 
 /// Rollbar refuses larger items; ours are cut down to fit.
 pub const MAX_PAYLOAD_BYTES: usize = 128 * 1024;
@@ -221,35 +223,11 @@ pub enum Body {
     },
 }
 
-/// The trace an item belongs to, as lowercase hex.
-#[derive(Debug, Clone, PartialEq)]
+/// The trace and span an item belongs to.
+#[derive(Debug, Clone, Copy, PartialEq)]
 pub struct TraceRef {
-    pub trace_id: String,
-    pub span_id: String,
-}
-
-impl TraceRef {
-    /// Reads `Root=1-xxxxxxxx-yyyy…;Parent=zzzz…` (our own answer header).
-    pub fn from_xray_header(header: &str) -> Option<TraceRef> {
-        let mut trace_id = None;
-        let mut span_id = None;
-        for part in header.split(';') {
-            if let Some(root) = part.trim().strip_prefix("Root=") {
-                let hex = root.strip_prefix("1-")?.replace('-', "");
-                trace_id = (hex.len() == 32).then_some(hex);
-            } else if let Some(parent) = part.trim().strip_prefix("Parent=") {
-                span_id = Some(parent.to_owned());
-            }
-        }
-        Some(TraceRef {
-            trace_id: trace_id?,
-            span_id: span_id.unwrap_or_default(),
-        })
-    }
-
-    fn xray_trace_id(&self) -> String {
-        format!("1-{}-{}", &self.trace_id[..8], &self.trace_id[8..])
-    }
+    pub trace_id: TraceId,
+    pub span_id: SpanId,
 }
 
 /// One error report, before the worker adds what every item shares.
@@ -349,9 +327,9 @@ pub fn item_json(report: &Report, origin: &Origin) -> Value {
     }
     if let Some(trace) = &report.trace {
         data["custom"] = json!({
-            "trace_id": trace.trace_id,
-            "span_id": trace.span_id,
-            "xray_trace_id": trace.xray_trace_id(),
+            "trace_id": format!("{:032x}", trace.trace_id),
+            "span_id": format!("{:016x}", trace.span_id),
+            "xray_trace_id": xray_trace_id(trace.trace_id),
         });
     }
     data

@@ -1,22 +1,26 @@
 //! Error reporting to Rollbar, designed like sentry-tower/sentry-tracing:
 //! a reporter behind the shared bounded queue, a tracing layer turning log
-//! events at or above `ROLLBAR_LEVEL` into items, a panic hook, and a
-//! request scope (used by `middleware::rollbar`) that gathers what one
-//! request produced so that a failing request gives exactly one item.
-//!
-//! The reporter is process-wide, like the subscriber and the panic hook it
-//! works with: `init` installs it once, and the request middleware, the
-//! panic hook and [`report_message`] find it there.
+//! events at or above `ROLLBAR_LEVEL` into items, a panic hook, and a part
+//! in every request (`request`) that gathers what one request produced in
+//! the request's own server span, so that a failing request gives exactly
+//! one item. `/rollbar/test` is the bootcamp's check that it all works.
 
 pub mod item;
+mod request;
 mod sink;
 
 use std::backtrace::Backtrace;
+use std::num::NonZeroU32;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, OnceLock, PoisonError};
-use std::time::{Duration, Instant};
+use std::sync::{Arc, Once};
+use std::time::Duration;
 
-use axum::extract::MatchedPath;
+use axum::Router;
+use axum::extract::State;
+use axum::routing::get;
+use clap::{Args, ValueEnum};
+use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
+use http::Uri;
 use serde_json::{Map, Value};
 use tracing::{Event, Level, Subscriber};
 use tracing_subscriber::Layer;
@@ -25,16 +29,72 @@ use tracing_subscriber::layer::Context;
 use tracing_subscriber::registry::LookupSpan;
 
 use self::item::{Body, Origin, Report, TraceRef};
+use self::request::Captured;
 use super::logs::LogRecord;
-use super::queue::{self, Flush, QueueConfig, QueueSender, SinkStats};
-use super::{SinkEntry, TelemetryError};
-use crate::config::{RollbarConfig, RollbarLevel};
+use super::queue::{self, QueueConfig, QueueSender, SinkStats};
+use super::sink::{LogLayer, Shared, SinkParts, TelemetryError};
+use crate::config::values::{Secret, parse_duration, parse_secret, parse_url};
 
-static REPORTER: OnceLock<Reporter> = OnceLock::new();
+/// Error reporting to Rollbar; on when the access token is set.
+#[derive(Debug, Clone, Args)]
+pub struct RollbarSettings {
+    /// Rollbar project access token (post_server_item); reporting is off without it
+    #[arg(long = "rollbar-access-token", env = "ROLLBAR_ACCESS_TOKEN", value_name = "ROLLBAR_ACCESS_TOKEN", hide_env_values = true, value_parser = parse_secret)]
+    pub access_token: Option<Secret>,
+    /// Environment named on every item
+    #[arg(
+        long = "rollbar-environment",
+        env = "ROLLBAR_ENVIRONMENT",
+        value_name = "ROLLBAR_ENVIRONMENT",
+        default_value = "development"
+    )]
+    pub environment: String,
+    /// Rollbar item API URL
+    #[arg(long = "rollbar-endpoint", env = "ROLLBAR_ENDPOINT", value_name = "ROLLBAR_ENDPOINT", default_value = "https://api.rollbar.com/api/1/item/", value_parser = parse_url)]
+    pub endpoint: Uri,
+    /// Lowest level of log events reported: debug, info, warning, error, critical (no events)
+    #[arg(
+        long = "rollbar-level",
+        env = "ROLLBAR_LEVEL",
+        value_name = "ROLLBAR_LEVEL",
+        default_value = "error"
+    )]
+    pub level: RollbarLevel,
+    /// Version of the code on every item; default the build's git revision
+    #[arg(
+        long = "rollbar-code-version",
+        env = "ROLLBAR_CODE_VERSION",
+        value_name = "ROLLBAR_CODE_VERSION"
+    )]
+    pub code_version: Option<String>,
+    /// Items sent per minute at most; beyond that they are dropped and counted
+    #[arg(long = "rollbar-max-items-per-minute", env = "ROLLBAR_MAX_ITEMS_PER_MINUTE", value_name = "ROLLBAR_MAX_ITEMS_PER_MINUTE", default_value_t = 60, value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_items_per_minute: u32,
+    /// How long one delivery to Rollbar may take (`5s`, `500ms`)
+    #[arg(long = "rollbar-timeout", env = "ROLLBAR_TIMEOUT", value_name = "ROLLBAR_TIMEOUT", default_value = "5s", value_parser = parse_duration)]
+    pub timeout: Duration,
+}
 
-tokio::task_local! {
-    /// What the current request has produced so far.
-    static REQUEST: Arc<Mutex<Captured>>;
+/// Rollbar's item levels, lowest first.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, ValueEnum)]
+pub enum RollbarLevel {
+    Debug,
+    Info,
+    Warning,
+    Error,
+    Critical,
+}
+
+impl RollbarLevel {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RollbarLevel::Debug => "debug",
+            RollbarLevel::Info => "info",
+            RollbarLevel::Warning => "warning",
+            RollbarLevel::Error => "error",
+            RollbarLevel::Critical => "critical",
+        }
+    }
 }
 
 /// Items are small and rare; a full queue means Rollbar is unreachable.
@@ -51,41 +111,17 @@ const QUEUE: QueueConfig = QueueConfig {
 /// reported: a failing delivery must not feed itself.
 const TRANSPORT_TARGETS: &[&str] = &["hyper", "reqwest", "h2", "rustls", "tonic"];
 
-/// A token bucket: `per_minute` items at once, refilled evenly.
-struct RateLimiter {
-    per_minute: f64,
-    state: Mutex<(f64, Instant)>,
-}
-
-impl RateLimiter {
-    fn new(per_minute: u32) -> Self {
-        let per_minute = f64::from(per_minute);
-        RateLimiter {
-            per_minute,
-            state: Mutex::new((per_minute, Instant::now())),
-        }
-    }
-
-    fn allow(&self) -> bool {
-        let mut state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
-        let now = Instant::now();
-        let refill = now.duration_since(state.1).as_secs_f64() * self.per_minute / 60.0;
-        state.0 = (state.0 + refill).min(self.per_minute);
-        state.1 = now;
-        if state.0 >= 1.0 {
-            state.0 -= 1.0;
-            true
-        } else {
-            false
-        }
-    }
+/// `per_minute` items at once, refilled evenly over the minute (config
+/// refuses 0).
+fn rate_limit(per_minute: u32) -> Quota {
+    Quota::per_minute(NonZeroU32::new(per_minute).unwrap_or(NonZeroU32::MIN))
 }
 
 /// Queues reports for Rollbar; cheap to clone, never blocks.
 #[derive(Clone)]
-pub struct Reporter {
+struct Reporter {
     queue: QueueSender<Report>,
-    limiter: Arc<RateLimiter>,
+    limiter: Arc<DefaultDirectRateLimiter>,
     stopped: Arc<AtomicBool>,
     stats: Arc<SinkStats>,
 }
@@ -93,74 +129,30 @@ pub struct Reporter {
 impl Reporter {
     /// Queues `report`, or drops and counts it when over the rate limit or
     /// after Rollbar rejected the token.
-    pub fn send(&self, report: Report) {
-        if self.stopped.load(Ordering::Relaxed) || !self.limiter.allow() {
+    fn send(&self, report: Report) {
+        if self.stopped.load(Ordering::Relaxed) || self.limiter.check().is_err() {
             self.stats.count_drop(1);
             return;
         }
         self.queue.try_send(report);
     }
-}
 
-/// The reporter, when `ROLLBAR_ACCESS_TOKEN` is set.
-pub fn reporter() -> Option<&'static Reporter> {
-    REPORTER.get()
-}
-
-/// What one request produced: its route, its panic, its error events, and
-/// explicit reports, each still without the request they belong to.
-#[derive(Default)]
-pub struct Captured {
-    pub route: Option<MatchedPath>,
-    pub panic: Option<Report>,
-    pub errors: Vec<Report>,
-    pub messages: Vec<Report>,
-}
-
-/// Runs a request's future with a scope that gathers its reports instead of
-/// sending them, and hands them back with the output.
-pub async fn capture<F: Future>(future: F) -> (F::Output, Captured) {
-    let scope = Arc::new(Mutex::new(Captured::default()));
-    let output = REQUEST.scope(Arc::clone(&scope), future).await;
-    let captured = std::mem::take(&mut *scope.lock().unwrap_or_else(PoisonError::into_inner));
-    (output, captured)
-}
-
-/// Notes the current request's route (no-op outside a reported request).
-pub fn note_route(route: &MatchedPath) {
-    let _ = REQUEST.try_with(|scope| {
-        scope.lock().unwrap_or_else(PoisonError::into_inner).route = Some(route.clone());
-    });
-}
-
-/// Keeps `report` in the current request's scope, else sends it now.
-fn keep_or_send(reporter: &Reporter, report: Report, keep: fn(&mut Captured, Report)) {
-    let mut report = Some(report);
-    let _ = REQUEST.try_with(|scope| {
-        if let Some(report) = report.take() {
-            keep(
-                &mut scope.lock().unwrap_or_else(PoisonError::into_inner),
-                report,
-            );
+    /// Keeps `report` with the request the current span belongs to, else
+    /// sends it now.
+    fn keep_or_send(&self, report: Report, keep: fn(&mut Captured, Report)) {
+        if let Some(report) = request::keep(&tracing::Span::current(), report, keep) {
+            self.send(report);
         }
-    });
-    if let Some(report) = report {
-        reporter.send(report);
     }
-}
 
-/// Reports a message, like pyrollbar's `report_message`; nothing when
-/// reporting is off.
-pub fn report_message(level: RollbarLevel, text: &str) {
-    if let Some(reporter) = reporter() {
+    /// Reports a message, like pyrollbar's `report_message`.
+    fn report_message(&self, level: RollbarLevel, text: &str) {
         let body = Body::Message {
             text: text.to_owned(),
             extra: Map::new(),
         };
         let report = Report::new(level, body, &format!("message {text}"));
-        keep_or_send(reporter, report, |captured, report| {
-            captured.messages.push(report)
-        });
+        self.keep_or_send(report, |captured, report| captured.messages.push(report));
     }
 }
 
@@ -215,13 +207,37 @@ where
         };
         let mut report = Report::new(rollbar_level(meta.level()), body, &site);
         report.trace = record.ids.map(|ids| TraceRef {
-            trace_id: format!("{:032x}", ids.trace_id),
-            span_id: format!("{:016x}", ids.span_id),
+            trace_id: ids.trace_id,
+            span_id: ids.span_id,
         });
-        keep_or_send(&self.reporter, report, |captured, report| {
-            captured.errors.push(report)
-        });
+        // The outermost span of the event's trace is its request's server span.
+        let request = ctx.event_span(event).and_then(|span| span.scope().last());
+        let unkept = match request {
+            Some(span) => {
+                request::keep_in(&mut span.extensions_mut(), report, |captured, report| {
+                    captured.errors.push(report)
+                })
+            }
+            None => Some(report),
+        };
+        if let Some(report) = unkept {
+            self.reporter.send(report);
+        }
     }
+}
+
+/// The tracing layer for log events at or above `level`. Spans the traces
+/// are made of pass its filter too, so that events find their request.
+fn layer(reporter: Reporter, level: Level) -> LogLayer {
+    Box::new(
+        RollbarLayer { reporter }.with_filter(filter_fn(move |meta| {
+            if meta.is_span() {
+                *meta.level() <= Level::INFO
+            } else {
+                *meta.level() <= level
+            }
+        })),
+    )
 }
 
 fn panic_text(payload: &(dyn std::any::Any + Send)) -> String {
@@ -235,11 +251,13 @@ fn panic_text(payload: &(dyn std::any::Any + Send)) -> String {
 }
 
 /// Reports every panic with its backtrace, then lets the hook that was
-/// there before (by default: the message on stderr) do its part.
-fn install_panic_hook() {
-    let previous = std::panic::take_hook();
-    std::panic::set_hook(Box::new(move |info| {
-        if let Some(reporter) = reporter() {
+/// there before (by default: the message on stderr) do its part. Installed
+/// once per process, like the hook itself.
+fn install_panic_hook(reporter: Reporter) {
+    static INSTALLED: Once = Once::new();
+    INSTALLED.call_once(move || {
+        let previous = std::panic::take_hook();
+        std::panic::set_hook(Box::new(move |info| {
             let message = panic_text(info.payload());
             let site = info.location().map_or_else(String::new, |at| {
                 format!("{}:{}:{}", at.file(), at.line(), at.column())
@@ -250,15 +268,15 @@ fn install_panic_hook() {
                 frames: item::frames_from_backtrace(&Backtrace::force_capture().to_string()),
             };
             let report = Report::new(RollbarLevel::Critical, body, &format!("panic {site}"));
-            keep_or_send(reporter, report, |captured, report| {
+            reporter.keep_or_send(report, |captured, report| {
                 captured.panic.get_or_insert(report);
             });
-        }
-        previous(info);
-    }));
+            previous(info);
+        }));
+    });
 }
 
-/// The host name, without reading the environment (config.rs owns that).
+/// The host name, without reading the environment (config owns that).
 fn host_name() -> String {
     std::fs::read_to_string("/proc/sys/kernel/hostname")
         .map(|name| name.trim().to_owned())
@@ -267,58 +285,36 @@ fn host_name() -> String {
         .unwrap_or_else(|| "unknown".into())
 }
 
-/// What `telemetry::init` needs from this sink.
-pub(super) struct Setup {
-    pub entry: SinkEntry,
-    pub sink: Option<Box<dyn Flush>>,
-    events: Option<(Reporter, Level)>,
+/// `GET /rollbar/test`: reports a warning "Hello World!" (nothing when
+/// reporting is off) and answers the same text.
+fn test_route(reporter: Option<Reporter>) -> Router {
+    async fn hello(State(reporter): State<Option<Reporter>>) -> &'static str {
+        if let Some(reporter) = reporter {
+            reporter.report_message(RollbarLevel::Warning, "Hello World!");
+        }
+        "Hello World!"
+    }
+    Router::new()
+        .route("/rollbar/test", get(hello))
+        .with_state(reporter)
 }
 
-impl Setup {
-    pub fn is_on(&self) -> bool {
-        self.sink.is_some()
-    }
-
-    /// The tracing layer for log events, with its own level filter. Spans
-    /// the traces are made of pass it too, so that events find their trace.
-    pub fn layer<S>(&self) -> Option<impl Layer<S> + use<S>>
-    where
-        S: Subscriber + for<'a> LookupSpan<'a>,
-    {
-        let (reporter, threshold) = self.events.clone()?;
-        Some(
-            RollbarLayer { reporter }.with_filter(filter_fn(move |meta| {
-                if meta.is_span() {
-                    *meta.level() <= Level::INFO
-                } else {
-                    *meta.level() <= threshold
-                }
-            })),
-        )
-    }
-}
-
-/// Starts the Rollbar worker when a token is set, installs the reporter and
-/// the panic hook, and prints the start-up line.
-pub(super) fn start(config: &RollbarConfig) -> Result<Setup, TelemetryError> {
-    let Some(token) = &config.access_token else {
-        let reason = "ROLLBAR_ACCESS_TOKEN unset".to_owned();
-        eprintln!("telemetry: rollbar off ({reason})");
-        return Ok(Setup {
-            entry: SinkEntry::Off {
-                name: "rollbar",
-                reason,
-            },
-            sink: None,
-            events: None,
-        });
+/// Starts the Rollbar worker when a token is set, installs the panic hook,
+/// and prints the start-up line. Its parts: the error-event layer, its part
+/// in every request, and `/rollbar/test` (also when off).
+pub fn start(settings: &RollbarSettings, _shared: &Shared) -> Result<SinkParts, TelemetryError> {
+    let Some(token) = &settings.access_token else {
+        return Ok(
+            SinkParts::announce_off("rollbar", "ROLLBAR_ACCESS_TOKEN unset")
+                .with_routes(test_route(None)),
+        );
     };
-    let url = config.endpoint.to_string();
+    let url = settings.endpoint.to_string();
     let origin = Origin {
-        environment: config.environment.clone(),
+        environment: settings.environment.clone(),
         host: host_name(),
         root: env!("CARGO_MANIFEST_DIR").into(),
-        code_version: config
+        code_version: settings
             .code_version
             .clone()
             .or_else(|| option_env!("CRUDDUR_GIT_REVISION").map(str::to_owned))
@@ -329,46 +325,62 @@ pub(super) fn start(config: &RollbarConfig) -> Result<Setup, TelemetryError> {
          at most {}/min), token {token}",
         origin.environment,
         origin.code_version,
-        config.level.as_str(),
-        config.max_items_per_minute
+        settings.level.as_str(),
+        settings.max_items_per_minute
     );
     let stats = SinkStats::new("rollbar", url.clone());
     let stopped = Arc::new(AtomicBool::new(false));
     let queue_config = QueueConfig {
-        attempt_timeout: config.timeout,
+        attempt_timeout: settings.timeout,
         ..QUEUE
     };
     let queue = queue::spawn(Arc::clone(&stats), queue_config, || {
-        sink::RollbarSink::new(url, token, config.timeout, origin, Arc::clone(&stopped))
+        sink::RollbarSink::new(url, token, settings.timeout, origin, Arc::clone(&stopped))
     })?;
     let reporter = Reporter {
         queue: queue.clone(),
-        limiter: Arc::new(RateLimiter::new(config.max_items_per_minute)),
+        limiter: Arc::new(RateLimiter::direct(rate_limit(
+            settings.max_items_per_minute,
+        ))),
         stopped,
-        stats: Arc::clone(&stats),
+        stats,
     };
-    if REPORTER.set(reporter.clone()).is_ok() {
-        install_panic_hook();
+    install_panic_hook(reporter.clone());
+    let mut parts = SinkParts::on(queue).with_routes(test_route(Some(reporter.clone())));
+    parts.request_hook = Some(Arc::new(request::Hook::new(reporter.clone())));
+    if let Some(level) = threshold(settings.level) {
+        parts = parts.with_logs(layer(reporter, level));
     }
-    Ok(Setup {
-        entry: SinkEntry::On(stats),
-        sink: Some(Box::new(queue)),
-        events: threshold(config.level).map(|level| (reporter, level)),
-    })
+    Ok(parts)
 }
 
 #[cfg(test)]
 mod tests {
+    use governor::clock::FakeRelativeClock;
+
     use super::*;
+    use crate::config::parse;
+
+    #[test]
+    fn rollbar_is_off_without_a_token_and_has_defaults() {
+        let rollbar = parse(&[]).unwrap().telemetry.rollbar;
+        assert!(rollbar.access_token.is_none());
+        assert_eq!(rollbar.environment, "development");
+        assert_eq!(rollbar.endpoint, "https://api.rollbar.com/api/1/item/");
+        assert_eq!(rollbar.level, RollbarLevel::Error);
+        assert_eq!(rollbar.max_items_per_minute, 60);
+    }
 
     #[test]
     fn the_rate_limit_allows_a_minute_of_items_at_once_then_refills() {
-        let limiter = RateLimiter::new(3);
-        assert!((0..3).all(|_| limiter.allow()));
-        assert!(!limiter.allow());
-        limiter.state.lock().unwrap().1 -= Duration::from_secs(20);
-        assert!(limiter.allow(), "one item per 20 s at 3/min");
-        assert!(!limiter.allow());
+        let clock = FakeRelativeClock::default();
+        let limiter = RateLimiter::direct_with_clock(rate_limit(3), clock.clone());
+        let allow = || limiter.check().is_ok();
+        assert!((0..3).all(|_| allow()));
+        assert!(!allow());
+        clock.advance(Duration::from_secs(20));
+        assert!(allow(), "one item per 20 s at 3/min");
+        assert!(!allow());
     }
 
     #[test]

@@ -9,9 +9,9 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use http::{HeaderValue, StatusCode};
 
 use super::item::{self, Origin, Report};
-use crate::config::Secret;
-use crate::telemetry::TelemetryError;
+use crate::config::values::Secret;
 use crate::telemetry::queue::{SendError, Sink};
+use crate::telemetry::sink::TelemetryError;
 
 /// Longest pause a 429 can impose, whatever its reset header says.
 const MAX_PAUSE: Duration = Duration::from_secs(3600);

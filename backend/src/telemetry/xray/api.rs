@@ -7,7 +7,8 @@ use aws_sdk_xray::Client;
 use aws_sdk_xray::error::{ProvideErrorMetadata, SdkError};
 use opentelemetry_sdk::trace::SpanData;
 
-use super::translate::{self, Naming};
+use super::naming::Naming;
+use super::translate;
 use crate::telemetry::queue::{SendError, Sink};
 
 /// Documents per PutTraceSegments call.

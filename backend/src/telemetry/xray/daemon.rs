@@ -4,7 +4,8 @@
 use opentelemetry_sdk::trace::SpanData;
 use tokio::net::UdpSocket;
 
-use super::translate::{self, Naming};
+use super::naming::Naming;
+use super::translate;
 use crate::telemetry::queue::{SendError, Sink};
 
 const HEADER: &str = "{\"format\": \"json\", \"version\": 1}\n";

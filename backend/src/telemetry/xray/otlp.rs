@@ -13,7 +13,7 @@ use opentelemetry_proto::transform::common::tonic::ResourceAttributesWithSchema;
 use opentelemetry_sdk::Resource;
 use opentelemetry_sdk::trace::SpanData;
 
-use crate::telemetry::otlp::{describe, retryable_status};
+use crate::telemetry::export::{describe, retryable_status};
 use crate::telemetry::otlp_wire::encode_request;
 use crate::telemetry::queue::{SendError, Sink};
 

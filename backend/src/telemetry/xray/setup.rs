@@ -2,10 +2,13 @@
 //! bootcamp created by hand with `aws xray create-group` and
 //! `create-sampling-rule`, made idempotent: a second run changes nothing.
 
+use std::process::ExitCode;
+
 use aws_sdk_xray::Client;
 use aws_sdk_xray::types::{SamplingRule, SamplingRuleUpdate};
 
 use super::sampling::Rule;
+use super::{XrayCommand, XraySettings};
 
 /// What one run did, a line per group or rule.
 pub type Report = Vec<String>;
@@ -155,6 +158,36 @@ pub async fn setup(
         }
     }
     Ok(report)
+}
+
+/// `cruddur-backend xray setup`: the group and sampling rules, idempotently,
+/// through the X-Ray API with the AWS SDK's region and credentials.
+pub async fn run(command: &XrayCommand, settings: &XraySettings, service_name: &str) -> ExitCode {
+    let XrayCommand::Setup { group } = command;
+    let sdk = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
+    if sdk.region().is_none() {
+        eprintln!("cruddur-backend: xray setup needs an AWS region (set AWS_REGION)");
+        return ExitCode::from(2);
+    }
+    let service = settings.tracing_name.as_deref().unwrap_or(service_name);
+    let rules = settings
+        .sampling_rules
+        .as_ref()
+        .map(|file| file.rules.as_slice())
+        .unwrap_or_default();
+    let client = Client::new(&sdk);
+    match setup(&client, group, service, rules).await {
+        Ok(report) => {
+            for line in report {
+                println!("xray setup: {line}");
+            }
+            ExitCode::SUCCESS
+        }
+        Err(err) => {
+            eprintln!("cruddur-backend: xray setup failed: {err}");
+            ExitCode::FAILURE
+        }
+    }
 }
 
 #[cfg(test)]

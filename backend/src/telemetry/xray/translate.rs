@@ -7,14 +7,17 @@
 
 use std::borrow::Cow;
 use std::collections::HashMap;
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use opentelemetry::trace::{SpanId, SpanKind, Status};
 use opentelemetry::{KeyValue, Value};
 use opentelemetry_sdk::trace::SpanData;
-use serde::{Serialize, Serializer};
 
-use crate::telemetry::ids::{put_hex, xray_trace_id};
+use super::document::{
+    AWS, Cause, Document, Exception, Fields, Hex, Http, HttpRequest, HttpResponse, Metadata,
+    Scalar, Sql, seconds, truncate,
+};
+use super::naming::{Naming, annotation_key, sanitize_name};
+use crate::telemetry::ids::xray_trace_id;
 
 /// A UDP datagram holds 64 KiB; the header line takes the rest of the margin.
 pub const MAX_DOCUMENT_BYTES: usize = 64 * 1024 - 64;
@@ -22,289 +25,8 @@ pub const MAX_DOCUMENT_BYTES: usize = 64 * 1024 - 64;
 const MAX_ANNOTATION_CHARS: usize = 1000;
 /// Longest string kept in metadata; a 1 MB attribute is never sent whole.
 const MAX_METADATA_CHARS: usize = 2048;
-/// X-Ray's limit for names and HTTP fields.
-const MAX_NAME_CHARS: usize = 200;
+/// X-Ray's limit for HTTP fields.
 const MAX_HTTP_CHARS: usize = 250;
-
-/// How segments are named: `AWS_XRAY_TRACING_NAME` (else the service name),
-/// or the request's host when it matches the `AWS_XRAY_URL` pattern.
-#[derive(Debug, Clone)]
-pub struct Naming {
-    pub fallback: String,
-    pub pattern: Option<String>,
-}
-
-impl Naming {
-    fn segment_name(&self, host: Option<&str>) -> String {
-        let name = match (&self.pattern, host) {
-            (Some(pattern), Some(host)) if wildcard_match(pattern, host) => host,
-            _ => self.fallback.as_str(),
-        };
-        sanitize_name(name)
-    }
-}
-
-/// X-Ray's `*` (any run) and `?` (one character) wildcards, case-insensitive.
-pub fn wildcard_match(pattern: &str, text: &str) -> bool {
-    // Every trace's root is matched against every rule: the common `*` and
-    // ASCII cases must not allocate.
-    if pattern == "*" {
-        return true;
-    }
-    if pattern.is_ascii() && text.is_ascii() {
-        return glob(pattern.as_bytes(), text.as_bytes(), |a, b| {
-            a.eq_ignore_ascii_case(b)
-        });
-    }
-    let pattern: Vec<char> = pattern.to_lowercase().chars().collect();
-    let text: Vec<char> = text.to_lowercase().chars().collect();
-    glob(&pattern, &text, |a, b| a == b)
-}
-
-/// `*`/`?` matching with one backtrack point, over bytes or chars.
-fn glob<T: Copy + PartialEq + From<u8>>(
-    pattern: &[T],
-    text: &[T],
-    same: impl Fn(&T, &T) -> bool,
-) -> bool {
-    let (any, one) = (T::from(b'*'), T::from(b'?'));
-    let (mut p, mut t) = (0, 0);
-    let (mut star, mut mark) = (None, 0);
-    while t < text.len() {
-        if p < pattern.len() && (pattern[p] == one || same(&pattern[p], &text[t])) {
-            p += 1;
-            t += 1;
-        } else if p < pattern.len() && pattern[p] == any {
-            star = Some(p);
-            mark = t;
-            p += 1;
-        } else if let Some(s) = star {
-            p = s + 1;
-            mark += 1;
-            t = mark;
-        } else {
-            return false;
-        }
-    }
-    pattern[p..].iter().all(|c| *c == any)
-}
-
-/// Keeps what X-Ray accepts in a name (letters, digits, spaces and
-/// `_.:/%&#=+-@`), replacing anything else with `_`.
-pub fn sanitize_name(name: &str) -> String {
-    let clean: String = name
-        .chars()
-        .map(|c| {
-            if c.is_alphanumeric() || c == ' ' || "_.:/%&#=+-@".contains(c) {
-                c
-            } else {
-                '_'
-            }
-        })
-        .take(MAX_NAME_CHARS)
-        .collect();
-    if clean.is_empty() { "_".into() } else { clean }
-}
-
-/// Keeps `[A-Za-z0-9_]` in an annotation key, replacing the rest with `_`.
-fn annotation_key(key: &str) -> String {
-    key.chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() || c == '_' {
-                c
-            } else {
-                '_'
-            }
-        })
-        .take(500)
-        .collect()
-}
-
-fn truncate(text: &str, max: usize) -> Cow<'_, str> {
-    // No more bytes than `max` is no more characters either: most values
-    // need no walk through their characters.
-    if text.len() <= max {
-        return Cow::Borrowed(text);
-    }
-    match text.char_indices().nth(max) {
-        Some((cut, _)) => Cow::Owned(format!("{}…", &text[..cut])),
-        None => Cow::Borrowed(text),
-    }
-}
-
-fn seconds(at: SystemTime) -> f64 {
-    at.duration_since(UNIX_EPOCH)
-        .map_or(0.0, |d| (d.as_micros() as f64) / 1_000_000.0)
-}
-
-/// A 64-bit id as X-Ray writes it: 16 lowercase hex digits.
-#[derive(Clone, Copy)]
-struct Hex(u64);
-
-impl Hex {
-    fn of(id: SpanId) -> Hex {
-        Hex(u64::from_be_bytes(id.to_bytes()))
-    }
-}
-
-impl Serialize for Hex {
-    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        let mut text = [0u8; 16];
-        put_hex(&mut text, &self.0.to_be_bytes());
-        serializer.serialize_str(std::str::from_utf8(&text).map_err(serde::ser::Error::custom)?)
-    }
-}
-
-/// An annotation or metadata value.
-#[derive(Serialize)]
-#[serde(untagged)]
-enum Scalar<'a> {
-    Bool(bool),
-    I64(i64),
-    F64(f64),
-    Text(Cow<'a, str>),
-}
-
-impl<'a> Scalar<'a> {
-    fn new(value: &'a Value, max: usize) -> Scalar<'a> {
-        match value {
-            Value::Bool(b) => Scalar::Bool(*b),
-            Value::I64(i) => Scalar::I64(*i),
-            Value::F64(f) => Scalar::F64(*f),
-            Value::String(s) => Scalar::Text(truncate(s.as_str(), max)),
-            other => Scalar::Text(Cow::Owned(truncate(&other.to_string(), max).into_owned())),
-        }
-    }
-}
-
-/// A JSON object kept as pairs in insertion order; a key set again replaces
-/// its value, as a map would.
-struct Fields<'a>(Vec<(Cow<'a, str>, Scalar<'a>)>);
-
-impl<'a> Fields<'a> {
-    fn insert(&mut self, key: Cow<'a, str>, value: Scalar<'a>) {
-        match self.0.iter_mut().find(|(k, _)| *k == key) {
-            Some((_, old)) => *old = value,
-            None => self.0.push((key, value)),
-        }
-    }
-}
-
-impl Serialize for Fields<'_> {
-    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        serializer.collect_map(self.0.iter().map(|(k, v)| (k, v)))
-    }
-}
-
-#[derive(Serialize)]
-struct Http<'a> {
-    request: HttpRequest<'a>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    response: Option<HttpResponse>,
-}
-
-#[derive(Serialize)]
-struct HttpRequest<'a> {
-    #[serde(skip_serializing_if = "Option::is_none")]
-    method: Option<Cow<'a, str>>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    url: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    client_ip: Option<Cow<'a, str>>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    user_agent: Option<Cow<'a, str>>,
-}
-
-#[derive(Serialize)]
-struct HttpResponse {
-    status: i64,
-}
-
-#[derive(Serialize)]
-struct Cause {
-    exceptions: Vec<Exception>,
-}
-
-#[derive(Serialize)]
-struct Exception {
-    id: Hex,
-    #[serde(rename = "type")]
-    kind: String,
-    message: String,
-}
-
-#[derive(Serialize)]
-struct Sql<'a> {
-    database_type: &'a str,
-    sanitized_query: Cow<'a, str>,
-}
-
-#[derive(Serialize)]
-struct Metadata<'a> {
-    default: Fields<'a>,
-}
-
-/// What names this SDK in every segment.
-#[derive(Serialize)]
-struct Aws {
-    xray: Sdk,
-}
-
-#[derive(Serialize)]
-struct Sdk {
-    sdk: &'static str,
-    sdk_version: &'static str,
-}
-
-const AWS: Aws = Aws {
-    xray: Sdk {
-        sdk: "cruddur-backend",
-        sdk_version: env!("CARGO_PKG_VERSION"),
-    },
-};
-
-fn is_false(flag: &bool) -> bool {
-    !flag
-}
-
-/// One segment or subsegment document. Written straight from the spans'
-/// borrowed strings: building `serde_json` maps first cost an allocation
-/// per key and value and most of the X-Ray sink's time.
-#[derive(Serialize)]
-struct Document<'a> {
-    name: String,
-    id: Hex,
-    #[serde(rename = "type", skip_serializing_if = "Option::is_none")]
-    kind: Option<&'static str>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    trace_id: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    parent_id: Option<Hex>,
-    start_time: f64,
-    end_time: f64,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    http: Option<Http<'a>>,
-    #[serde(skip_serializing_if = "is_false")]
-    fault: bool,
-    #[serde(skip_serializing_if = "is_false")]
-    error: bool,
-    #[serde(skip_serializing_if = "is_false")]
-    throttle: bool,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    cause: Option<Cause>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    sql: Option<Sql<'a>>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    namespace: Option<&'static str>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    annotations: Option<Fields<'a>>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    metadata: Option<Metadata<'a>>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    aws: Option<&'static Aws>,
-    #[serde(skip_serializing_if = "Vec::is_empty")]
-    subsegments: Vec<Document<'a>>,
-}
 
 fn attr<'a>(span: &'a SpanData, key: &str) -> Option<&'a Value> {
     span.attributes
@@ -569,7 +291,7 @@ mod tests {
     use opentelemetry::InstrumentationScope;
     use opentelemetry::trace::{SpanContext, TraceFlags, TraceId, TraceState};
     use opentelemetry_sdk::trace::{SpanEvents, SpanLinks};
-    use std::time::Duration;
+    use std::time::{Duration, UNIX_EPOCH};
 
     const TRACE: &str = "5759e988bd862e3fe1be46a994272793";
 
@@ -811,30 +533,5 @@ mod tests {
             parse(&documents(&[server(200)], &other)[0])["name"],
             "backend"
         );
-    }
-
-    #[test]
-    fn wildcards_and_names() {
-        assert!(wildcard_match("*", ""));
-        assert!(wildcard_match("GET", "get"));
-        assert!(wildcard_match("/api/*", "/api/activities/home"));
-        assert!(wildcard_match(
-            "/api/activities/?ome",
-            "/api/activities/home"
-        ));
-        assert!(!wildcard_match("/api/?", "/api/ab"));
-        assert!(!wildcard_match("*.com", "example.org"));
-        assert!(wildcard_match("*.COM", "example.com"));
-        assert!(wildcard_match("café*", "CAFÉ au lait"));
-        assert!(!wildcard_match("café?", "café"));
-        assert!(wildcard_match("a*b*c", "aXXbYYc"));
-        assert!(!wildcard_match("a*b*c", "aXXbYY"));
-        assert_eq!(
-            sanitize_name("GET /api/activities/@{handle}"),
-            "GET /api/activities/@_handle_"
-        );
-        assert_eq!(sanitize_name(""), "_");
-        assert_eq!(sanitize_name(&"n".repeat(500)).len(), MAX_NAME_CHARS);
-        assert_eq!(annotation_key("app.user-handle"), "app_user_handle");
     }
 }

@@ -112,9 +112,10 @@ fn a_message_item_has_every_field_rollbar_needs() {
         "message Hello World!",
     );
     report.context = Some("/rollbar/test".into());
-    report.trace = TraceRef::from_xray_header(
-        "Root=1-5759e988-bd862e3fe1be46a994272793;Parent=53995c3f42cd8ad8;Sampled=1",
-    );
+    report.trace = Some(TraceRef {
+        trace_id: TraceId::from_hex("5759e988bd862e3fe1be46a994272793").unwrap(),
+        span_id: SpanId::from_hex("53995c3f42cd8ad8").unwrap(),
+    });
     report.request = Some(request("/rollbar/test", &[], None));
     let data = item_json(&report, &origin());
     assert_eq!(data["environment"], "test");

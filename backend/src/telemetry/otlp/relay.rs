@@ -3,14 +3,14 @@
 //! backend forwards them through its own OTLP sink with its own credentials,
 //! so no API key ever reaches the browser.
 //!
-//! Off unless `OTEL_BROWSER_RELAY=true` (then the path is a 404 like any
-//! other unknown one). Accepted only from the allowed origins (`FRONTEND_URL`,
+//! Only routed when `OTEL_BROWSER_RELAY=true` (else the path is a 404 like
+//! any other unknown one). Accepted only from the allowed origins (`FRONTEND_URL`,
 //! `BACKEND_URL`), only as well-formed OTLP traces, only up to the app's body
 //! limit, and at most [`BURST`] requests at once refilled at [`PER_SECOND`]
 //! a second across all clients, so a page cannot flood the sink.
 
-use std::sync::{Arc, Mutex};
-use std::time::Instant;
+use std::num::NonZeroU32;
+use std::sync::Arc;
 
 use axum::Router;
 use axum::body::Bytes;
@@ -19,64 +19,49 @@ use axum::extract::rejection::BytesRejection;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
+use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
 use prost::Message;
 
-use crate::app::AppState;
-use crate::config::Config;
+use super::OtlpItem;
 use crate::error::ApiError;
-use crate::telemetry::OtlpItem;
 use crate::telemetry::queue::QueueSender;
 
-pub const PATH: &str = "/api/telemetry/v1/traces";
+const PATH: &str = "/api/telemetry/v1/traces";
 /// Requests accepted at once.
-pub const BURST: f64 = 20.0;
+const BURST: NonZeroU32 = NonZeroU32::new(20).expect("not zero");
 /// Requests a second in the long run.
-pub const PER_SECOND: f64 = 10.0;
+const PER_SECOND: NonZeroU32 = NonZeroU32::new(10).expect("not zero");
 
-pub fn router() -> Router<AppState> {
-    Router::new().route(PATH, post(relay))
+/// The relay's route, answering for the OTLP queue `sink`.
+pub fn routes(sink: QueueSender<OtlpItem>, origins: [HeaderValue; 2]) -> Router {
+    Router::new()
+        .route(PATH, post(relay))
+        .with_state(Relay::new(sink, origins))
 }
 
 /// The relay's state: where spans go, who may send them, and the budget.
 #[derive(Clone)]
-pub struct Relay {
+struct Relay {
     sink: QueueSender<OtlpItem>,
     origins: [HeaderValue; 2],
-    bucket: Arc<Mutex<Bucket>>,
-}
-
-/// A token bucket: `tokens` left as of `at`.
-struct Bucket {
-    tokens: f64,
-    at: Instant,
+    budget: Arc<DefaultDirectRateLimiter>,
 }
 
 impl Relay {
-    pub fn new(sink: QueueSender<OtlpItem>, config: &Config) -> Relay {
+    fn new(sink: QueueSender<OtlpItem>, origins: [HeaderValue; 2]) -> Relay {
         Relay {
             sink,
-            origins: [config.frontend_url.clone(), config.backend_url.clone()],
-            bucket: Arc::new(Mutex::new(Bucket {
-                tokens: BURST,
-                at: Instant::now(),
-            })),
+            origins,
+            budget: Arc::new(RateLimiter::direct(
+                Quota::per_second(PER_SECOND).allow_burst(BURST),
+            )),
         }
     }
 
-    /// Takes one token if there is one.
+    /// Takes one request from the budget if there is one left.
     fn admit(&self) -> bool {
-        let mut bucket = self.bucket.lock().unwrap_or_else(|e| e.into_inner());
-        let now = Instant::now();
-        let refill = now.duration_since(bucket.at).as_secs_f64() * PER_SECOND;
-        bucket.tokens = (bucket.tokens + refill).min(BURST);
-        bucket.at = now;
-        if bucket.tokens >= 1.0 {
-            bucket.tokens -= 1.0;
-            true
-        } else {
-            false
-        }
+        self.budget.check().is_ok()
     }
 }
 
@@ -114,13 +99,10 @@ fn well_formed(request: &ExportTraceServiceRequest) -> Result<usize, &'static st
 }
 
 async fn relay(
-    State(state): State<AppState>,
+    State(relay): State<Relay>,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
-    let Some(relay) = &state.relay else {
-        return Err(ApiError::NotFound("no such path"));
-    };
     if !headers
         .get(header::ORIGIN)
         .is_some_and(|origin| relay.origins.contains(origin))

@@ -1,29 +1,28 @@
-//! OTLP traces to Honeycomb or any collector, over HTTP/protobuf or gRPC.
-//!
-//! Spans are encoded with opentelemetry-proto (the official messages and
-//! SDK-to-wire conversion) and sent by our own small transport, so the queue
-//! can tell a retryable answer (timeouts, 429, 5xx, UNAVAILABLE) from a
-//! rejected payload and resend the same request without re-encoding.
+//! The OTLP transport: batches of spans encoded once (HTTP bodies by our
+//! OTLP writer, gRPC messages by opentelemetry-proto's conversion) and sent
+//! by reqwest or tonic, so the queue can tell a retryable answer (timeouts,
+//! 429, 5xx, UNAVAILABLE) from a rejected payload and resend the same
+//! request without re-encoding.
 
 use std::str::FromStr;
 use std::time::Duration;
 
 use http::header::CONTENT_TYPE;
-use http::{HeaderMap, HeaderValue, StatusCode};
+use http::{HeaderMap, HeaderValue};
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
 use opentelemetry_proto::tonic::collector::trace::v1::trace_service_client::TraceServiceClient;
-use opentelemetry_proto::tonic::trace::v1::ResourceSpans;
 use opentelemetry_proto::transform::common::tonic::ResourceAttributesWithSchema;
 use opentelemetry_proto::transform::trace::tonic::group_spans_by_resource_and_scope;
 use opentelemetry_sdk::Resource;
-use opentelemetry_sdk::trace::SpanData;
 use tonic::metadata::{MetadataKey, MetadataMap, MetadataValue};
 use tonic::transport::{Channel, ClientTlsConfig, Endpoint};
 
-use super::TelemetryError;
-use super::otlp_wire::encode_request;
-use super::queue::{SendError, Sink};
-use crate::config::{OtlpProtocol, Secret};
+use super::{OtlpItem, OtlpProtocol};
+use crate::config::values::Secret;
+use crate::telemetry::export::{describe, retryable_status};
+use crate::telemetry::otlp_wire::encode_request;
+use crate::telemetry::queue::{SendError, Sink};
+use crate::telemetry::sink::TelemetryError;
 
 enum Transport {
     Http {
@@ -35,17 +34,6 @@ enum Transport {
         client: TraceServiceClient<Channel>,
         metadata: MetadataMap,
     },
-}
-
-/// What the OTLP queue carries: our own spans, and spans already encoded
-/// elsewhere (the browser's, through the relay) that go out as they are.
-#[expect(
-    clippy::large_enum_variant,
-    reason = "no larger than the SpanData the queue held before; boxing would allocate per span"
-)]
-pub enum OtlpItem {
-    Span(SpanData),
-    Relayed(ResourceSpans),
 }
 
 pub struct OtlpSink {
@@ -121,11 +109,6 @@ impl OtlpSink {
             transport,
         })
     }
-}
-
-/// Whether an HTTP answer is worth another try (OTLP/HTTP spec: 429, 502, 503, 504; we add 500).
-pub(super) fn retryable_status(status: StatusCode) -> bool {
-    status == StatusCode::TOO_MANY_REQUESTS || status.is_server_error()
 }
 
 fn retryable_code(code: tonic::Code) -> bool {
@@ -224,17 +207,5 @@ impl Sink<OtlpItem> for OtlpSink {
             }
             _ => unreachable!("encode makes the payload its transport sends"),
         }
-    }
-}
-
-/// A transport error without the URL's query or anything sent with it.
-pub(super) fn describe(err: &reqwest::Error) -> String {
-    if err.is_timeout() {
-        "timed out".into()
-    } else if err.is_connect() {
-        "cannot connect".into()
-    } else {
-        std::error::Error::source(err)
-            .map_or_else(|| "request failed".to_owned(), ToString::to_string)
     }
 }

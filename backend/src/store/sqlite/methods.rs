@@ -1,0 +1,266 @@
+//! The [`Store`] methods: each runs a few statements from `queries` on the
+//! reader inline or in one write transaction on the blocking pool.
+
+use chrono::{DateTime, Utc};
+use rusqlite::{Connection, params};
+use uuid::Uuid;
+
+use super::SqliteStore;
+use super::queries::*;
+use super::rows::{activity_from, message_from, message_group_from, micros, reply_from};
+use crate::domain::{Activity, Handle, Message, MessageGroup, Reply};
+use crate::store::{NewActivity, NewMessage, NewReply, Store, StoreFuture};
+
+/// Fills in each activity's replies with one query for the whole page.
+fn with_replies(
+    conn: &Connection,
+    mut activities: Vec<Activity>,
+) -> rusqlite::Result<Vec<Activity>> {
+    if activities.iter().all(|a| a.replies_count == 0) {
+        return Ok(activities);
+    }
+    let uuids: Vec<String> = activities
+        .iter()
+        .filter(|a| a.replies_count > 0)
+        .map(|a| a.uuid.to_string())
+        .collect();
+    let list = serde_json::Value::from(uuids).to_string();
+    for reply in REPLIES_FOR.rows(conn, [list], reply_from)? {
+        if let Some(activity) = activities
+            .iter_mut()
+            .find(|a| a.uuid == reply.reply_to_activity_uuid)
+        {
+            activity.replies.push(reply);
+        }
+    }
+    Ok(activities)
+}
+
+/// Escapes `%`, `_` and `\` so user text matches literally inside LIKE.
+fn like_pattern(text: &str) -> String {
+    let mut pattern = String::with_capacity(text.len() + 2);
+    pattern.push('%');
+    for c in text.chars() {
+        if matches!(c, '%' | '_' | '\\') {
+            pattern.push('\\');
+        }
+        pattern.push(c);
+    }
+    pattern.push('%');
+    pattern
+}
+
+fn display_name(conn: &Connection, handle: &Handle) -> rusqlite::Result<Option<String>> {
+    USER_DISPLAY_NAME.row(conn, [handle.as_str()], |row| row.get(0))
+}
+
+impl Store for SqliteStore {
+    fn ensure_user<'a>(&'a self, handle: &'a Handle, display_name: &'a str) -> StoreFuture<'a, ()> {
+        let (handle, display_name) = (handle.to_string(), display_name.to_owned());
+        self.write(move |conn| {
+            INSERT_USER.execute(
+                conn,
+                params![
+                    Uuid::new_v4().to_string(),
+                    handle,
+                    display_name,
+                    micros(Utc::now())
+                ],
+            )?;
+            Ok(())
+        })
+    }
+
+    fn home_activities(&self, now: DateTime<Utc>) -> StoreFuture<'_, Vec<Activity>> {
+        self.read(move |conn| {
+            let page =
+                HOME_ACTIVITIES.rows(conn, params![micros(now), feed_limit()], activity_from)?;
+            with_replies(conn, page)
+        })
+    }
+
+    fn notification_candidates<'a>(
+        &'a self,
+        handle: &'a Handle,
+        now: DateTime<Utc>,
+    ) -> StoreFuture<'a, Vec<Activity>> {
+        self.read(move |conn| {
+            let mention = like_pattern(&format!("@{handle}"));
+            let page = NOTIFICATION_CANDIDATES.rows(
+                conn,
+                params![micros(now), handle.as_str(), mention, feed_limit()],
+                activity_from,
+            )?;
+            with_replies(conn, page)
+        })
+    }
+
+    fn user_activities<'a>(
+        &'a self,
+        handle: &'a Handle,
+        now: DateTime<Utc>,
+    ) -> StoreFuture<'a, Option<Vec<Activity>>> {
+        self.read(move |conn| {
+            if display_name(conn, handle)?.is_none() {
+                return Ok(None);
+            }
+            let page = USER_ACTIVITIES.rows(
+                conn,
+                params![handle.as_str(), micros(now), feed_limit()],
+                activity_from,
+            )?;
+            with_replies(conn, page).map(Some)
+        })
+    }
+
+    fn search_activities<'a>(
+        &'a self,
+        term: &'a str,
+        now: DateTime<Utc>,
+    ) -> StoreFuture<'a, Vec<Activity>> {
+        let pattern = like_pattern(term);
+        self.read(move |conn| {
+            let page = SEARCH_ACTIVITIES.rows(
+                conn,
+                params![micros(now), pattern, feed_limit()],
+                activity_from,
+            )?;
+            with_replies(conn, page)
+        })
+    }
+
+    fn show_activity(&self, uuid: Uuid, now: DateTime<Utc>) -> StoreFuture<'_, Option<Activity>> {
+        self.read(move |conn| {
+            match SHOW_ACTIVITY.row(conn, params![uuid.to_string(), micros(now)], activity_from)? {
+                Some(activity) => Ok(with_replies(conn, vec![activity])?.pop()),
+                None => Ok(None),
+            }
+        })
+    }
+
+    fn create_activity(&self, new: NewActivity) -> StoreFuture<'_, Activity> {
+        self.in_transaction(move |tx| {
+            let display_name =
+                display_name(tx, &new.handle)?.unwrap_or_else(|| new.handle.to_string());
+            let uuid = Uuid::new_v4();
+            INSERT_ACTIVITY.execute(
+                tx,
+                params![
+                    uuid.to_string(),
+                    new.handle.as_str(),
+                    new.message,
+                    micros(new.created_at),
+                    micros(new.expires_at)
+                ],
+            )?;
+            Ok(Activity {
+                uuid,
+                display_name,
+                handle: new.handle.to_string(),
+                message: new.message,
+                created_at: new.created_at,
+                expires_at: new.expires_at,
+                likes_count: 0,
+                replies_count: 0,
+                reposts_count: 0,
+                replies: Vec::new(),
+            })
+        })
+    }
+
+    fn create_reply(&self, new: NewReply) -> StoreFuture<'_, Option<Reply>> {
+        self.in_transaction(move |tx| {
+            let activity = new.activity_uuid.to_string();
+            if ACTIVITY_IS_LIVE
+                .row(tx, params![activity, micros(new.created_at)], |_| Ok(()))?
+                .is_none()
+            {
+                return Ok(None);
+            }
+            let display_name =
+                display_name(tx, &new.handle)?.unwrap_or_else(|| new.handle.to_string());
+            let uuid = Uuid::new_v4();
+            INSERT_REPLY.execute(
+                tx,
+                params![
+                    uuid.to_string(),
+                    activity,
+                    new.handle.as_str(),
+                    new.message,
+                    micros(new.created_at)
+                ],
+            )?;
+            COUNT_REPLY.execute(tx, [&activity])?;
+            Ok(Some(Reply {
+                uuid,
+                reply_to_activity_uuid: new.activity_uuid,
+                display_name,
+                handle: new.handle.to_string(),
+                message: new.message,
+                likes_count: 0,
+                replies_count: 0,
+                reposts_count: 0,
+                created_at: new.created_at,
+            }))
+        })
+    }
+
+    fn message_groups<'a>(&'a self, handle: &'a Handle) -> StoreFuture<'a, Vec<MessageGroup>> {
+        self.read(move |conn| MESSAGE_GROUPS.rows(conn, [handle.as_str()], message_group_from))
+    }
+
+    fn messages<'a>(
+        &'a self,
+        handle: &'a Handle,
+        other: &'a Handle,
+    ) -> StoreFuture<'a, Option<Vec<Message>>> {
+        self.read(move |conn| {
+            if display_name(conn, other)?.is_none() {
+                return Ok(None);
+            }
+            let (a, b) = ordered(handle.as_str(), other.as_str());
+            CONVERSATION
+                .rows(conn, params![a, b, feed_limit()], message_from)
+                .map(Some)
+        })
+    }
+
+    fn create_message(&self, new: NewMessage) -> StoreFuture<'_, Option<Message>> {
+        self.in_transaction(move |tx| {
+            if display_name(tx, &new.receiver)?.is_none() {
+                return Ok(None);
+            }
+            let group = conversation(tx, new.sender.as_str(), new.receiver.as_str())?;
+            let display_name =
+                display_name(tx, &new.sender)?.unwrap_or_else(|| new.sender.to_string());
+            let uuid = Uuid::new_v4();
+            INSERT_MESSAGE.execute(
+                tx,
+                params![
+                    uuid.to_string(),
+                    group,
+                    new.sender.as_str(),
+                    new.message,
+                    micros(new.created_at)
+                ],
+            )?;
+            Ok(Some(Message {
+                uuid,
+                display_name,
+                handle: new.sender.to_string(),
+                message: new.message,
+                created_at: new.created_at,
+            }))
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn like_patterns_match_literally() {
+        assert_eq!(like_pattern("50%_off\\"), "%50\\%\\_off\\\\%");
+    }
+}

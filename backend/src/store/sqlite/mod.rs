@@ -1,0 +1,221 @@
+//! The SQLite store: the embedded database the app starts with. A writer
+//! connection used from the blocking pool and a reader used inline.
+//!
+//! Split by concern: `queries` holds every statement, `rows` decodes rows,
+//! `methods` answers the [`Store`](super::Store) trait, `migrate` applies
+//! the schema and `seed` inserts the seed data. This folder is the only code
+//! that names rusqlite: what leaves it are domain values, [`StoreError`]s
+//! and [`OpenError`]s, the same as any other backend's.
+
+mod methods;
+mod migrate;
+mod queries;
+mod rows;
+mod seed;
+
+use std::path::Path;
+use std::sync::{Arc, Mutex, PoisonError};
+
+use chrono::{DateTime, Utc};
+use rusqlite::config::DbConfig;
+use rusqlite::{Connection, ErrorCode, OpenFlags, Transaction};
+use tracing::Span;
+
+use super::{OpenError, StoreError, StoreFuture};
+
+/// The setting the database path comes from, named when it cannot be opened.
+const SETTING: &str = "DATABASE_PATH";
+
+/// `db.system.name` of every query span.
+const SYSTEM: &str = "sqlite";
+
+/// Statements kept prepared per connection: every one in `queries` fits.
+const STATEMENT_CACHE: usize = 64;
+
+/// Keeps prepared statements prepared. SQLite built with STAT4 (as the
+/// bundled one is) re-plans a statement whenever a value bound in a range
+/// constraint changes, and every feed query binds "now": without the query
+/// planner stability guarantee each request parsed and planned its SQL again.
+fn tune(conn: &Connection) -> rusqlite::Result<()> {
+    conn.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
+    conn.set_db_config(DbConfig::SQLITE_DBCONFIG_ENABLE_QPSG, true)?;
+    conn.busy_timeout(std::time::Duration::from_secs(5))
+}
+
+#[derive(Clone)]
+pub struct SqliteStore {
+    /// Writes go through one connection on the blocking pool: a commit may
+    /// wait on the disk.
+    writer: Arc<Mutex<Connection>>,
+    /// Reads use their own connection, inline on the caller's task: WAL lets
+    /// them run beside a write, and a read of a database this size takes tens
+    /// of microseconds, less than handing it to another thread costs. An
+    /// in-memory database has one connection for both.
+    reader: Arc<Mutex<Connection>>,
+}
+
+impl SqliteStore {
+    /// Opens (creating if needed) the database at `path`, or an in-memory one
+    /// for `:memory:`, applies pending migrations and seeds an empty database.
+    pub fn open(path: &str, now: DateTime<Utc>) -> Result<Self, OpenError> {
+        // Migration and seed queries form one start-up trace, not one each.
+        let _opening = tracing::info_span!("open_database", db.system.name = SYSTEM).entered();
+        let open_error = |cause: rusqlite::Error| {
+            OpenError::new(SETTING, format!("open the database {path}"), cause)
+        };
+        let mut conn = if path == ":memory:" {
+            Connection::open_in_memory().map_err(open_error)?
+        } else {
+            if let Some(folder) = Path::new(path)
+                .parent()
+                .filter(|p| !p.as_os_str().is_empty())
+            {
+                std::fs::create_dir_all(folder).map_err(|cause| {
+                    let action = format!("create the database folder {}", folder.display());
+                    OpenError::new(SETTING, action, cause)
+                })?;
+            }
+            let conn = Connection::open(path).map_err(open_error)?;
+            conn.pragma_update(None, "journal_mode", "WAL")
+                .map_err(open_error)?;
+            conn.pragma_update(None, "synchronous", "NORMAL")
+                .map_err(open_error)?;
+            conn
+        };
+        conn.pragma_update(None, "foreign_keys", "ON")
+            .map_err(open_error)?;
+        tune(&conn).map_err(open_error)?;
+        migrate::migrate(&mut conn).map_err(open_error)?;
+        seed::seed_if_empty(&mut conn, now).map_err(open_error)?;
+        let writer = Arc::new(Mutex::new(conn));
+        let reader = if path == ":memory:" {
+            Arc::clone(&writer)
+        } else {
+            let reader = Connection::open_with_flags(
+                path,
+                OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+            )
+            .map_err(open_error)?;
+            tune(&reader).map_err(open_error)?;
+            Arc::new(Mutex::new(reader))
+        };
+        Ok(SqliteStore { writer, reader })
+    }
+
+    /// Runs a read inline, inside the caller's span.
+    fn read<'a, T, F>(&'a self, work: F) -> StoreFuture<'a, T>
+    where
+        T: Send + 'a,
+        F: FnOnce(&Connection) -> rusqlite::Result<T> + Send + 'a,
+    {
+        Box::pin(async move {
+            let conn = self.reader.lock().unwrap_or_else(PoisonError::into_inner);
+            work(&conn).map_err(store_error)
+        })
+    }
+
+    /// Runs a write on the blocking pool inside the caller's span, so query
+    /// spans nest under the service span that asked for them.
+    fn write<T, F>(&self, work: F) -> StoreFuture<'_, T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&mut Connection) -> rusqlite::Result<T> + Send + 'static,
+    {
+        let conn = Arc::clone(&self.writer);
+        let span = Span::current();
+        Box::pin(async move {
+            let answer = tokio::task::spawn_blocking(move || {
+                span.in_scope(|| {
+                    let mut conn = conn.lock().unwrap_or_else(PoisonError::into_inner);
+                    work(&mut conn)
+                })
+            })
+            .await
+            .map_err(|failed| StoreError::Internal(failed.into()))?;
+            answer.map_err(store_error)
+        })
+    }
+
+    fn in_transaction<T, F>(&self, work: F) -> StoreFuture<'_, T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Transaction<'_>) -> rusqlite::Result<T> + Send + 'static,
+    {
+        self.write(move |conn| {
+            let tx = conn.transaction()?;
+            let answer = work(&tx)?;
+            tx.commit()?;
+            Ok(answer)
+        })
+    }
+}
+
+/// Busy or locked once the busy timeout has passed is worth a retry; a
+/// broken constraint is a conflict; anything else is internal.
+fn store_error(err: rusqlite::Error) -> StoreError {
+    match err.sqlite_error_code() {
+        Some(ErrorCode::DatabaseBusy | ErrorCode::DatabaseLocked) => {
+            StoreError::Unavailable(err.into())
+        }
+        Some(ErrorCode::ConstraintViolation) => StoreError::Conflict(err.into()),
+        _ => StoreError::Internal(err.into()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn busy_is_unavailable_a_broken_constraint_a_conflict_the_rest_internal() {
+        let failure = |code| rusqlite::Error::SqliteFailure(rusqlite::ffi::Error::new(code), None);
+        assert!(matches!(
+            store_error(failure(rusqlite::ffi::SQLITE_BUSY)),
+            StoreError::Unavailable(_)
+        ));
+        assert!(matches!(
+            store_error(failure(rusqlite::ffi::SQLITE_LOCKED)),
+            StoreError::Unavailable(_)
+        ));
+        assert!(matches!(
+            store_error(failure(rusqlite::ffi::SQLITE_CONSTRAINT_UNIQUE)),
+            StoreError::Conflict(_)
+        ));
+        assert!(matches!(
+            store_error(rusqlite::Error::QueryReturnedNoRows),
+            StoreError::Internal(_)
+        ));
+    }
+
+    #[test]
+    fn migrations_are_idempotent_and_seed_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("nested/cruddur.db");
+        let path = path.to_str().unwrap();
+        let now = Utc::now();
+        drop(SqliteStore::open(path, now).unwrap());
+        let store = SqliteStore::open(path, now).unwrap();
+        let conn = store.writer.lock().unwrap();
+        let users: i64 = conn
+            .query_row("SELECT count(*) FROM users", [], |row| row.get(0))
+            .unwrap();
+        assert_eq!(users as usize, crate::store::seed::data(now).users.len());
+        let version: i64 = conn
+            .pragma_query_value(None, "user_version", |row| row.get(0))
+            .unwrap();
+        assert_eq!(version as usize, migrate::MIGRATIONS.len());
+    }
+
+    fn on_a_temporary_file() -> (SqliteStore, tempfile::TempDir) {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("cruddur.db");
+        let store = SqliteStore::open(path.to_str().unwrap(), Utc::now()).unwrap();
+        (store, dir)
+    }
+
+    crate::store::behaviour::behaviour_suite!(
+        in_memory,
+        (SqliteStore::open(":memory:", Utc::now()).unwrap(), ())
+    );
+    crate::store::behaviour::behaviour_suite!(on_a_file, on_a_temporary_file());
+}

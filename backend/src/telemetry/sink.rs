@@ -1,0 +1,284 @@
+//! What a sink is to the rest of the backend. Each sink's `start(&settings,
+//! &shared)` answers its [`SinkParts`]: the tracing layer it adds for log
+//! events, the span queue it offers the [`SpanRouter`], its flush handle and
+//! health entry, and, for the few that need one, a sampler around the
+//! OpenTelemetry one, the `Sampled=` decision callers are told, a part in
+//! every request and routes of its own. `telemetry::init` only collects the
+//! parts. This module names no sink: sinks import it, never the reverse.
+
+use std::borrow::Cow;
+use std::sync::Arc;
+
+use axum::Router;
+use axum::extract::Request;
+use axum::response::Response;
+use clap::ValueEnum;
+use http::HeaderValue;
+use opentelemetry::trace::SpanContext;
+use opentelemetry_sdk::Resource;
+use opentelemetry_sdk::trace::{ShouldSample, SpanData};
+use serde_json::{Map, Value, json};
+use tracing_subscriber::{Layer, Registry};
+
+use super::queue::{Flush, SinkStats};
+
+#[derive(Debug, thiserror::Error)]
+pub enum TelemetryError {
+    #[error("{0}")]
+    Config(String),
+    #[error("cannot start a telemetry worker: {0}")]
+    Io(#[from] std::io::Error),
+    #[error("a global tracing subscriber is already installed")]
+    AlreadyInstalled,
+}
+
+/// The span exporters `OTEL_TRACES_EXPORTER` can name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum TracesExporter {
+    Otlp,
+    Console,
+    None,
+}
+
+/// What every sink's `start` is given: what all signals share.
+pub struct Shared {
+    pub service_name: String,
+    /// `service.name`, `service.version` and `OTEL_RESOURCE_ATTRIBUTES`.
+    pub resource: Resource,
+    /// The exporters `OTEL_TRACES_EXPORTER` asks for, defaults applied.
+    pub exporters: Vec<TracesExporter>,
+    /// `OTEL_TRACES_EXPORTER` was set (a sink missing from it was left out).
+    pub exporters_named: bool,
+    pub sdk_disabled: bool,
+    /// `FRONTEND_URL` and `BACKEND_URL`: the origins browsers call from.
+    pub origins: [HeaderValue; 2],
+}
+
+impl Shared {
+    /// Whether spans go to `exporter`; if not, why, when the reason is not
+    /// the sink's own (`None`: the default left it out).
+    pub fn exporter(&self, exporter: TracesExporter) -> Result<(), Option<&'static str>> {
+        if self.exporters.contains(&exporter) {
+            Ok(())
+        } else if self.sdk_disabled {
+            Err(Some("OTEL_SDK_DISABLED=true"))
+        } else if self.exporters_named {
+            Err(Some("not in OTEL_TRACES_EXPORTER"))
+        } else {
+            Err(None)
+        }
+    }
+}
+
+/// A sink's tracing layer for log events, with its own filter.
+pub type LogLayer = Box<dyn Layer<Registry> + Send + Sync>;
+
+/// Wraps the OpenTelemetry sampler (X-Ray adds its own decision to it).
+pub type SamplerWrap = Box<dyn FnOnce(Box<dyn ShouldSample>) -> Box<dyn ShouldSample>>;
+
+/// Where finished spans go. `send` runs on the request path: it only queues.
+pub trait SpanSink: Send + Sync {
+    /// Whether this sink takes `span` (X-Ray: only traces its rules kept).
+    fn wants(&self, _span: &SpanData) -> bool {
+        true
+    }
+
+    /// The sink only reads spans (the console formats a line): it is handed
+    /// them borrowed, so it never costs a copy.
+    fn reads_only(&self) -> bool {
+        false
+    }
+
+    fn send(&self, span: Cow<'_, SpanData>);
+}
+
+/// Hands each finished, sampled span to every sink that wants it. The last
+/// sink that wants a span takes it; the others see it borrowed, so a span
+/// is copied only for a second sink that keeps it (X-Ray keeps few).
+#[derive(Default)]
+pub struct SpanRouter {
+    sinks: Vec<Arc<dyn SpanSink>>,
+}
+
+impl std::fmt::Debug for SpanRouter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "SpanRouter({} sinks)", self.sinks.len())
+    }
+}
+
+impl SpanRouter {
+    pub fn new(mut sinks: Vec<Arc<dyn SpanSink>>) -> Self {
+        // Readers first: a reader is never the one that must be handed ownership.
+        sinks.sort_by_key(|sink| !sink.reads_only());
+        SpanRouter { sinks }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.sinks.is_empty()
+    }
+
+    pub fn route(&self, span: SpanData) {
+        let Some(owner) = self.sinks.iter().rposition(|sink| sink.wants(&span)) else {
+            return;
+        };
+        for sink in &self.sinks[..owner] {
+            if sink.wants(&span) {
+                sink.send(Cow::Borrowed(&span));
+            }
+        }
+        self.sinks[owner].send(Cow::Owned(span));
+    }
+}
+
+/// A sink's part in every request (Rollbar's error reports), run by the
+/// request middleware inside the request's server span.
+pub trait RequestHook: Send + Sync {
+    /// Before the handler runs; may wrap the body to keep what the handler
+    /// reads. Answers what to do once the answer is known, if anything.
+    fn begin(&self, request: &mut Request, start: &RequestStart<'_>)
+    -> Option<Box<dyn RequestEnd>>;
+}
+
+/// What the request middleware knows of a request before it runs.
+pub struct RequestStart<'a> {
+    /// The request's server span, open until every [`RequestEnd`] has run.
+    pub span: &'a tracing::Span,
+    /// The client as the first proxy saw it, else the peer.
+    pub client_address: &'a str,
+}
+
+pub trait RequestEnd: Send {
+    /// After the answer is recorded on the span and its log lines written.
+    fn end(self: Box<Self>, span: &tracing::Span, response: &Response);
+}
+
+/// What the request middleware needs from telemetry; cheap to clone.
+#[derive(Clone)]
+pub struct RequestTelemetry {
+    /// `OTEL_SEMCONV_STABILITY_OPT_IN=http/dup`: the old names as well.
+    pub http_dup_semconv: bool,
+    /// The `Sampled=` a caller is answered in `X-Amzn-Trace-Id`:
+    /// OpenTelemetry's decision unless a sink's own decides it.
+    pub answer_sampled: fn(&SpanContext) -> bool,
+    pub hooks: Arc<[Arc<dyn RequestHook>]>,
+}
+
+impl Default for RequestTelemetry {
+    fn default() -> Self {
+        RequestTelemetry {
+            http_dup_semconv: false,
+            answer_sampled: SpanContext::is_sampled,
+            hooks: Arc::new([]),
+        }
+    }
+}
+
+/// A sink as `/api/health-check` lists it.
+pub enum SinkEntry {
+    On(Arc<SinkStats>),
+    Off { name: &'static str, reason: String },
+}
+
+/// Per-sink counters for the health check; cheap to clone.
+#[derive(Clone, Default)]
+pub struct Health {
+    sinks: Arc<Vec<SinkEntry>>,
+}
+
+impl Health {
+    pub fn new(sinks: Vec<SinkEntry>) -> Self {
+        Health {
+            sinks: Arc::new(sinks),
+        }
+    }
+
+    pub fn report(&self) -> Value {
+        let mut sinks = Map::new();
+        for entry in self.sinks.iter() {
+            match entry {
+                SinkEntry::On(stats) => {
+                    sinks.insert(stats.name().into(), json!(stats.report()));
+                }
+                SinkEntry::Off { name, reason } => {
+                    sinks.insert(
+                        (*name).into(),
+                        json!({ "enabled": false, "reason": reason }),
+                    );
+                }
+            }
+        }
+        Value::Object(sinks)
+    }
+}
+
+/// What one sink contributes; everything but the health entry is optional.
+#[must_use = "a sink's parts do nothing until telemetry::init installs them"]
+pub struct SinkParts {
+    pub entry: SinkEntry,
+    /// Flushed under the shutdown deadline, in the order sinks started.
+    pub flush: Option<Box<dyn Flush>>,
+    pub logs: Option<LogLayer>,
+    pub spans: Option<Arc<dyn SpanSink>>,
+    pub sampler: Option<SamplerWrap>,
+    pub answer_sampled: Option<fn(&SpanContext) -> bool>,
+    pub request_hook: Option<Arc<dyn RequestHook>>,
+    pub routes: Option<Router>,
+}
+
+impl SinkParts {
+    /// A sink that is on, flushed through `queue`.
+    pub fn on(queue: impl Flush + 'static) -> Self {
+        let mut parts = SinkParts::empty(SinkEntry::On(Arc::clone(queue.stats())));
+        parts.flush = Some(Box::new(queue));
+        parts
+    }
+
+    /// A sink that is off, with the reason the health check shows.
+    pub fn off(name: &'static str, reason: impl Into<String>) -> Self {
+        SinkParts::empty(SinkEntry::Off {
+            name,
+            reason: reason.into(),
+        })
+    }
+
+    /// A sink that is off; prints the start-up line saying why.
+    pub fn announce_off(name: &'static str, reason: impl Into<String>) -> Self {
+        let reason = reason.into();
+        eprintln!("telemetry: {name} off ({reason})");
+        SinkParts::off(name, reason)
+    }
+
+    fn empty(entry: SinkEntry) -> Self {
+        SinkParts {
+            entry,
+            flush: None,
+            logs: None,
+            spans: None,
+            sampler: None,
+            answer_sampled: None,
+            request_hook: None,
+            routes: None,
+        }
+    }
+
+    /// Whether the sink needs spans recorded: it takes spans, or its log
+    /// lines and reports carry the trace they happened in.
+    pub fn needs_spans(&self) -> bool {
+        self.spans.is_some() || self.logs.is_some() || self.request_hook.is_some()
+    }
+
+    pub fn with_logs(mut self, layer: LogLayer) -> Self {
+        self.logs = Some(layer);
+        self
+    }
+
+    pub fn with_spans(mut self, sink: Arc<dyn SpanSink>) -> Self {
+        self.spans = Some(sink);
+        self
+    }
+
+    pub fn with_routes(mut self, routes: Router) -> Self {
+        self.routes = Some(routes);
+        self
+    }
+}
