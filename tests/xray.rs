@@ -203,18 +203,72 @@ async fn x_ray_sampling_decides_what_x_ray_gets_not_what_otlp_gets() {
     let honoured_header = xray_header(&honoured);
     assert!(honoured_header.starts_with("Root=1-5759e988-bd862e3fe1be46a994272793;"));
     assert!(honoured_header.ends_with(";Sampled=1"), "{honoured_header}");
+    // A decision with no parent, as AWS documents `Root=...;Sampled=1`.
+    let rootless = client
+        .get(server.url("/api/activities/home"))
+        .header(
+            "x-amzn-trace-id",
+            "Root=1-6759e988-bd862e3fe1be46a994272793;Sampled=1",
+        )
+        .send()
+        .await
+        .unwrap();
+    let rootless_header = xray_header(&rootless);
+    assert!(rootless_header.starts_with("Root=1-6759e988-bd862e3fe1be46a994272793;"));
+    assert!(rootless_header.ends_with(";Sampled=1"), "{rootless_header}");
     server.stop(Duration::from_secs(10)).await;
 
-    let all = segments(&daemon.datagrams());
-    assert_eq!(all.len(), 1, "only the caller-sampled trace: {all:?}");
+    let mut all = segments(&daemon.datagrams());
+    all.sort_by_key(|s| s["trace_id"].as_str().unwrap().to_owned());
+    assert_eq!(all.len(), 2, "only the caller-sampled traces: {all:?}");
     assert_eq!(all[0]["trace_id"], "1-5759e988-bd862e3fe1be46a994272793");
     assert_eq!(all[0]["parent_id"], "53995c3f42cd8ad8");
+    assert_eq!(all[1]["trace_id"], "1-6759e988-bd862e3fe1be46a994272793");
+    assert!(all[1].get("parent_id").is_none(), "{}", all[1]);
     let otlp_servers = otlp
         .spans()
         .into_iter()
         .filter(|s| s.kind == SPAN_KIND_SERVER)
         .count();
-    assert_eq!(otlp_servers, 2, "OTLP keeps its own sampler");
+    assert_eq!(otlp_servers, 3, "OTLP keeps its own sampler");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_callers_sampled_0_without_a_parent_is_honoured() {
+    let daemon = XrayDaemon::start().await;
+    let otlp = OtlpReceiver::http(Behavior::Accept).await;
+    let dir = tempfile::tempdir().unwrap();
+    let server = start(&daemon, &otlp, &rules_file(&dir, 1.0), &[]);
+    let client = reqwest::Client::new();
+    let declined = client
+        .get(server.url("/api/activities/home"))
+        .header(
+            "x-amzn-trace-id",
+            "Root=1-5759e988-bd862e3fe1be46a994272793;Sampled=0",
+        )
+        .send()
+        .await
+        .unwrap();
+    let declined_header = xray_header(&declined);
+    assert!(declined_header.starts_with("Root=1-5759e988-bd862e3fe1be46a994272793;"));
+    assert!(declined_header.ends_with(";Sampled=0"), "{declined_header}");
+    let ours = client
+        .get(server.url("/api/activities/home"))
+        .send()
+        .await
+        .unwrap();
+    assert!(xray_header(&ours).ends_with(";Sampled=1"));
+    server.stop(Duration::from_secs(10)).await;
+
+    let requests: Vec<Value> = segments(&daemon.datagrams())
+        .into_iter()
+        .filter(|s| s.get("http").is_some())
+        .collect();
+    assert_eq!(requests.len(), 1, "only the request the rules picked");
+    assert_ne!(
+        requests[0]["trace_id"],
+        "1-5759e988-bd862e3fe1be46a994272793"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -19,7 +19,8 @@ const BAGGAGE: HeaderName = HeaderName::from_static("baggage");
 
 /// Where a request's server span belongs.
 pub struct Incoming {
-    /// The caller's context, when it named a parent span.
+    /// The caller's context, when it named a parent span, a sampling
+    /// decision or baggage (a parent span is then valid only if named).
     pub parent: Option<Context>,
     /// A trace to join without a parent (an X-Ray `Root=` with no `Parent=`,
     /// as a load balancer sends).
@@ -70,12 +71,20 @@ pub fn extract(headers: &HeaderMap) -> Incoming {
         .filter(|value| has_valid_root(value))
         .and_then(|value| span_context_from_str(value.trim()));
     match xray {
-        Some(sc) if sc.is_valid() => {
+        Some(sc) if sc.trace_id() != TraceId::INVALID => {
             // A caller's `Sampled=1/0` is the X-Ray decision for the whole
-            // trace; with none (`Sampled=?` or absent) the decision is ours,
-            // and OpenTelemetry keeps the trace.
+            // trace, with or without `Parent=`; with none (`Sampled=?` or
+            // absent) the decision is ours, and OpenTelemetry keeps the trace.
             let decided = sc.trace_flags() == TraceFlags::SAMPLED
                 || sc.trace_flags() == TraceFlags::default();
+            if !decided && !sc.is_valid() {
+                // A load balancer's `Root=` alone: a trace to join by id,
+                // sampled as a new one.
+                return Incoming {
+                    parent: Some(with_baggage(&Context::new())),
+                    trace_id: Some(sc.trace_id()),
+                };
+            }
             let (flags, state) = if decided {
                 let decision = if sc.is_sampled() { "1" } else { "0" };
                 let state = sc
@@ -86,16 +95,16 @@ pub fn extract(headers: &HeaderMap) -> Incoming {
             } else {
                 (TraceFlags::SAMPLED, sc.trace_state().clone())
             };
+            // Without `Parent=` the context is not valid: the trace is
+            // joined by id, and the decision still reaches the samplers
+            // (OpenTelemetry's parent-based one takes it as a remote parent's).
+            let trace_id = (!sc.is_valid()).then(|| sc.trace_id());
             let sc = SpanContext::new(sc.trace_id(), sc.span_id(), flags, true, state);
             Incoming {
                 parent: Some(with_baggage(&Context::new()).with_remote_span_context(sc)),
-                trace_id: None,
+                trace_id,
             }
         }
-        Some(sc) if sc.trace_id() != TraceId::INVALID => Incoming {
-            parent: Some(with_baggage(&Context::new())),
-            trace_id: Some(sc.trace_id()),
-        },
         _ => Incoming {
             parent: headers
                 .contains_key(BAGGAGE)
@@ -197,6 +206,28 @@ mod tests {
             Some("5759e988bd862e3fe1be46a994272793".into())
         );
         assert!(!incoming.parent.unwrap().span().span_context().is_valid());
+    }
+
+    #[test]
+    fn a_decision_without_a_parent_reaches_the_sampler() {
+        for (sampled, decision) in [("1", Some("1")), ("0", Some("0")), ("?", None)] {
+            let incoming = extract(&headers(&[(
+                "x-amzn-trace-id",
+                &format!("Root=1-5759e988-bd862e3fe1be46a994272793;Sampled={sampled}"),
+            )]));
+            assert_eq!(
+                incoming.trace_id.map(|id| format!("{id:032x}")),
+                Some("5759e988bd862e3fe1be46a994272793".into()),
+                "Sampled={sampled}"
+            );
+            let sc = incoming.parent.unwrap().span().span_context().clone();
+            assert!(!sc.is_valid(), "no parent to join");
+            assert_eq!(
+                sc.trace_state().get(DECISION_KEY),
+                decision,
+                "Sampled={sampled}"
+            );
+        }
     }
 
     #[test]
