@@ -140,6 +140,35 @@ async fn a_reply_shows_under_its_crud_and_bumps_the_count() {
 }
 
 #[tokio::test]
+async fn a_reply_to_a_reply_lands_in_the_cruds_thread() {
+    let app = TestApp::start(&[]).await;
+    let (_, created) = app
+        .post_json(
+            "/api/activities",
+            json!({"message": "Start a thread", "ttl": "1-day"}),
+        )
+        .await;
+    let uuid = created["uuid"].as_str().unwrap();
+    let (_, first) = app
+        .post_json(
+            &format!("/api/activities/{uuid}/reply"),
+            json!({"message": "First"}),
+        )
+        .await;
+    let (status, second) = app
+        .post_json(
+            &format!("/api/activities/{}/reply", first["uuid"].as_str().unwrap()),
+            json!({"message": "A reply to the reply"}),
+        )
+        .await;
+    assert_eq!(status, 200, "{second}");
+    assert_eq!(second["reply_to_activity_uuid"], uuid);
+    let (_, shown) = app.get_json(&format!("/api/activities/{uuid}")).await;
+    assert_eq!(shown["replies_count"], 2);
+    assert_eq!(shown["replies"], json!([first, second]));
+}
+
+#[tokio::test]
 async fn messages_show_in_the_conversation_and_the_groups() {
     let app = TestApp::start(&[]).await;
     let (status, sent) = app
@@ -320,6 +349,16 @@ async fn validation_errors_are_422_code_lists_and_store_nothing() {
             json!({}),
             json!(["user_reciever_handle_blank", "message_blank"]),
         ),
+        (
+            "/api/activities/%20/reply",
+            json!({"message": "hi"}),
+            json!(["activity_uuid_blank"]),
+        ),
+        (
+            "/api/activities/%20%09/reply",
+            json!({}),
+            json!(["activity_uuid_blank", "message_blank"]),
+        ),
     ];
     for (path, body, codes) in cases {
         let (status, answer) = app.post_json(path, body.clone()).await;
@@ -398,6 +437,15 @@ async fn malformed_bodies_get_clear_4xx_and_store_nothing() {
         (json_type, "[1, 2]".into(), 400, "bad_request"),
         (
             json_type,
+            r#"["array crud", "1-hour"]"#.into(),
+            400,
+            "bad_request",
+        ),
+        (json_type, r#""a crud""#.into(), 400, "bad_request"),
+        (json_type, "null".into(), 400, "bad_request"),
+        (json_type, "42".into(), 400, "bad_request"),
+        (
+            json_type,
             r#"{"message": 42, "ttl": "1-day"}"#.into(),
             400,
             "bad_request",
@@ -455,7 +503,34 @@ async fn malformed_bodies_get_clear_4xx_and_store_nothing() {
         .await
         .unwrap();
     assert_eq!(response.status(), 415, "no content type");
+    let (_, home) = app.get_json("/api/activities/home").await;
+    let crud = &home[0];
+    for (path, body) in [
+        (
+            format!("/api/activities/{}/reply", crud["uuid"].as_str().unwrap()),
+            r#"["a reply"]"#,
+        ),
+        ("/api/messages".to_owned(), r#"["worf", "a message"]"#),
+    ] {
+        let (got, answer) = app.post_raw(&path, json_type, body).await;
+        assert_eq!(
+            (got, &answer["error"]),
+            (400, &json!("bad_request")),
+            "{path}"
+        );
+        assert!(
+            answer["message"].as_str().unwrap().contains("JSON object"),
+            "{answer}"
+        );
+    }
     assert_eq!(app.home_len().await, before, "nothing was stored");
+    let (_, shown) = app
+        .get_json(&format!(
+            "/api/activities/{}",
+            crud["uuid"].as_str().unwrap()
+        ))
+        .await;
+    assert_eq!(shown["replies_count"], crud["replies_count"], "no reply");
 }
 
 #[tokio::test]

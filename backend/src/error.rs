@@ -5,11 +5,13 @@
 use std::sync::Arc;
 
 use axum::Json;
-use axum::extract::FromRequest;
 use axum::extract::rejection::{JsonRejection, QueryRejection};
+use axum::extract::{FromRequest, Request};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
+use serde::de::DeserializeOwned;
+use serde_json::value::RawValue;
 
 use crate::services::ServiceError;
 use crate::store::StoreError;
@@ -164,10 +166,24 @@ impl From<JsonRejection> for ApiError {
     }
 }
 
-/// `Json` whose rejections answer in the API's error shape.
-#[derive(FromRequest)]
-#[from_request(via(Json), rejection(ApiError))]
+/// A JSON object body, rejected in the API's error shape. Only an object:
+/// serde would read `["hi", "1-day"]` into a struct field by field.
 pub struct ApiJson<T>(pub T);
+
+impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for ApiJson<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(request: Request, state: &S) -> Result<Self, ApiError> {
+        let Json(body) = Json::<Box<RawValue>>::from_request(request, state).await?;
+        if !body.get().trim_start().starts_with('{') {
+            return Err(ApiError::BadRequest(
+                "the body must be a JSON object, such as {\"message\": \"...\"}".into(),
+            ));
+        }
+        let Json(value) = Json::<T>::from_bytes(body.get().as_bytes())?;
+        Ok(ApiJson(value))
+    }
+}
 
 #[cfg(test)]
 mod tests {

@@ -148,12 +148,15 @@ pub async fn reply(
     now: DateTime<Utc>,
 ) -> Result<Reply, ServiceError> {
     let mut codes = Vec::new();
+    if activity_uuid.trim().is_empty() {
+        codes.push("activity_uuid_blank");
+    }
     check_message(message, MAX_MESSAGE_CHARS, &mut codes);
-    let not_found = || ServiceError::NotFound(NO_SUCH_CRUD);
-    let activity_uuid = Uuid::parse_str(activity_uuid).map_err(|_| not_found())?;
     let (Some(message), true) = (message, codes.is_empty()) else {
         return Err(ServiceError::Invalid(codes));
     };
+    let not_found = || ServiceError::NotFound(NO_SUCH_CRUD);
+    let activity_uuid = Uuid::parse_str(activity_uuid).map_err(|_| not_found())?;
     let reply = store
         .create_reply(NewReply {
             activity_uuid,

@@ -21,6 +21,7 @@ macro_rules! behaviour_suite {
             expired_cruds_are_hidden_everywhere,
             replies_are_counted_and_listed_oldest_first,
             replying_to_an_unknown_or_expired_crud_answers_none,
+            a_reply_to_a_reply_lands_in_its_cruds_thread,
             unknown_handles_answer_none,
             notification_candidates_are_mentions_and_replied_own_cruds,
             messages_are_grouped_and_listed_in_order,
@@ -272,6 +273,35 @@ pub(crate) async fn replying_to_an_unknown_or_expired_crud_answers_none(store: &
         .unwrap()
         .unwrap();
     assert_eq!((shown.replies_count, shown.replies.len()), (0, 0));
+}
+
+pub(crate) async fn a_reply_to_a_reply_lands_in_its_cruds_thread(store: &dyn Store) {
+    let quark = user(store, "quark", "Quark").await;
+    let odo = user(store, "odo", "Odo").await;
+    let at = now();
+    let crud = post(store, &quark, "Anyone seen Rom?", at - Duration::minutes(2)).await;
+    let first = reply(store, &odo, crud.uuid, at - Duration::minutes(1))
+        .await
+        .unwrap();
+    let second = reply(store, &quark, first.uuid, at).await.unwrap();
+    assert_eq!(
+        second.reply_to_activity_uuid, crud.uuid,
+        "the crud's thread"
+    );
+    let shown = store.show_activity(crud.uuid, at).await.unwrap().unwrap();
+    assert_eq!(shown.replies_count, 2);
+    assert_eq!(shown.replies, vec![first.clone(), second]);
+    assert_eq!(
+        store.show_activity(first.uuid, at).await.unwrap(),
+        None,
+        "a reply is no crud of its own"
+    );
+    let later = crud.expires_at + Duration::seconds(1);
+    assert_eq!(
+        reply(store, &odo, first.uuid, later).await,
+        None,
+        "a reply's thread expires with its crud"
+    );
 }
 
 pub(crate) async fn unknown_handles_answer_none(store: &dyn Store) {

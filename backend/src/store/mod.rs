@@ -142,7 +142,9 @@ pub trait Store: Send + Sync + 'static {
     fn show_activity(&self, uuid: Uuid, now: DateTime<Utc>) -> StoreFuture<'_, Option<Activity>>;
     fn create_activity(&self, new: NewActivity) -> StoreFuture<'_, Activity>;
     /// Stores the reply and counts it on its crud; `None` when no crud has
-    /// that uuid or it has expired at `new.created_at`.
+    /// that uuid or it has expired at `new.created_at`. The uuid may also be
+    /// one of a crud's replies (clients offer to reply to a reply): the
+    /// reply then lands in that crud's thread, under the crud's uuid.
     fn create_reply(&self, new: NewReply) -> StoreFuture<'_, Option<Reply>>;
     /// One group per conversation partner with its latest message, newest first.
     fn message_groups<'a>(&'a self, handle: &'a Handle) -> StoreFuture<'a, Vec<MessageGroup>>;

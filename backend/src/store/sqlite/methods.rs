@@ -7,7 +7,7 @@ use uuid::Uuid;
 
 use super::SqliteStore;
 use super::queries::*;
-use super::rows::{activity_from, message_from, message_group_from, micros, reply_from};
+use super::rows::{activity_from, message_from, message_group_from, micros, reply_from, uuid_at};
 use crate::domain::{Activity, Handle, Message, MessageGroup, Reply};
 use crate::store::{NewActivity, NewMessage, NewReply, Store, StoreFuture};
 
@@ -170,13 +170,15 @@ impl Store for SqliteStore {
 
     fn create_reply(&self, new: NewReply) -> StoreFuture<'_, Option<Reply>> {
         self.in_transaction(move |tx| {
-            let activity = new.activity_uuid.to_string();
-            if ACTIVITY_IS_LIVE
-                .row(tx, params![activity, micros(new.created_at)], |_| Ok(()))?
-                .is_none()
-            {
+            let thread = THREAD.row(
+                tx,
+                params![new.activity_uuid.to_string(), micros(new.created_at)],
+                |row| uuid_at(row, 0),
+            )?;
+            let Some(activity_uuid) = thread else {
                 return Ok(None);
-            }
+            };
+            let activity = activity_uuid.to_string();
             let display_name =
                 display_name(tx, &new.handle)?.unwrap_or_else(|| new.handle.to_string());
             let uuid = Uuid::new_v4();
@@ -193,7 +195,7 @@ impl Store for SqliteStore {
             COUNT_REPLY.execute(tx, [&activity])?;
             Ok(Some(Reply {
                 uuid,
-                reply_to_activity_uuid: new.activity_uuid,
+                reply_to_activity_uuid: activity_uuid,
                 display_name,
                 handle: new.handle.to_string(),
                 message: new.message,

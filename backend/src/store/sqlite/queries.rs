@@ -130,11 +130,14 @@ pub(super) const INSERT_ACTIVITY: Statement = Statement {
     sql: "INSERT INTO activities (uuid, user_handle, message, created_at, expires_at) \
           VALUES (?1, ?2, ?3, ?4, ?5)",
 };
-pub(super) const ACTIVITY_IS_LIVE: Statement = Statement {
-    name: "SELECT activities live",
+/// The live crud whose thread `?1` (a crud's or a reply's uuid) is in.
+pub(super) const THREAD: Statement = Statement {
+    name: "SELECT activities thread",
     operation: "SELECT",
     collection: "activities",
-    sql: "SELECT 1 FROM activities WHERE uuid = ?1 AND expires_at > ?2",
+    sql: "SELECT uuid FROM activities \
+          WHERE uuid = COALESCE((SELECT reply_to_activity_uuid FROM replies WHERE uuid = ?1), ?1) \
+          AND expires_at > ?2",
 };
 pub(super) const INSERT_REPLY: Statement = Statement {
     name: "INSERT replies",
