@@ -29,6 +29,10 @@ fn help_lists_every_setting_with_its_variable() {
         "FRONTEND_URL",
         "BACKEND_URL",
         "SHUTDOWN_TIMEOUT",
+        "SERVER_HEADER_TIMEOUT",
+        "SERVER_IDLE_TIMEOUT",
+        "SERVER_REQUEST_TIMEOUT",
+        "SERVER_MAX_CONNECTIONS",
         "OTEL_SERVICE_NAME",
         "OTEL_EXPORTER_OTLP_ENDPOINT",
         "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT",
@@ -128,6 +132,26 @@ fn bad_settings_stop_start_up_with_one_line_naming_the_variable() {
             "ROLLBAR_MAX_ITEMS_PER_MINUTE",
         ),
         (vec![("ROLLBAR_TIMEOUT", "soon")], "ROLLBAR_TIMEOUT"),
+        (
+            vec![("SERVER_HEADER_TIMEOUT", "0")],
+            "SERVER_HEADER_TIMEOUT=\"0\" is invalid",
+        ),
+        (
+            vec![("SERVER_IDLE_TIMEOUT", "forever")],
+            "SERVER_IDLE_TIMEOUT",
+        ),
+        (
+            vec![("SERVER_REQUEST_TIMEOUT", "-5s")],
+            "SERVER_REQUEST_TIMEOUT",
+        ),
+        (
+            vec![("SERVER_MAX_CONNECTIONS", "0")],
+            "SERVER_MAX_CONNECTIONS=\"0\" is invalid",
+        ),
+        (
+            vec![("SERVER_MAX_CONNECTIONS", "lots")],
+            "SERVER_MAX_CONNECTIONS",
+        ),
     ];
     for (env, expected) in cases {
         let (code, _, stderr) = run_to_end(&env, &[]);

@@ -20,7 +20,9 @@ use crate::config::Config;
 use crate::error::{ApiError, BODY_LIMIT};
 use crate::middleware::panic::panic_response;
 use crate::middleware::request_span::trace_request;
+use crate::middleware::timeout::limit_time;
 use crate::routes::{self, AppState};
+use crate::server::{self, ServerSettings};
 use crate::store::{self, OpenError, StoreError};
 use crate::telemetry::Telemetry;
 
@@ -40,6 +42,7 @@ pub enum AppError {
 pub struct App {
     listener: TcpListener,
     router: Router,
+    server: ServerSettings,
 }
 
 async fn not_found() -> Response {
@@ -81,8 +84,8 @@ pub fn router(config: &Config, state: AppState, telemetry: &Telemetry) -> Router
 }
 
 /// Every middleware around `routes`, outermost first: the request span
-/// (so it covers panics and CORS answers too; the sinks' request hooks run
-/// inside it), the panic catcher, then CORS. Public so tests can wrap
+/// (so it covers timeouts, panics and CORS answers too; the sinks' request
+/// hooks run inside it), the request deadline, the panic catcher, then CORS. Public so tests can wrap
 /// routes of their own, such as one that panics, without adding them to
 /// the product.
 pub fn with_middleware(routes: Router, config: &Config, telemetry: &Telemetry) -> Router {
@@ -91,6 +94,10 @@ pub fn with_middleware(routes: Router, config: &Config, telemetry: &Telemetry) -
             .layer(from_fn_with_state(
                 telemetry.requests.clone(),
                 trace_request,
+            ))
+            .layer(from_fn_with_state(
+                config.server.request_timeout,
+                limit_time,
             ))
             .layer(CatchPanicLayer::custom(panic_response))
             .layer(cors(config)),
@@ -112,6 +119,7 @@ impl App {
         Ok(App {
             listener,
             router: router(config, state, telemetry),
+            server: config.server.clone(),
         })
     }
 
@@ -122,16 +130,7 @@ impl App {
     }
 
     /// Serves until `shutdown` resolves, then lets in-flight requests finish.
-    pub async fn run(
-        self,
-        shutdown: impl Future<Output = ()> + Send + 'static,
-    ) -> std::io::Result<()> {
-        axum::serve(
-            self.listener,
-            self.router
-                .into_make_service_with_connect_info::<SocketAddr>(),
-        )
-        .with_graceful_shutdown(shutdown)
-        .await
+    pub async fn run(self, shutdown: impl Future<Output = ()> + Send + 'static) {
+        server::serve(self.listener, self.router, &self.server, shutdown).await;
     }
 }

@@ -3,10 +3,11 @@
 //! internal cause in the response's extensions.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use axum::Json;
-use axum::extract::rejection::{JsonRejection, QueryRejection};
-use axum::extract::{FromRequest, Request};
+use axum::extract::rejection::{JsonRejection, PathRejection, QueryRejection};
+use axum::extract::{FromRequest, FromRequestParts, Path, Request};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
@@ -39,6 +40,8 @@ pub enum ApiError {
     /// 503: the database is not answering; try again after a second. The
     /// cause stays inside the process, as for a 500.
     Unavailable(String),
+    /// 503: the request took longer than `SERVER_REQUEST_TIMEOUT`.
+    Timeout(Duration),
 }
 
 /// The cause of a 500 or 503, left in the response extensions for the
@@ -108,6 +111,17 @@ impl IntoResponse for ApiError {
                 )),
                 cause,
             ),
+            ApiError::Timeout(limit) => {
+                let limit = humantime::format_duration(limit);
+                with_cause(
+                    retry_in_a_second(error_json(
+                        StatusCode::SERVICE_UNAVAILABLE,
+                        "timeout",
+                        &format!("the request took longer than {limit}; try again shortly"),
+                    )),
+                    format!("the request took longer than SERVER_REQUEST_TIMEOUT ({limit})"),
+                )
+            }
         }
     }
 }
@@ -166,6 +180,35 @@ impl From<JsonRejection> for ApiError {
     }
 }
 
+impl From<PathRejection> for ApiError {
+    fn from(rejection: PathRejection) -> Self {
+        match rejection {
+            // A segment that does not decode (`%FF`) names nothing stored.
+            PathRejection::FailedToDeserializePathParams(_) => ApiError::NotFound("no such path"),
+            other => ApiError::Internal(other.body_text()),
+        }
+    }
+}
+
+/// `Path` whose rejections answer in the API's error shape.
+#[derive(FromRequestParts)]
+#[from_request(via(Path), rejection(ApiError))]
+pub struct ApiPath<T>(pub T);
+
+/// Whether every transfer coding named is `chunked` (or none is).
+fn only_chunked(headers: &http::HeaderMap) -> bool {
+    headers
+        .get_all(http::header::TRANSFER_ENCODING)
+        .iter()
+        .all(|value| {
+            value.to_str().is_ok_and(|codings| {
+                codings
+                    .split(',')
+                    .all(|coding| coding.trim().eq_ignore_ascii_case("chunked"))
+            })
+        })
+}
+
 /// A JSON object body, rejected in the API's error shape. Only an object:
 /// serde would read `["hi", "1-day"]` into a struct field by field.
 pub struct ApiJson<T>(pub T);
@@ -174,6 +217,13 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for ApiJson<T> {
     type Rejection = ApiError;
 
     async fn from_request(request: Request, state: &S) -> Result<Self, ApiError> {
+        if !only_chunked(request.headers()) {
+            // hyper reads the body as chunked whatever comes first, so a
+            // `gzip, chunked` body would be taken as plain JSON.
+            return Err(ApiError::BadRequest(
+                "the only Transfer-Encoding understood is chunked".into(),
+            ));
+        }
         let Json(body) = Json::<Box<RawValue>>::from_request(request, state).await?;
         if !body.get().trim_start().starts_with('{') {
             return Err(ApiError::BadRequest(

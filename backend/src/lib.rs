@@ -8,6 +8,7 @@ pub mod error;
 pub mod healthcheck;
 pub mod middleware;
 pub mod routes;
+pub mod server;
 pub mod services;
 pub mod store;
 pub mod telemetry;

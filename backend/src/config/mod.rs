@@ -16,6 +16,7 @@ use http::HeaderValue;
 
 use self::values::{Pairs, parse_duration, parse_handle, parse_origin, parse_pairs, parse_ratio};
 use crate::domain::Handle;
+use crate::server::ServerSettings;
 use crate::store::StoreSettings;
 use crate::telemetry::cloudwatch::CloudWatchSettings;
 use crate::telemetry::console::ConsoleSettings;
@@ -42,6 +43,8 @@ pub struct Config {
         default_value = "0.0.0.0"
     )]
     pub bind_address: IpAddr,
+    #[command(flatten)]
+    pub server: ServerSettings,
     #[command(flatten)]
     pub store: StoreSettings,
     /// The acting user until sign-in exists

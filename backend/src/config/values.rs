@@ -4,6 +4,7 @@
 //! module turns it into one line naming the variable.
 
 use std::fmt;
+use std::num::NonZeroUsize;
 use std::time::Duration;
 
 use http::{HeaderName, HeaderValue, Uri};
@@ -94,6 +95,13 @@ pub fn parse_nonzero_duration(raw: &str) -> Result<Duration, String> {
         Duration::ZERO => Err("must be more than zero".into()),
         duration => Ok(duration),
     }
+}
+
+/// A count that must be at least one (`SERVER_MAX_CONNECTIONS`).
+pub fn parse_positive(raw: &str) -> Result<NonZeroUsize, String> {
+    raw.trim()
+        .parse::<NonZeroUsize>()
+        .map_err(|_| format!("must be a whole number above zero, got {raw:?}"))
 }
 
 pub fn parse_millis(raw: &str) -> Result<Duration, String> {

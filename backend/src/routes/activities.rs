@@ -1,4 +1,4 @@
-use axum::extract::{Path, Query, State};
+use axum::extract::{Query, State};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use chrono::Utc;
@@ -6,7 +6,7 @@ use serde::Deserialize;
 
 use super::AppState;
 use crate::domain::{Activity, Reply};
-use crate::error::{ApiError, ApiJson};
+use crate::error::{ApiError, ApiJson, ApiPath};
 use crate::services::activities;
 
 pub fn router() -> Router<AppState> {
@@ -34,7 +34,7 @@ async fn notifications(State(state): State<AppState>) -> Answer<Vec<Activity>> {
 
 async fn user_feed(
     State(state): State<AppState>,
-    Path(handle): Path<String>,
+    ApiPath(handle): ApiPath<String>,
 ) -> Answer<Vec<Activity>> {
     Ok(Json(
         activities::user_feed(state.store(), &handle, Utc::now()).await?,
@@ -56,7 +56,7 @@ async fn search(
     ))
 }
 
-async fn show(State(state): State<AppState>, Path(uuid): Path<String>) -> Answer<Activity> {
+async fn show(State(state): State<AppState>, ApiPath(uuid): ApiPath<String>) -> Answer<Activity> {
     Ok(Json(
         activities::show(state.store(), &uuid, Utc::now()).await?,
     ))
@@ -91,7 +91,7 @@ struct CreateReply {
 
 async fn reply(
     State(state): State<AppState>,
-    Path(uuid): Path<String>,
+    ApiPath(uuid): ApiPath<String>,
     ApiJson(body): ApiJson<CreateReply>,
 ) -> Answer<Reply> {
     Ok(Json(

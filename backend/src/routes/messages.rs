@@ -1,4 +1,4 @@
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use chrono::Utc;
@@ -6,7 +6,7 @@ use serde::Deserialize;
 
 use super::AppState;
 use crate::domain::{Message, MessageGroup};
-use crate::error::{ApiError, ApiJson};
+use crate::error::{ApiError, ApiJson, ApiPath};
 use crate::services::messages;
 
 pub fn router() -> Router<AppState> {
@@ -22,7 +22,7 @@ async fn groups(State(state): State<AppState>) -> Result<Json<Vec<MessageGroup>>
 
 async fn conversation(
     State(state): State<AppState>,
-    Path(handle): Path<String>,
+    ApiPath(handle): ApiPath<String>,
 ) -> Result<Json<Vec<Message>>, ApiError> {
     Ok(Json(
         messages::conversation(state.store(), &state.user, &handle).await?,
