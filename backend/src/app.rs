@@ -20,6 +20,7 @@ use crate::config::Config;
 use crate::error::{ApiError, BODY_LIMIT};
 use crate::middleware::panic::panic_response;
 use crate::middleware::request_span::trace_request;
+use crate::openapi;
 use crate::routes::{self, AppState};
 use crate::store::{self, OpenError, StoreError};
 use crate::telemetry::Telemetry;
@@ -69,15 +70,22 @@ fn cors(config: &Config) -> CorsLayer {
         ])
 }
 
-/// The API's routes and the sinks' own, the fallbacks, and every middleware.
+/// The API's routes and the sinks' own, the OpenAPI document they make,
+/// the fallbacks, and every middleware.
 pub fn router(config: &Config, state: AppState, telemetry: &Telemetry) -> Router {
-    let routes = routes::router()
-        .with_state(state)
-        .merge(telemetry.routes.clone())
+    with_middleware(routes(state, telemetry), config, telemetry)
+}
+
+/// Every route, each added with its entry in the OpenAPI document, and
+/// the document's own; the fallbacks and the body limit.
+fn routes(state: AppState, telemetry: &Telemetry) -> Router {
+    let documented = openapi::router()
+        .merge(routes::router().with_state(state))
+        .merge(telemetry.routes.clone());
+    openapi::serve(documented)
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
-        .layer(DefaultBodyLimit::max(BODY_LIMIT));
-    with_middleware(routes, config, telemetry)
+        .layer(DefaultBodyLimit::max(BODY_LIMIT))
 }
 
 /// Every middleware around `routes`, outermost first: the request span
@@ -133,5 +141,102 @@ impl App {
         )
         .with_graceful_shutdown(shutdown)
         .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeSet;
+
+    use axum::body::Body;
+    use http::Request;
+    use tower::ServiceExt;
+    use utoipa_axum::router::OpenApiRouter;
+
+    use super::*;
+    use crate::config::parse;
+    use crate::telemetry::{self, Health};
+
+    /// The paths axum routes. axum has no API listing them, so they are
+    /// read from the router's `Debug` output, where its `path_router`
+    /// shows each as `RouteId(n): "/path"` (before the `fallback_router`,
+    /// whose catch-all routes are the fallbacks').
+    fn routed_paths(router: &Router) -> BTreeSet<String> {
+        let shown = format!("{router:?}");
+        let path_router = shown
+            .split_once("path_router:")
+            .and_then(|(_, rest)| rest.split_once("fallback_router:"))
+            .map_or("", |(routes, _)| routes);
+        let paths: BTreeSet<String> = path_router
+            .split("RouteId(")
+            .skip(1)
+            .filter_map(|entry| entry.split_once("): \"")?.1.split_once('"'))
+            .map(|(path, _)| path.to_owned())
+            .collect();
+        assert!(
+            paths.contains("/api/activities/home"),
+            "axum's Debug output changed; update routed_paths: {shown}"
+        );
+        paths
+    }
+
+    async fn documented_paths(router: Router) -> BTreeSet<String> {
+        let request = Request::get("/api/openapi.json")
+            .body(Body::empty())
+            .unwrap();
+        let response = router.oneshot(request).await.unwrap();
+        assert_eq!(response.status(), 200);
+        let body = axum::body::to_bytes(response.into_body(), usize::MAX)
+            .await
+            .unwrap();
+        let document: serde_json::Value = serde_json::from_slice(&body).unwrap();
+        assert_eq!(document["openapi"], "3.1.0");
+        document["paths"]
+            .as_object()
+            .expect("the document has paths")
+            .keys()
+            .cloned()
+            .collect()
+    }
+
+    /// The app's routes with every sink's own, as `settings` start them.
+    async fn app_routes(settings: &[&str]) -> Router {
+        let mut args = vec!["--database-path", ":memory:"];
+        args.extend_from_slice(settings);
+        let config = parse(&args).unwrap();
+        let mut sink_routes = OpenApiRouter::default();
+        for part in telemetry::start(&config).unwrap() {
+            if let Some(own) = part.routes {
+                sink_routes = sink_routes.merge(own);
+            }
+        }
+        let telemetry = Telemetry {
+            routes: sink_routes,
+            ..Telemetry::default()
+        };
+        let store = store::open(&config.store, Utc::now()).unwrap();
+        let state = AppState::new(store, config.default_user, Health::default());
+        routes(state, &telemetry)
+    }
+
+    #[tokio::test]
+    async fn every_route_is_in_the_openapi_document_and_every_entry_routed() {
+        // By default, and with every sink's routes on (the relay needs an
+        // OTLP sink): a sink's routes are there, on or off.
+        for settings in [
+            &[][..],
+            &[
+                "--otlp-endpoint",
+                "http://127.0.0.1:9",
+                "--browser-relay",
+                "true",
+            ],
+        ] {
+            let routes = app_routes(settings).await;
+            let routed = routed_paths(&routes);
+            assert!(routed.contains("/api/telemetry/v1/traces"), "{routed:?}");
+            assert!(routed.contains("/rollbar/test"), "{routed:?}");
+            assert_eq!(routed, documented_paths(routes).await, "{settings:?}");
+        }
     }
 }
