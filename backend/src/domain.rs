@@ -126,8 +126,9 @@ impl Ttl {
 impl FromStr for Ttl {
     type Err = UnknownTtl;
 
+    /// Exactly as the API spells it: the document lists the seven.
     fn from_str(raw: &str) -> Result<Self, Self::Err> {
-        Ok(match raw.trim() {
+        Ok(match raw {
             "30-days" => Ttl::ThirtyDays,
             "7-days" => Ttl::SevenDays,
             "3-days" => Ttl::ThreeDays,
@@ -236,6 +237,7 @@ mod tests {
             assert_eq!(ttl.as_str().parse::<Ttl>(), Ok(ttl));
         }
         assert_eq!("2-days".parse::<Ttl>(), Err(UnknownTtl));
+        assert_eq!(" 1-day".parse::<Ttl>(), Err(UnknownTtl));
         assert_eq!(Ttl::TwelveHours.duration(), Duration::hours(12));
     }
 

@@ -90,13 +90,15 @@ pub async fn search(
     term: Option<&str>,
     now: DateTime<Utc>,
 ) -> Result<Vec<Activity>, ServiceError> {
-    let term = term.map(str::trim).unwrap_or_default();
-    if term.is_empty() {
+    let term = term.unwrap_or_default();
+    if term.trim().is_empty() {
         return Err(vec![SearchInvalid::SearchTermBlank].into());
     }
+    // As sent, like a message's limit.
     if term.chars().count() > MAX_SEARCH_CHARS {
         return Err(vec![SearchInvalid::SearchTermExceedMaxChars].into());
     }
+    let term = term.trim();
     Ok(counted(store.search_activities(term, now).await?))
 }
 
@@ -142,8 +144,12 @@ pub async fn create(
         ],
         &mut codes,
     );
-    let ttl = match ttl.map(str::trim) {
-        None | Some("") => {
+    let ttl = match ttl {
+        None => {
+            codes.push(CreateInvalid::TtlBlank);
+            None
+        }
+        Some(raw) if raw.trim().is_empty() => {
             codes.push(CreateInvalid::TtlBlank);
             None
         }

@@ -87,16 +87,18 @@ fn counted<T>(items: Vec<T>) -> Vec<T> {
     items
 }
 
-/// Checks a message body: present, not blank, at most `max` characters;
-/// answers `blank` or `too_long` if not.
+/// Checks a message body: present, not blank once trimmed, at most `max`
+/// characters as sent (the original's limit, and the document's
+/// `maxLength`); answers `blank` or `too_long` if not.
 fn check_message<C>(
     message: Option<&str>,
     max: usize,
     [blank, too_long]: [C; 2],
     codes: &mut Vec<C>,
 ) {
-    match message.map(str::trim) {
-        None | Some("") => codes.push(blank),
+    match message {
+        None => codes.push(blank),
+        Some(text) if text.trim().is_empty() => codes.push(blank),
         Some(text) if text.chars().count() > max => codes.push(too_long),
         Some(_) => {}
     }
