@@ -46,6 +46,7 @@ fn schemathesis_finds_nothing() {
         .env_clear()
         .env("SCHEMATHESIS_HOOKS", hooks)
         .env("PYTHONIOENCODING", "utf-8")
+        .env("PYTHONDONTWRITEBYTECODE", "1")
         .stdin(Stdio::null());
     if seed != "random" {
         command.args(["--seed", &seed]);
