@@ -150,6 +150,7 @@ mod tests {
 
     use axum::body::Body;
     use http::Request;
+    use serde_json::Value;
     use tower::ServiceExt;
     use utoipa_axum::router::OpenApiRouter;
 
@@ -180,17 +181,27 @@ mod tests {
         paths
     }
 
-    async fn documented_paths(router: Router) -> BTreeSet<String> {
-        let request = Request::get("/api/openapi.json")
+    async fn send(router: &Router, method: Method, path: &str) -> Response {
+        let request = Request::builder()
+            .method(method)
+            .uri(path)
             .body(Body::empty())
             .unwrap();
-        let response = router.oneshot(request).await.unwrap();
+        router.clone().oneshot(request).await.unwrap()
+    }
+
+    async fn document(router: &Router) -> Value {
+        let response = send(router, Method::GET, "/api/openapi.json").await;
         assert_eq!(response.status(), 200);
         let body = axum::body::to_bytes(response.into_body(), usize::MAX)
             .await
             .unwrap();
-        let document: serde_json::Value = serde_json::from_slice(&body).unwrap();
+        let document: Value = serde_json::from_slice(&body).unwrap();
         assert_eq!(document["openapi"], "3.1.0");
+        document
+    }
+
+    fn documented_paths(document: &Value) -> BTreeSet<String> {
         document["paths"]
             .as_object()
             .expect("the document has paths")
@@ -236,7 +247,72 @@ mod tests {
             let routed = routed_paths(&routes);
             assert!(routed.contains("/api/telemetry/v1/traces"), "{routed:?}");
             assert!(routed.contains("/rollbar/test"), "{routed:?}");
-            assert_eq!(routed, documented_paths(routes).await, "{settings:?}");
+            let document = document(&routes).await;
+            assert_eq!(routed, documented_paths(&document), "{settings:?}");
+        }
+    }
+
+    #[tokio::test]
+    async fn each_path_takes_its_documented_methods_and_answers_405_to_others() {
+        let routes = app_routes(&[]).await;
+        let document = document(&routes).await;
+        let methods = [
+            Method::GET,
+            Method::POST,
+            Method::PUT,
+            Method::DELETE,
+            Method::PATCH,
+        ];
+        for (template, operations) in document["paths"].as_object().unwrap() {
+            let path = template.replace("{handle}", "worf").replace("{uuid}", "x");
+            let documented: Vec<Method> = methods
+                .iter()
+                .filter(|method| operations.get(method.as_str().to_lowercase()).is_some())
+                .cloned()
+                .collect();
+            assert!(!documented.is_empty(), "{template}");
+            for method in &methods {
+                let response = send(&routes, method.clone(), &path).await;
+                if documented.contains(method) {
+                    assert_ne!(response.status(), 405, "{method} {template}");
+                } else {
+                    assert_eq!(response.status(), 405, "{method} {template}");
+                    let allow = response.headers()[http::header::ALLOW].to_str().unwrap();
+                    for documented in &documented {
+                        assert!(allow.contains(documented.as_str()), "{template}: {allow}");
+                    }
+                }
+            }
+        }
+    }
+
+    #[tokio::test]
+    async fn every_reference_in_the_document_resolves() {
+        fn references<'a>(value: &'a Value, found: &mut Vec<&'a str>) {
+            match value {
+                Value::Object(entries) => {
+                    if let Some(Value::String(to)) = entries.get("$ref") {
+                        found.push(to);
+                    }
+                    entries.values().for_each(|inner| references(inner, found));
+                }
+                Value::Array(items) => items.iter().for_each(|inner| references(inner, found)),
+                _ => {}
+            }
+        }
+        let document = document(&app_routes(&[]).await).await;
+        let mut found = Vec::new();
+        references(&document, &mut found);
+        assert!(
+            found.contains(&"#/components/responses/not_found"),
+            "{found:?}"
+        );
+        for to in found {
+            let pointer = to.strip_prefix('#').expect("a local reference");
+            assert!(
+                document.pointer(pointer).is_some(),
+                "{to} resolves to nothing"
+            );
         }
     }
 }
