@@ -5,10 +5,11 @@
 //!
 //! On only when `OTEL_BROWSER_RELAY=true` (else it answers 404), but always
 //! routed and in the OpenAPI document, with that 404, so a client finds it
-//! whatever this server's settings. Accepted only from the allowed origins (`FRONTEND_URL`,
-//! `BACKEND_URL`), only as well-formed OTLP traces, only up to the app's body
-//! limit, and at most [`BURST`] requests at once refilled at [`PER_SECOND`]
-//! a second across all clients, so a page cannot flood the sink.
+//! whatever this server's settings. Accepted only from the allowed origins
+//! (`FRONTEND_URL`, `BACKEND_URL`), only as well-formed OTLP traces, only up
+//! to the app's body limit, and at most [`BURST`] requests at once refilled
+//! at [`PER_SECOND`] a second across all clients, so a page cannot flood the
+//! sink.
 
 use std::num::NonZeroU32;
 use std::sync::Arc;
@@ -33,6 +34,7 @@ use crate::error::ApiError;
 use crate::openapi::answers::error_answers;
 use crate::openapi::{TELEMETRY, fields};
 use crate::telemetry::queue::QueueSender;
+
 /// Requests accepted at once.
 const BURST: NonZeroU32 = NonZeroU32::new(20).expect("not zero");
 /// Requests a second in the long run.
@@ -66,10 +68,9 @@ impl IntoParams for OriginHeader {
     }
 }
 
-/// The relay's route: forwarding to an OTLP queue from the allowed
-/// origins, or, with the
-/// relay off (`None`), answering 404 to the method it documents and 405 to
-/// others, as any documented path does.
+/// The relay's route: forwarding to an OTLP queue what comes from the
+/// allowed origins, or, with the relay off (`None`), answering 404 to the
+/// method it documents (and 405 to others, as any documented path does).
 pub fn routes(to: Option<(QueueSender<OtlpItem>, [HeaderValue; 2])>) -> OpenApiRouter {
     OpenApiRouter::new()
         .routes(routes!(relay))
