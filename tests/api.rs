@@ -324,6 +324,18 @@ async fn validation_errors_are_422_code_lists_and_store_nothing() {
             json!({"message": "hi", "ttl": "2-days"}),
             json!(["ttl_invalid"]),
         ),
+        // The limits are the document's: a ttl exactly as listed, a length
+        // as sent (trimming happens only when the text is stored).
+        (
+            "/api/activities",
+            json!({"message": "hi", "ttl": " 1-day"}),
+            json!(["ttl_invalid"]),
+        ),
+        (
+            "/api/activities",
+            json!({"message": format!("x{}", " ".repeat(280)), "ttl": "1-day"}),
+            json!(["message_exceed_max_chars"]),
+        ),
         (
             "/api/activities",
             json!({}),
@@ -411,6 +423,15 @@ async fn search_terms_are_checked() {
             "{path}"
         );
     }
+    let padded = format!("a{}", "%20".repeat(280));
+    let (status, answer) = app
+        .get_json(&format!("/api/activities/search?term={padded}"))
+        .await;
+    assert_eq!(
+        (status, answer),
+        (422, json!(["search_term_exceed_max_chars"])),
+        "the limit is on the term as sent"
+    );
     let long = "a".repeat(10 * 1024);
     let (status, answer) = app
         .get_json(&format!("/api/activities/search?term={long}"))

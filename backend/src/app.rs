@@ -21,6 +21,7 @@ use crate::error::{ApiError, BODY_LIMIT};
 use crate::middleware::panic::panic_response;
 use crate::middleware::request_span::trace_request;
 use crate::middleware::timeout::limit_time;
+use crate::openapi;
 use crate::routes::{self, AppState};
 use crate::server::{self, ServerSettings};
 use crate::store::{self, OpenError, StoreError};
@@ -72,15 +73,22 @@ fn cors(config: &Config) -> CorsLayer {
         ])
 }
 
-/// The API's routes and the sinks' own, the fallbacks, and every middleware.
+/// The API's routes and the sinks' own, the OpenAPI document they make,
+/// the fallbacks, and every middleware.
 pub fn router(config: &Config, state: AppState, telemetry: &Telemetry) -> Router {
-    let routes = routes::router()
-        .with_state(state)
-        .merge(telemetry.routes.clone())
+    with_middleware(routes(state, telemetry), config, telemetry)
+}
+
+/// Every route, each added with its entry in the OpenAPI document, and
+/// the document's own; the fallbacks and the body limit.
+fn routes(state: AppState, telemetry: &Telemetry) -> Router {
+    let documented = openapi::router()
+        .merge(routes::router().with_state(state))
+        .merge(telemetry.routes.clone());
+    openapi::serve(documented)
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
-        .layer(DefaultBodyLimit::max(BODY_LIMIT));
-    with_middleware(routes, config, telemetry)
+        .layer(DefaultBodyLimit::max(BODY_LIMIT))
 }
 
 /// Every middleware around `routes`, outermost first: the request span
@@ -132,5 +140,178 @@ impl App {
     /// Serves until `shutdown` resolves, then lets in-flight requests finish.
     pub async fn run(self, shutdown: impl Future<Output = ()> + Send + 'static) {
         server::serve(self.listener, self.router, &self.server, shutdown).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeSet;
+
+    use axum::body::Body;
+    use http::Request;
+    use serde_json::Value;
+    use tower::ServiceExt;
+    use utoipa_axum::router::OpenApiRouter;
+
+    use super::*;
+    use crate::config::parse;
+    use crate::telemetry::{self, Health};
+
+    /// The paths axum routes. axum has no API listing them, so they are
+    /// read from the router's `Debug` output, where its `path_router`
+    /// shows each as `RouteId(n): "/path"` (before the `fallback_router`,
+    /// whose catch-all routes are the fallbacks').
+    fn routed_paths(router: &Router) -> BTreeSet<String> {
+        let shown = format!("{router:?}");
+        let path_router = shown
+            .split_once("path_router:")
+            .and_then(|(_, rest)| rest.split_once("fallback_router:"))
+            .map_or("", |(routes, _)| routes);
+        let paths: BTreeSet<String> = path_router
+            .split("RouteId(")
+            .skip(1)
+            .filter_map(|entry| entry.split_once("): \"")?.1.split_once('"'))
+            .map(|(path, _)| path.to_owned())
+            .collect();
+        assert!(
+            paths.contains("/api/activities/home"),
+            "axum's Debug output changed; update routed_paths: {shown}"
+        );
+        paths
+    }
+
+    async fn send(router: &Router, method: Method, path: &str) -> Response {
+        let request = Request::builder()
+            .method(method)
+            .uri(path)
+            .body(Body::empty())
+            .unwrap();
+        router.clone().oneshot(request).await.unwrap()
+    }
+
+    async fn document(router: &Router) -> Value {
+        let response = send(router, Method::GET, "/api/openapi.json").await;
+        assert_eq!(response.status(), 200);
+        let body = axum::body::to_bytes(response.into_body(), usize::MAX)
+            .await
+            .unwrap();
+        let document: Value = serde_json::from_slice(&body).unwrap();
+        assert_eq!(document["openapi"], "3.1.0");
+        document
+    }
+
+    fn documented_paths(document: &Value) -> BTreeSet<String> {
+        document["paths"]
+            .as_object()
+            .expect("the document has paths")
+            .keys()
+            .cloned()
+            .collect()
+    }
+
+    /// The app's routes with every sink's own, as `settings` start them.
+    async fn app_routes(settings: &[&str]) -> Router {
+        let mut args = vec!["--database-path", ":memory:"];
+        args.extend_from_slice(settings);
+        let config = parse(&args).unwrap();
+        let mut sink_routes = OpenApiRouter::default();
+        for part in telemetry::start(&config).unwrap() {
+            if let Some(own) = part.routes {
+                sink_routes = sink_routes.merge(own);
+            }
+        }
+        let telemetry = Telemetry {
+            routes: sink_routes,
+            ..Telemetry::default()
+        };
+        let store = store::open(&config.store, Utc::now()).unwrap();
+        let state = AppState::new(store, config.default_user, Health::default());
+        routes(state, &telemetry)
+    }
+
+    #[tokio::test]
+    async fn every_route_is_in_the_openapi_document_and_every_entry_routed() {
+        // By default, and with every sink's routes on (the relay needs an
+        // OTLP sink): a sink's routes are there, on or off.
+        for settings in [
+            &[][..],
+            &[
+                "--otlp-endpoint",
+                "http://127.0.0.1:9",
+                "--browser-relay",
+                "true",
+            ],
+        ] {
+            let routes = app_routes(settings).await;
+            let routed = routed_paths(&routes);
+            assert!(routed.contains("/api/telemetry/v1/traces"), "{routed:?}");
+            assert!(routed.contains("/rollbar/test"), "{routed:?}");
+            let document = document(&routes).await;
+            assert_eq!(routed, documented_paths(&document), "{settings:?}");
+        }
+    }
+
+    #[tokio::test]
+    async fn each_path_takes_its_documented_methods_and_answers_405_to_others() {
+        let routes = app_routes(&[]).await;
+        let document = document(&routes).await;
+        let methods = [
+            Method::GET,
+            Method::POST,
+            Method::PUT,
+            Method::DELETE,
+            Method::PATCH,
+        ];
+        for (template, operations) in document["paths"].as_object().unwrap() {
+            let path = template.replace("{handle}", "worf").replace("{uuid}", "x");
+            let documented: Vec<Method> = methods
+                .iter()
+                .filter(|method| operations.get(method.as_str().to_lowercase()).is_some())
+                .cloned()
+                .collect();
+            assert!(!documented.is_empty(), "{template}");
+            for method in &methods {
+                let response = send(&routes, method.clone(), &path).await;
+                if documented.contains(method) {
+                    assert_ne!(response.status(), 405, "{method} {template}");
+                } else {
+                    assert_eq!(response.status(), 405, "{method} {template}");
+                    let allow = response.headers()[http::header::ALLOW].to_str().unwrap();
+                    for documented in &documented {
+                        assert!(allow.contains(documented.as_str()), "{template}: {allow}");
+                    }
+                }
+            }
+        }
+    }
+
+    #[tokio::test]
+    async fn every_reference_in_the_document_resolves() {
+        fn references<'a>(value: &'a Value, found: &mut Vec<&'a str>) {
+            match value {
+                Value::Object(entries) => {
+                    if let Some(Value::String(to)) = entries.get("$ref") {
+                        found.push(to);
+                    }
+                    entries.values().for_each(|inner| references(inner, found));
+                }
+                Value::Array(items) => items.iter().for_each(|inner| references(inner, found)),
+                _ => {}
+            }
+        }
+        let document = document(&app_routes(&[]).await).await;
+        let mut found = Vec::new();
+        references(&document, &mut found);
+        assert!(
+            found.contains(&"#/components/responses/not_found"),
+            "{found:?}"
+        );
+        for to in found {
+            let pointer = to.strip_prefix('#').expect("a local reference");
+            assert!(
+                document.pointer(pointer).is_some(),
+                "{to} resolves to nothing"
+            );
+        }
     }
 }

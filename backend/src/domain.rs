@@ -6,6 +6,7 @@ use std::str::FromStr;
 
 use chrono::{DateTime, Duration, SecondsFormat, Utc};
 use serde::{Serialize, Serializer};
+use utoipa::ToSchema;
 use uuid::Uuid;
 
 /// Longest crud message, in characters.
@@ -87,6 +88,16 @@ pub enum Ttl {
 pub struct UnknownTtl;
 
 impl Ttl {
+    pub const ALL: [Ttl; 7] = [
+        Ttl::ThirtyDays,
+        Ttl::SevenDays,
+        Ttl::ThreeDays,
+        Ttl::OneDay,
+        Ttl::TwelveHours,
+        Ttl::ThreeHours,
+        Ttl::OneHour,
+    ];
+
     pub fn duration(self) -> Duration {
         match self {
             Ttl::ThirtyDays => Duration::days(30),
@@ -115,8 +126,9 @@ impl Ttl {
 impl FromStr for Ttl {
     type Err = UnknownTtl;
 
+    /// Exactly as the API spells it: the document lists the seven.
     fn from_str(raw: &str) -> Result<Self, Self::Err> {
-        Ok(match raw.trim() {
+        Ok(match raw {
             "30-days" => Ttl::ThirtyDays,
             "7-days" => Ttl::SevenDays,
             "3-days" => Ttl::ThreeDays,
@@ -129,21 +141,27 @@ impl FromStr for Ttl {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize)]
+/// A reply to a crud; `handle` and `display_name` are its author's.
+#[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
 pub struct Reply {
     pub uuid: Uuid,
+    /// The crud whose thread the reply is in.
     pub reply_to_activity_uuid: Uuid,
     pub display_name: String,
     pub handle: String,
     pub message: String,
+    #[schema(minimum = 0)]
     pub likes_count: i64,
+    #[schema(minimum = 0)]
     pub replies_count: i64,
+    #[schema(minimum = 0)]
     pub reposts_count: i64,
     #[serde(serialize_with = "rfc3339")]
     pub created_at: DateTime<Utc>,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize)]
+/// A crud; `handle` and `display_name` are its author's.
+#[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
 pub struct Activity {
     pub uuid: Uuid,
     pub display_name: String,
@@ -153,14 +171,18 @@ pub struct Activity {
     pub created_at: DateTime<Utc>,
     #[serde(serialize_with = "rfc3339")]
     pub expires_at: DateTime<Utc>,
+    #[schema(minimum = 0)]
     pub likes_count: i64,
+    #[schema(minimum = 0)]
     pub replies_count: i64,
+    #[schema(minimum = 0)]
     pub reposts_count: i64,
+    /// Oldest first.
     pub replies: Vec<Reply>,
 }
 
 /// A conversation as listed in the inbox: the other person and the last word.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
 pub struct MessageGroup {
     pub uuid: Uuid,
     pub display_name: String,
@@ -171,7 +193,7 @@ pub struct MessageGroup {
 }
 
 /// One direct message; `handle` and `display_name` are its sender's.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
 pub struct Message {
     pub uuid: Uuid,
     pub display_name: String,
@@ -211,18 +233,11 @@ mod tests {
 
     #[test]
     fn every_ttl_round_trips() {
-        for ttl in [
-            Ttl::ThirtyDays,
-            Ttl::SevenDays,
-            Ttl::ThreeDays,
-            Ttl::OneDay,
-            Ttl::TwelveHours,
-            Ttl::ThreeHours,
-            Ttl::OneHour,
-        ] {
+        for ttl in Ttl::ALL {
             assert_eq!(ttl.as_str().parse::<Ttl>(), Ok(ttl));
         }
         assert_eq!("2-days".parse::<Ttl>(), Err(UnknownTtl));
+        assert_eq!(" 1-day".parse::<Ttl>(), Err(UnknownTtl));
         assert_eq!(Ttl::TwelveHours.duration(), Duration::hours(12));
     }
 

@@ -13,6 +13,7 @@ use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use serde_json::value::RawValue;
+use utoipa::ToSchema;
 
 use crate::services::ServiceError;
 use crate::store::StoreError;
@@ -40,8 +41,8 @@ pub enum ApiError {
     /// 503: the database is not answering; try again after a second. The
     /// cause stays inside the process, as for a 500.
     Unavailable(String),
-    /// 503: the request took longer than `SERVER_REQUEST_TIMEOUT`.
-    Timeout(Duration),
+    /// 503: the request took longer than `SERVER_REQUEST_TIMEOUT`; says so.
+    Timeout(String),
 }
 
 /// The cause of a 500 or 503, left in the response extensions for the
@@ -49,97 +50,106 @@ pub enum ApiError {
 #[derive(Debug, Clone)]
 pub struct InternalCause(pub Arc<str>);
 
-#[derive(Serialize)]
-struct ErrorBody<'a> {
-    error: &'a str,
-    message: &'a str,
+/// Every error answer but a 422's: a code for programs, a sentence for people.
+#[derive(Serialize, ToSchema)]
+pub struct ErrorBody<'a> {
+    /// The status's one code, such as `not_found`.
+    pub error: &'a str,
+    pub message: &'a str,
 }
 
-fn error_json(status: StatusCode, error: &str, message: &str) -> Response {
-    (status, Json(ErrorBody { error, message })).into_response()
-}
-
-impl IntoResponse for ApiError {
-    fn into_response(self) -> Response {
+impl ApiError {
+    pub fn status(&self) -> StatusCode {
         match self {
-            ApiError::Validation(codes) => {
-                (StatusCode::UNPROCESSABLE_ENTITY, Json(codes)).into_response()
-            }
-            ApiError::NotFound(what) => error_json(StatusCode::NOT_FOUND, "not_found", what),
-            ApiError::BadRequest(message) => {
-                error_json(StatusCode::BAD_REQUEST, "bad_request", &message)
-            }
-            ApiError::UnsupportedMediaType(message) => error_json(
-                StatusCode::UNSUPPORTED_MEDIA_TYPE,
-                "unsupported_media_type",
-                &message,
-            ),
-            ApiError::PayloadTooLarge => error_json(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                "payload_too_large",
-                "the request body is larger than 64 KiB",
-            ),
-            ApiError::MethodNotAllowed => error_json(
-                StatusCode::METHOD_NOT_ALLOWED,
-                "method_not_allowed",
-                "this path does not accept that method",
-            ),
-            ApiError::Forbidden(why) => error_json(StatusCode::FORBIDDEN, "forbidden", why),
-            ApiError::TooManyRequests => retry_in_a_second(error_json(
-                StatusCode::TOO_MANY_REQUESTS,
-                "too_many_requests",
-                "slow down and try again in a second",
-            )),
-            ApiError::Conflict => error_json(
-                StatusCode::CONFLICT,
-                "conflict",
-                "the change conflicts with data already stored",
-            ),
-            ApiError::Internal(cause) => with_cause(
-                error_json(
-                    StatusCode::INTERNAL_SERVER_ERROR,
-                    "internal_error",
-                    "something went wrong on our side; it has been reported",
-                ),
-                cause,
-            ),
-            ApiError::Unavailable(cause) => with_cause(
-                retry_in_a_second(error_json(
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    "unavailable",
-                    "the database is not answering; try again shortly",
-                )),
-                cause,
-            ),
-            ApiError::Timeout(limit) => {
-                let limit = humantime::format_duration(limit);
-                with_cause(
-                    retry_in_a_second(error_json(
-                        StatusCode::SERVICE_UNAVAILABLE,
-                        "timeout",
-                        &format!("the request took longer than {limit}; try again shortly"),
-                    )),
-                    format!("the request took longer than SERVER_REQUEST_TIMEOUT ({limit})"),
-                )
-            }
+            ApiError::Validation(_) => StatusCode::UNPROCESSABLE_ENTITY,
+            ApiError::NotFound(_) => StatusCode::NOT_FOUND,
+            ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
+            ApiError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            ApiError::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            ApiError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
+            ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
+            ApiError::TooManyRequests => StatusCode::TOO_MANY_REQUESTS,
+            ApiError::Conflict => StatusCode::CONFLICT,
+            ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            ApiError::Unavailable(_) | ApiError::Timeout(_) => StatusCode::SERVICE_UNAVAILABLE,
+        }
+    }
+
+    /// The `error` code of the JSON error shape, one per status; a 422
+    /// answers its list of codes instead.
+    pub fn code(&self) -> Option<&'static str> {
+        Some(match self {
+            ApiError::Validation(_) => return None,
+            ApiError::NotFound(_) => "not_found",
+            ApiError::BadRequest(_) => "bad_request",
+            ApiError::UnsupportedMediaType(_) => "unsupported_media_type",
+            ApiError::PayloadTooLarge => "payload_too_large",
+            ApiError::MethodNotAllowed => "method_not_allowed",
+            ApiError::Forbidden(_) => "forbidden",
+            ApiError::TooManyRequests => "too_many_requests",
+            ApiError::Conflict => "conflict",
+            ApiError::Internal(_) => "internal_error",
+            ApiError::Unavailable(_) | ApiError::Timeout(_) => "unavailable",
+        })
+    }
+
+    /// Whether the answer carries `Retry-After: 1`.
+    pub fn retries(&self) -> bool {
+        matches!(
+            self,
+            ApiError::TooManyRequests | ApiError::Unavailable(_) | ApiError::Timeout(_)
+        )
+    }
+
+    /// The sentence for people; never the internal cause of a 5xx.
+    fn message(&self) -> &str {
+        match self {
+            ApiError::Validation(_) => "",
+            ApiError::NotFound(why) | ApiError::Forbidden(why) => why,
+            ApiError::BadRequest(why) | ApiError::UnsupportedMediaType(why) => why,
+            ApiError::PayloadTooLarge => "the request body is larger than 64 KiB",
+            ApiError::MethodNotAllowed => "this path does not accept that method",
+            ApiError::TooManyRequests => "slow down and try again in a second",
+            ApiError::Conflict => "the change conflicts with data already stored",
+            ApiError::Internal(_) => "something went wrong on our side; it has been reported",
+            ApiError::Unavailable(_) => "the database is not answering; try again shortly",
+            ApiError::Timeout(why) => why,
         }
     }
 }
 
-fn retry_in_a_second(mut response: Response) -> Response {
-    response.headers_mut().insert(
-        http::header::RETRY_AFTER,
-        http::HeaderValue::from_static("1"),
-    );
-    response
-}
-
-/// Leaves `cause` for the middleware that logs and reports it.
-fn with_cause(mut response: Response, cause: String) -> Response {
-    response
-        .extensions_mut()
-        .insert(InternalCause(cause.into()));
-    response
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let failure = match self {
+            ApiError::Validation(codes) => {
+                return (StatusCode::UNPROCESSABLE_ENTITY, Json(codes)).into_response();
+            }
+            failure => failure,
+        };
+        let mut response = (
+            failure.status(),
+            Json(ErrorBody {
+                error: failure.code().unwrap_or_default(),
+                message: failure.message(),
+            }),
+        )
+            .into_response();
+        if failure.retries() {
+            response.headers_mut().insert(
+                http::header::RETRY_AFTER,
+                http::HeaderValue::from_static("1"),
+            );
+        }
+        if let ApiError::Internal(cause) | ApiError::Unavailable(cause) | ApiError::Timeout(cause) =
+            failure
+        {
+            // Left for the middleware that logs and reports it.
+            response
+                .extensions_mut()
+                .insert(InternalCause(cause.into()));
+        }
+        response
+    }
 }
 
 impl From<StoreError> for ApiError {
@@ -177,6 +187,16 @@ impl From<JsonRejection> for ApiError {
             ),
             _ => ApiError::BadRequest(rejection.body_text()),
         }
+    }
+}
+
+impl ApiError {
+    /// The answer to a request that ran past `limit` (`SERVER_REQUEST_TIMEOUT`).
+    pub fn timeout(limit: Duration) -> Self {
+        ApiError::Timeout(format!(
+            "the request took longer than {} (SERVER_REQUEST_TIMEOUT); try again shortly",
+            humantime::format_duration(limit)
+        ))
     }
 }
 

@@ -7,6 +7,7 @@ pub mod domain;
 pub mod error;
 pub mod healthcheck;
 pub mod middleware;
+pub mod openapi;
 pub mod routes;
 pub mod server;
 pub mod services;

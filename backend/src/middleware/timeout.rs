@@ -1,5 +1,5 @@
 //! `SERVER_REQUEST_TIMEOUT`: a request that takes longer, reading its body
-//! included, answers 503 `timeout` inside its own span, so the trace shows
+//! included, answers 503 `unavailable` inside its own span, so the trace shows
 //! it. Work the handler handed to a blocking thread (a database write)
 //! still finishes; only the answer is given up.
 
@@ -14,6 +14,6 @@ use crate::error::ApiError;
 pub async fn limit_time(State(limit): State<Duration>, request: Request, next: Next) -> Response {
     match tokio::time::timeout(limit, next.run(request)).await {
         Ok(response) => response,
-        Err(_) => ApiError::Timeout(limit).into_response(),
+        Err(_) => ApiError::timeout(limit).into_response(),
     }
 }

@@ -7,9 +7,14 @@ pub mod messages;
 
 use std::sync::Arc;
 
-use axum::Router;
+use serde::Deserialize;
+use utoipa::IntoParams;
+use utoipa::openapi::Required;
+use utoipa::openapi::path::{Parameter, ParameterIn};
+use utoipa_axum::router::OpenApiRouter;
 
 use crate::domain::Handle;
+use crate::openapi::fields;
 use crate::store::Store;
 use crate::telemetry::Health;
 
@@ -36,9 +41,26 @@ impl AppState {
     }
 }
 
-/// Every resource's routes.
-pub fn router() -> Router<AppState> {
-    Router::new()
+/// A user's handle in a path (`@{handle}`).
+#[derive(Deserialize)]
+struct HandlePath {
+    handle: String,
+}
+
+impl IntoParams for HandlePath {
+    fn into_params(_: impl Fn() -> Option<ParameterIn>) -> Vec<Parameter> {
+        vec![fields::parameter(
+            "handle",
+            ParameterIn::Path,
+            Required::True,
+            fields::handle(),
+        )]
+    }
+}
+
+/// Every resource's routes, each with its entry in the OpenAPI document.
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
         .merge(activities::router())
         .merge(messages::router())
         .merge(health::router())

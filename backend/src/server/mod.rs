@@ -49,7 +49,7 @@ pub struct ServerSettings {
     /// How long a keep-alive connection may sit idle; keep it above a load balancer's idle timeout (ALB: 60 s)
     #[arg(long = "server-idle-timeout", env = "SERVER_IDLE_TIMEOUT", value_name = "SERVER_IDLE_TIMEOUT", default_value = "75s", value_parser = parse_nonzero_duration)]
     pub idle_timeout: Duration,
-    /// How long a request may take, reading its body included; later it answers 503 `timeout`
+    /// How long a request may take, reading its body included; later it answers 503
     #[arg(long = "server-request-timeout", env = "SERVER_REQUEST_TIMEOUT", value_name = "SERVER_REQUEST_TIMEOUT", default_value = "30s", value_parser = parse_nonzero_duration)]
     pub request_timeout: Duration,
     /// Most connections open at once; more are answered 503 and closed

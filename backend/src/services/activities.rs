@@ -4,14 +4,41 @@ use chrono::{DateTime, Utc};
 use tracing::field::Empty;
 use uuid::Uuid;
 
-use super::{NO_SUCH_USER, ServiceError, check_message, counted, path_handle};
+use super::{NO_SUCH_USER, ServiceError, check_message, counted, path_handle, validation_codes};
 use crate::domain::{
     Activity, Handle, MAX_ACTIVITY_CHARS, MAX_MESSAGE_CHARS, MAX_SEARCH_CHARS, Reply, Ttl,
     api_time, mentions,
 };
 use crate::store::{NewActivity, NewReply, Store};
 
-const NO_SUCH_CRUD: &str = "no crud has that uuid, or it has expired";
+pub(crate) const NO_SUCH_CRUD: &str = "no crud has that uuid, or it has expired";
+
+validation_codes! {
+    /// Why a search is refused.
+    pub enum SearchInvalid {
+        SearchTermBlank = "search_term_blank",
+        SearchTermExceedMaxChars = "search_term_exceed_max_chars",
+    }
+}
+
+validation_codes! {
+    /// Why a new crud is refused.
+    pub enum CreateInvalid {
+        MessageBlank = "message_blank",
+        MessageExceedMaxChars = "message_exceed_max_chars",
+        TtlBlank = "ttl_blank",
+        TtlInvalid = "ttl_invalid",
+    }
+}
+
+validation_codes! {
+    /// Why a reply is refused.
+    pub enum ReplyInvalid {
+        ActivityUuidBlank = "activity_uuid_blank",
+        MessageBlank = "message_blank",
+        MessageExceedMaxChars = "message_exceed_max_chars",
+    }
+}
 
 #[tracing::instrument(name = "home_activities", skip_all, fields(app.now = api_time(now), app.result_length = Empty))]
 pub async fn home(store: &dyn Store, now: DateTime<Utc>) -> Result<Vec<Activity>, ServiceError> {
@@ -63,13 +90,15 @@ pub async fn search(
     term: Option<&str>,
     now: DateTime<Utc>,
 ) -> Result<Vec<Activity>, ServiceError> {
-    let term = term.map(str::trim).unwrap_or_default();
-    if term.is_empty() {
-        return Err(ServiceError::Invalid(vec!["search_term_blank"]));
+    let term = term.unwrap_or_default();
+    if term.trim().is_empty() {
+        return Err(vec![SearchInvalid::SearchTermBlank].into());
     }
+    // As sent, like a message's limit.
     if term.chars().count() > MAX_SEARCH_CHARS {
-        return Err(ServiceError::Invalid(vec!["search_term_exceed_max_chars"]));
+        return Err(vec![SearchInvalid::SearchTermExceedMaxChars].into());
     }
+    let term = term.trim();
     Ok(counted(store.search_activities(term, now).await?))
 }
 
@@ -106,22 +135,34 @@ pub async fn create(
     now: DateTime<Utc>,
 ) -> Result<Activity, ServiceError> {
     let mut codes = Vec::new();
-    check_message(message, MAX_ACTIVITY_CHARS, &mut codes);
-    let ttl = match ttl.map(str::trim) {
-        None | Some("") => {
-            codes.push("ttl_blank");
+    check_message(
+        message,
+        MAX_ACTIVITY_CHARS,
+        [
+            CreateInvalid::MessageBlank,
+            CreateInvalid::MessageExceedMaxChars,
+        ],
+        &mut codes,
+    );
+    let ttl = match ttl {
+        None => {
+            codes.push(CreateInvalid::TtlBlank);
+            None
+        }
+        Some(raw) if raw.trim().is_empty() => {
+            codes.push(CreateInvalid::TtlBlank);
             None
         }
         Some(raw) => match raw.parse::<Ttl>() {
             Ok(ttl) => Some(ttl),
             Err(_) => {
-                codes.push("ttl_invalid");
+                codes.push(CreateInvalid::TtlInvalid);
                 None
             }
         },
     };
     let (Some(message), Some(ttl), true) = (message, ttl, codes.is_empty()) else {
-        return Err(ServiceError::Invalid(codes));
+        return Err(codes.into());
     };
     let activity = store
         .create_activity(NewActivity {
@@ -149,11 +190,19 @@ pub async fn reply(
 ) -> Result<Reply, ServiceError> {
     let mut codes = Vec::new();
     if activity_uuid.trim().is_empty() {
-        codes.push("activity_uuid_blank");
+        codes.push(ReplyInvalid::ActivityUuidBlank);
     }
-    check_message(message, MAX_MESSAGE_CHARS, &mut codes);
+    check_message(
+        message,
+        MAX_MESSAGE_CHARS,
+        [
+            ReplyInvalid::MessageBlank,
+            ReplyInvalid::MessageExceedMaxChars,
+        ],
+        &mut codes,
+    );
     let (Some(message), true) = (message, codes.is_empty()) else {
-        return Err(ServiceError::Invalid(codes));
+        return Err(codes.into());
     };
     let not_found = || ServiceError::NotFound(NO_SUCH_CRUD);
     let activity_uuid = Uuid::parse_str(activity_uuid).map_err(|_| not_found())?;

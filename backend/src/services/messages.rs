@@ -3,9 +3,19 @@
 use chrono::{DateTime, Utc};
 use tracing::field::Empty;
 
-use super::{NO_SUCH_USER, ServiceError, check_message, counted, path_handle};
+use super::{NO_SUCH_USER, ServiceError, check_message, counted, path_handle, validation_codes};
 use crate::domain::{Handle, HandleError, MAX_MESSAGE_CHARS, Message, MessageGroup, api_time};
 use crate::store::{NewMessage, Store};
+
+validation_codes! {
+    /// Why a direct message is refused (`reciever` sic, as the original spelled it).
+    pub enum SendInvalid {
+        UserRecieverHandleBlank = "user_reciever_handle_blank",
+        UserRecieverHandleInvalid = "user_reciever_handle_invalid",
+        MessageBlank = "message_blank",
+        MessageExceedMaxChars = "message_exceed_max_chars",
+    }
+}
 
 #[tracing::instrument(
     name = "message_groups",
@@ -53,18 +63,26 @@ pub async fn send(
     let mut codes = Vec::new();
     let receiver = match receiver.map(str::parse::<Handle>) {
         None | Some(Err(HandleError::Blank)) => {
-            codes.push("user_reciever_handle_blank");
+            codes.push(SendInvalid::UserRecieverHandleBlank);
             None
         }
         Some(Err(HandleError::Invalid)) => {
-            codes.push("user_reciever_handle_invalid");
+            codes.push(SendInvalid::UserRecieverHandleInvalid);
             None
         }
         Some(Ok(handle)) => Some(handle),
     };
-    check_message(message, MAX_MESSAGE_CHARS, &mut codes);
+    check_message(
+        message,
+        MAX_MESSAGE_CHARS,
+        [
+            SendInvalid::MessageBlank,
+            SendInvalid::MessageExceedMaxChars,
+        ],
+        &mut codes,
+    );
     let (Some(receiver), Some(message), true) = (receiver, message, codes.is_empty()) else {
-        return Err(ServiceError::Invalid(codes));
+        return Err(codes.into());
     };
     let sent = store
         .create_message(NewMessage {

@@ -29,7 +29,6 @@ pub mod xray;
 use std::process::ExitCode;
 use std::sync::Arc;
 
-use axum::Router;
 use clap::Subcommand;
 use opentelemetry::KeyValue;
 use opentelemetry_sdk::Resource;
@@ -39,6 +38,7 @@ use tracing_subscriber::Layer as _;
 use tracing_subscriber::filter::filter_fn;
 use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
+use utoipa_axum::router::OpenApiRouter;
 
 pub use guard::Guard;
 pub use sink::{Health, RequestTelemetry, TelemetryError, TracesExporter};
@@ -48,29 +48,33 @@ use sink::{Shared, SinkParts, SpanRouter};
 
 /// What `init` hands back: the shutdown guard, and what the app serves
 /// with: the health counters, the request middleware's settings and the
-/// sinks' own routes.
+/// sinks' own routes, documented.
 #[derive(Default)]
 pub struct Telemetry {
     pub guard: Guard,
     pub health: Health,
     pub requests: RequestTelemetry,
-    pub routes: Router,
+    pub routes: OpenApiRouter,
 }
 
 /// Starts every configured sink and installs the global subscriber (and the
 /// global OpenTelemetry tracer provider). Each sink prints one line saying
 /// where it sends or why it is off.
 pub fn init(config: &Config) -> Result<Telemetry, TelemetryError> {
+    install(start(config)?, &config.telemetry)
+}
+
+/// Starts every sink and answers their parts, not installed yet.
+pub fn start(config: &Config) -> Result<Vec<SinkParts>, TelemetryError> {
     let t = &config.telemetry;
     let shared = shared(config);
-    let parts = vec![
+    Ok(vec![
         otlp::start(&t.otlp, &shared)?,
         xray::start(&t.xray, &shared)?,
         rollbar::start(&t.rollbar, &shared)?,
         cloudwatch::start(&t.cloudwatch, &shared)?,
         console::start(&t.console, &shared)?,
-    ];
-    install(parts, t)
+    ])
 }
 
 /// The sinks' own subcommands (`cruddur-backend xray setup`), one line each.
@@ -146,7 +150,7 @@ fn install(parts: Vec<SinkParts>, config: &TelemetryConfig) -> Result<Telemetry,
     let mut entries = Vec::new();
     let mut flushes = Vec::new();
     let mut hooks = Vec::new();
-    let mut routes = Router::new();
+    let mut routes = OpenApiRouter::default();
     let mut requests = RequestTelemetry {
         http_dup_semconv: config.http_dup_semconv(),
         ..RequestTelemetry::default()

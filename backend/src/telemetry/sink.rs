@@ -7,9 +7,9 @@
 //! parts. This module names no sink: sinks import it, never the reverse.
 
 use std::borrow::Cow;
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use axum::Router;
 use axum::extract::Request;
 use axum::response::Response;
 use clap::ValueEnum;
@@ -17,10 +17,12 @@ use http::HeaderValue;
 use opentelemetry::trace::SpanContext;
 use opentelemetry_sdk::Resource;
 use opentelemetry_sdk::trace::{ShouldSample, SpanData};
-use serde_json::{Map, Value, json};
+use serde::Serialize;
 use tracing_subscriber::{Layer, Registry};
+use utoipa::ToSchema;
+use utoipa_axum::router::OpenApiRouter;
 
-use super::queue::{Flush, SinkStats};
+use super::queue::{Flush, SinkReport, SinkStats};
 
 #[derive(Debug, thiserror::Error)]
 pub enum TelemetryError {
@@ -192,23 +194,37 @@ impl Health {
         }
     }
 
-    pub fn report(&self) -> Value {
-        let mut sinks = Map::new();
-        for entry in self.sinks.iter() {
-            match entry {
-                SinkEntry::On(stats) => {
-                    sinks.insert(stats.name().into(), json!(stats.report()));
-                }
-                SinkEntry::Off { name, reason } => {
-                    sinks.insert(
-                        (*name).into(),
-                        json!({ "enabled": false, "reason": reason }),
-                    );
-                }
-            }
-        }
-        Value::Object(sinks)
+    /// Each sink by name.
+    pub fn report(&self) -> BTreeMap<&'static str, SinkHealth> {
+        self.sinks
+            .iter()
+            .map(|entry| match entry {
+                SinkEntry::On(stats) => (stats.name(), SinkHealth::On(stats.report())),
+                SinkEntry::Off { name, reason } => (
+                    *name,
+                    SinkHealth::Off(SinkOff {
+                        enabled: false,
+                        reason: reason.clone(),
+                    }),
+                ),
+            })
+            .collect()
     }
+}
+
+/// One sink in `/api/health-check`.
+#[derive(Serialize, ToSchema)]
+#[serde(untagged)]
+pub enum SinkHealth {
+    On(SinkReport),
+    Off(SinkOff),
+}
+
+/// A sink that is off, and why.
+#[derive(Serialize, ToSchema)]
+pub struct SinkOff {
+    pub enabled: bool,
+    pub reason: String,
 }
 
 /// What one sink contributes; everything but the health entry is optional.
@@ -222,7 +238,8 @@ pub struct SinkParts {
     pub sampler: Option<SamplerWrap>,
     pub answer_sampled: Option<fn(&SpanContext) -> bool>,
     pub request_hook: Option<Arc<dyn RequestHook>>,
-    pub routes: Option<Router>,
+    /// Routes of its own, each documented where it is defined.
+    pub routes: Option<OpenApiRouter>,
 }
 
 impl SinkParts {
@@ -277,7 +294,7 @@ impl SinkParts {
         self
     }
 
-    pub fn with_routes(mut self, routes: Router) -> Self {
+    pub fn with_routes(mut self, routes: OpenApiRouter) -> Self {
         self.routes = Some(routes);
         self
     }

@@ -139,7 +139,7 @@ pub fn start(settings: &OtlpSettings, shared: &Shared) -> Result<SinkParts, Tele
         if settings.browser_relay {
             eprintln!("telemetry: browser relay off (no OTLP sink to forward to)");
         }
-        return Ok(parts);
+        return Ok(parts.with_routes(relay::routes(None)));
     }
     let url = settings.traces_url().unwrap_or_default();
     let headers = settings.headers();
@@ -177,10 +177,11 @@ pub fn start(settings: &OtlpSettings, shared: &Shared) -> Result<SinkParts, Tele
             &shared.resource,
         )
     })?;
-    let mut parts = SinkParts::on(sender.clone()).with_spans(Arc::new(OtlpSpans(sender.clone())));
+    let parts = SinkParts::on(sender.clone()).with_spans(Arc::new(OtlpSpans(sender.clone())));
     if settings.browser_relay {
         eprintln!("telemetry: browser relay on: POST /api/telemetry/v1/traces -> otlp");
-        parts = parts.with_routes(relay::routes(sender, shared.origins.clone()));
+        Ok(parts.with_routes(relay::routes(Some((sender, shared.origins.clone())))))
+    } else {
+        Ok(parts.with_routes(relay::routes(None)))
     }
-    Ok(parts)
 }

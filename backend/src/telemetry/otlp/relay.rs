@@ -3,41 +3,78 @@
 //! backend forwards them through its own OTLP sink with its own credentials,
 //! so no API key ever reaches the browser.
 //!
-//! Only routed when `OTEL_BROWSER_RELAY=true` (else the path is a 404 like
-//! any other unknown one). Accepted only from the allowed origins (`FRONTEND_URL`,
-//! `BACKEND_URL`), only as well-formed OTLP traces, only up to the app's body
-//! limit, and at most [`BURST`] requests at once refilled at [`PER_SECOND`]
-//! a second across all clients, so a page cannot flood the sink.
+//! On only when `OTEL_BROWSER_RELAY=true` (else it answers 404), but always
+//! routed and in the OpenAPI document, with that 404, so a client finds it
+//! whatever this server's settings. Accepted only from the allowed origins
+//! (`FRONTEND_URL`, `BACKEND_URL`), only as well-formed OTLP traces, only up
+//! to the app's body limit, and at most [`BURST`] requests at once refilled
+//! at [`PER_SECOND`] a second across all clients, so a page cannot flood the
+//! sink.
 
 use std::num::NonZeroU32;
 use std::sync::Arc;
 
-use axum::Router;
 use axum::body::Bytes;
 use axum::extract::State;
 use axum::extract::rejection::BytesRejection;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::post;
 use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
 use prost::Message;
+use utoipa::openapi::path::{Parameter, ParameterIn};
+use utoipa::openapi::schema::{KnownFormat, ObjectBuilder, Schema, SchemaFormat, Type};
+use utoipa::openapi::{RefOr, Required};
+use utoipa::{IntoParams, PartialSchema, ToSchema};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use super::OtlpItem;
 use crate::error::ApiError;
+use crate::openapi::answers::error_answers;
+use crate::openapi::{TELEMETRY, fields};
 use crate::telemetry::queue::QueueSender;
 
-const PATH: &str = "/api/telemetry/v1/traces";
 /// Requests accepted at once.
 const BURST: NonZeroU32 = NonZeroU32::new(20).expect("not zero");
 /// Requests a second in the long run.
 const PER_SECOND: NonZeroU32 = NonZeroU32::new(10).expect("not zero");
 
-/// The relay's route, answering for the OTLP queue `sink`.
-pub fn routes(sink: QueueSender<OtlpItem>, origins: [HeaderValue; 2]) -> Router {
-    Router::new()
-        .route(PATH, post(relay))
-        .with_state(Relay::new(sink, origins))
+/// OTLP/HTTP protobuf bytes, as the document shows them.
+struct Protobuf;
+
+impl PartialSchema for Protobuf {
+    fn schema() -> RefOr<Schema> {
+        ObjectBuilder::new()
+            .schema_type(Type::String)
+            .format(Some(SchemaFormat::KnownFormat(KnownFormat::Binary)))
+            .into()
+    }
+}
+
+impl ToSchema for Protobuf {}
+
+/// The `Origin` header the relay checks.
+struct OriginHeader;
+
+impl IntoParams for OriginHeader {
+    fn into_params(_: impl Fn() -> Option<ParameterIn>) -> Vec<Parameter> {
+        vec![fields::parameter(
+            "origin",
+            ParameterIn::Header,
+            Required::False,
+            fields::origin(),
+        )]
+    }
+}
+
+/// The relay's route: forwarding to an OTLP queue what comes from the
+/// allowed origins, or, with the relay off (`None`), answering 404 to the
+/// method it documents (and 405 to others, as any documented path does).
+pub fn routes(to: Option<(QueueSender<OtlpItem>, [HeaderValue; 2])>) -> OpenApiRouter {
+    OpenApiRouter::new()
+        .routes(routes!(relay))
+        .with_state(to.map(|(sink, origins)| Relay::new(sink, origins)))
 }
 
 /// The relay's state: where spans go, who may send them, and the budget.
@@ -98,11 +135,43 @@ fn well_formed(request: &ExportTraceServiceRequest) -> Result<usize, &'static st
     Ok(count)
 }
 
+error_answers! {
+    /// Everything the relay refuses, and the 404 of a server with the relay off.
+    pub struct RelayErrors {
+        ApiError::BadRequest(String::new()) => "not a well-formed ExportTraceServiceRequest with at least one span, each with valid ids, a name and times",
+        ApiError::Forbidden("") => "an Origin other than FRONTEND_URL or BACKEND_URL",
+        ApiError::NotFound("") => "the relay is off: OTEL_BROWSER_RELAY is not true, or no OTLP sink is configured",
+        ApiError::PayloadTooLarge => "a body over 64 KiB",
+        ApiError::UnsupportedMediaType(String::new()) => "a body that is not application/x-protobuf",
+        ApiError::TooManyRequests => "over the budget: a burst of 20 requests, refilled at 10 a second across all clients",
+    }
+}
+
+/// The browser traces relay: forwards the page's spans (OTLP/HTTP
+/// protobuf, an `ExportTraceServiceRequest`) through the backend's OTLP
+/// sink, with the backend's credentials.
+#[utoipa::path(
+    post,
+    path = "/api/telemetry/v1/traces",
+    tag = TELEMETRY,
+    operation_id = "relay_browser_traces",
+    params(OriginHeader),
+    request_body(content = inline(Protobuf), content_type = "application/x-protobuf", description = "an OTLP ExportTraceServiceRequest"),
+    responses(
+        (status = 200, description = "every span accepted: an empty ExportTraceServiceResponse", body = inline(Protobuf), content_type = "application/x-protobuf"),
+        RelayErrors,
+    ),
+)]
 async fn relay(
-    State(relay): State<Relay>,
+    State(relay): State<Option<Relay>>,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
+    let Some(relay) = relay else {
+        return Err(ApiError::NotFound(
+            "the browser relay is off (OTEL_BROWSER_RELAY, and an OTLP sink)",
+        ));
+    };
     if !headers
         .get(header::ORIGIN)
         .is_some_and(|origin| relay.origins.contains(origin))

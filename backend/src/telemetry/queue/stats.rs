@@ -6,6 +6,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 
 use chrono::{DateTime, SecondsFormat, Utc};
 use serde::Serialize;
+use utoipa::ToSchema;
 
 /// A sink's counters, shared between its worker and the health check.
 #[derive(Debug)]
@@ -21,10 +22,11 @@ pub struct SinkStats {
     last_success: Mutex<Option<DateTime<Utc>>>,
 }
 
-/// What `/api/health-check` shows of one sink.
-#[derive(Debug, Clone, Serialize, PartialEq)]
+/// What `/api/health-check` shows of a sink that is on.
+#[derive(Debug, Clone, Serialize, PartialEq, ToSchema)]
 pub struct SinkReport {
     pub enabled: bool,
+    /// Where it sends (secrets never shown).
     pub destination: String,
     pub exported: u64,
     pub dropped: u64,

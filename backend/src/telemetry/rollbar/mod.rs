@@ -8,6 +8,7 @@
 pub mod item;
 mod request;
 mod sink;
+mod test_route;
 
 use std::backtrace::Backtrace;
 use std::num::NonZeroU32;
@@ -15,9 +16,6 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Once};
 use std::time::Duration;
 
-use axum::Router;
-use axum::extract::State;
-use axum::routing::get;
 use clap::{Args, ValueEnum};
 use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
 use http::Uri;
@@ -285,20 +283,6 @@ fn host_name() -> String {
         .unwrap_or_else(|| "unknown".into())
 }
 
-/// `GET /rollbar/test`: reports a warning "Hello World!" (nothing when
-/// reporting is off) and answers the same text.
-fn test_route(reporter: Option<Reporter>) -> Router {
-    async fn hello(State(reporter): State<Option<Reporter>>) -> &'static str {
-        if let Some(reporter) = reporter {
-            reporter.report_message(RollbarLevel::Warning, "Hello World!");
-        }
-        "Hello World!"
-    }
-    Router::new()
-        .route("/rollbar/test", get(hello))
-        .with_state(reporter)
-}
-
 /// Starts the Rollbar worker when a token is set, installs the panic hook,
 /// and prints the start-up line. Its parts: the error-event layer, its part
 /// in every request, and `/rollbar/test` (also when off).
@@ -306,7 +290,7 @@ pub fn start(settings: &RollbarSettings, _shared: &Shared) -> Result<SinkParts, 
     let Some(token) = &settings.access_token else {
         return Ok(
             SinkParts::announce_off("rollbar", "ROLLBAR_ACCESS_TOKEN unset")
-                .with_routes(test_route(None)),
+                .with_routes(test_route::routes(None)),
         );
     };
     let url = settings.endpoint.to_string();
@@ -346,7 +330,7 @@ pub fn start(settings: &RollbarSettings, _shared: &Shared) -> Result<SinkParts, 
         stats,
     };
     install_panic_hook(reporter.clone());
-    let mut parts = SinkParts::on(queue).with_routes(test_route(Some(reporter.clone())));
+    let mut parts = SinkParts::on(queue).with_routes(test_route::routes(Some(reporter.clone())));
     parts.request_hook = Some(Arc::new(request::Hook::new(reporter.clone())));
     if let Some(level) = threshold(settings.level) {
         parts = parts.with_logs(layer(reporter, level));
