@@ -33,6 +33,7 @@ fn help_lists_every_setting_with_its_variable() {
         "SERVER_IDLE_TIMEOUT",
         "SERVER_REQUEST_TIMEOUT",
         "SERVER_MAX_CONNECTIONS",
+        "TELEMETRY_QUEUE_MAX_BYTES",
         "OTEL_SERVICE_NAME",
         "OTEL_EXPORTER_OTLP_ENDPOINT",
         "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT",
@@ -151,6 +152,10 @@ fn bad_settings_stop_start_up_with_one_line_naming_the_variable() {
         (
             vec![("SERVER_MAX_CONNECTIONS", "lots")],
             "SERVER_MAX_CONNECTIONS",
+        ),
+        (
+            vec![("TELEMETRY_QUEUE_MAX_BYTES", "8MB")],
+            "TELEMETRY_QUEUE_MAX_BYTES=\"8MB\" is invalid",
         ),
     ];
     for (env, expected) in cases {

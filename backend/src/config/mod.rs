@@ -14,7 +14,9 @@ use clap::error::{ContextKind, ContextValue, ErrorKind};
 use clap::{Args, CommandFactory, Parser, Subcommand, ValueEnum};
 use http::HeaderValue;
 
-use self::values::{Pairs, parse_duration, parse_handle, parse_origin, parse_pairs, parse_ratio};
+use self::values::{
+    Pairs, parse_bytes, parse_duration, parse_handle, parse_origin, parse_pairs, parse_ratio,
+};
 use crate::domain::Handle;
 use crate::server::ServerSettings;
 use crate::store::StoreSettings;
@@ -119,6 +121,9 @@ pub struct TelemetryConfig {
         default_value = ""
     )]
     pub semconv_stability_opt_in: String,
+    /// Bytes each sink's queue may hold while its destination is slow or down (`8MiB`, `512KiB`); beyond that new items are dropped and counted
+    #[arg(long = "telemetry-queue-max-bytes", env = "TELEMETRY_QUEUE_MAX_BYTES", value_name = "TELEMETRY_QUEUE_MAX_BYTES", default_value = "8MiB", value_parser = parse_bytes)]
+    pub queue_max_bytes: usize,
     #[command(flatten)]
     pub otlp: OtlpSettings,
     #[command(flatten)]

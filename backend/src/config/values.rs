@@ -97,6 +97,30 @@ pub fn parse_nonzero_duration(raw: &str) -> Result<Duration, String> {
     }
 }
 
+/// A size in bytes: a bare number, or one with `KiB`, `MiB` or `GiB`
+/// (`8MiB`, `512 KiB`); more than zero.
+pub fn parse_bytes(raw: &str) -> Result<usize, String> {
+    let raw = raw.trim();
+    let split = raw.find(|c: char| !c.is_ascii_digit()).unwrap_or(raw.len());
+    let (number, unit) = raw.split_at(split);
+    let shift = match unit.trim().to_ascii_lowercase().as_str() {
+        "" | "b" => 0,
+        "kib" => 10,
+        "mib" => 20,
+        "gib" => 30,
+        _ => return Err(format!("not a size: {raw:?} (try 8MiB or 512KiB)")),
+    };
+    match number
+        .parse::<usize>()
+        .ok()
+        .and_then(|n| n.checked_mul(1 << shift))
+    {
+        Some(0) => Err("must be more than zero".into()),
+        Some(bytes) => Ok(bytes),
+        None => Err(format!("not a size: {raw:?} (try 8MiB or 512KiB)")),
+    }
+}
+
 /// A count that must be at least one (`SERVER_MAX_CONNECTIONS`).
 pub fn parse_positive(raw: &str) -> Result<NonZeroUsize, String> {
     raw.trim()
@@ -195,6 +219,26 @@ pub fn parse_pairs(raw: &str) -> Result<Pairs, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn sizes_take_binary_units_and_refuse_zero_and_overflow() {
+        assert_eq!(parse_bytes("8MiB"), Ok(8 << 20));
+        assert_eq!(parse_bytes(" 512 KiB "), Ok(512 << 10));
+        assert_eq!(parse_bytes("1gib"), Ok(1 << 30));
+        assert_eq!(parse_bytes("4096"), Ok(4096));
+        for bad in [
+            "0",
+            "0MiB",
+            "",
+            "MiB",
+            "8MB",
+            "-1",
+            "1.5MiB",
+            "99999999999999999999GiB",
+        ] {
+            assert!(parse_bytes(bad).is_err(), "{bad}");
+        }
+    }
 
     #[test]
     fn durations_and_origins() {

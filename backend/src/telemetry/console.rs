@@ -51,8 +51,10 @@ pub enum LogFormat {
     Json,
 }
 
+/// Its byte bound is set at start, from `TELEMETRY_QUEUE_MAX_BYTES`.
 const QUEUE: QueueConfig = QueueConfig {
     capacity: 16_384,
+    max_bytes: usize::MAX,
     max_batch: 256,
     flush_interval: Duration::from_millis(100),
     attempt_timeout: Duration::from_secs(5),
@@ -193,7 +195,11 @@ pub fn start(settings: &ConsoleSettings, shared: &Shared) -> Result<SinkParts, T
             "RUST_LOG=off and console not in OTEL_TRACES_EXPORTER",
         ));
     }
-    let lines = queue::spawn(SinkStats::new("console", "stdout".into()), QUEUE, || {
+    let queue = QueueConfig {
+        max_bytes: shared.queue_max_bytes,
+        ..QUEUE
+    };
+    let lines = queue::spawn(SinkStats::new("console", "stdout".into()), queue, || {
         Ok::<_, TelemetryError>(ConsoleSink)
     })?;
     let mut parts = SinkParts::on(lines.clone());

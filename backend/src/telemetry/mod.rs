@@ -100,6 +100,7 @@ fn shared(config: &Config) -> Shared {
         exporters_named: t.traces_exporter.is_some(),
         sdk_disabled: t.sdk_disabled,
         origins: [config.frontend_url.clone(), config.backend_url.clone()],
+        queue_max_bytes: t.queue_max_bytes,
     }
 }
 

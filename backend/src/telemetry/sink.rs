@@ -54,6 +54,8 @@ pub struct Shared {
     pub sdk_disabled: bool,
     /// `FRONTEND_URL` and `BACKEND_URL`: the origins browsers call from.
     pub origins: [HeaderValue; 2],
+    /// `TELEMETRY_QUEUE_MAX_BYTES`: each sink queue's byte bound.
+    pub queue_max_bytes: usize,
 }
 
 impl Shared {

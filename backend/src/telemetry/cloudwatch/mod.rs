@@ -28,7 +28,7 @@ use tracing_subscriber::registry::LookupSpan;
 pub use batch::LogEvent;
 
 use super::logs::LogRecord;
-use super::queue::{self, QueueConfig, QueueSender, SinkStats};
+use super::queue::{self, QueueConfig, QueueSender, SinkStats, Weigh};
 use super::sink::{LogLayer, Shared, SinkParts, TelemetryError};
 use crate::config::values::{parse_filter, parse_nonzero_duration};
 
@@ -196,7 +196,7 @@ fn off(reason: String) -> SinkParts {
 }
 
 /// Starts the sink if AWS resolves, and prints one line either way.
-pub fn start(config: &CloudWatchSettings, _shared: &Shared) -> Result<SinkParts, TelemetryError> {
+pub fn start(config: &CloudWatchSettings, shared: &Shared) -> Result<SinkParts, TelemetryError> {
     if config.log_level.trim() == "off" {
         return Ok(off("CLOUDWATCH_LOG_LEVEL=off".into()));
     }
@@ -233,6 +233,7 @@ pub fn start(config: &CloudWatchSettings, _shared: &Shared) -> Result<SinkParts,
     let stats = SinkStats::new("cloudwatch", destination);
     let queue = QueueConfig {
         capacity: 32_768,
+        max_bytes: shared.queue_max_bytes,
         max_batch: batch::MAX_EVENTS,
         flush_interval: config.flush_interval,
         // A batch is a few calls (group and stream once, then one per MiB);
@@ -264,6 +265,12 @@ pub fn start(config: &CloudWatchSettings, _shared: &Shared) -> Result<SinkParts,
         ))
     })?;
     Ok(SinkParts::on(events.clone()).with_logs(layer(events, level)))
+}
+
+impl Weigh for LogEvent {
+    fn weight(&self) -> usize {
+        std::mem::size_of::<LogEvent>() + self.message.len()
+    }
 }
 
 #[cfg(test)]

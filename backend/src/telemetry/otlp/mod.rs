@@ -21,7 +21,7 @@ use opentelemetry_sdk::trace::SpanData;
 use crate::config::values::{
     Headers, Secret, parse_headers, parse_millis, parse_secret, parse_url,
 };
-use crate::telemetry::queue::{self, QueueConfig, QueueSender, SinkStats};
+use crate::telemetry::queue::{self, QueueConfig, QueueSender, SinkStats, Weigh};
 use crate::telemetry::sink::{Shared, SinkParts, SpanSink, TelemetryError, TracesExporter};
 
 const HONEYCOMB_ENDPOINT: &str = "https://api.honeycomb.io";
@@ -119,6 +119,16 @@ pub enum OtlpItem {
     Relayed(ResourceSpans),
 }
 
+impl Weigh for OtlpItem {
+    fn weight(&self) -> usize {
+        match self {
+            OtlpItem::Span(span) => span.weight(),
+            // Decoded, a message takes a few times its encoded size.
+            OtlpItem::Relayed(spans) => 4 * prost::Message::encoded_len(spans),
+        }
+    }
+}
+
 /// The OTLP queue as the span router sees it.
 struct OtlpSpans(QueueSender<OtlpItem>);
 
@@ -162,6 +172,7 @@ pub fn start(settings: &OtlpSettings, shared: &Shared) -> Result<SinkParts, Tele
     let stats = SinkStats::new("otlp", format!("{url} ({protocol})"));
     let queue = QueueConfig {
         capacity: settings.bsp_max_queue_size as usize,
+        max_bytes: shared.queue_max_bytes,
         max_batch: settings.bsp_max_export_batch_size as usize,
         flush_interval: settings.bsp_schedule_delay,
         attempt_timeout: settings.otlp_timeout,

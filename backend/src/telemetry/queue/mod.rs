@@ -1,7 +1,9 @@
 //! The one bounded queue + worker every sink uses.
 //!
 //! The request path only calls [`QueueSender::try_send`]: a full queue drops
-//! the item and counts it. Each sink's worker runs on its own OS thread with
+//! the item and counts it. Full means a number of items or of bytes
+//! ([`Weigh`]), whichever comes first: spans differ in size tenfold, so a
+//! count alone does not bound memory while a sink is down. Each sink's worker runs on its own OS thread with
 //! its own single-threaded runtime, batches items, retries what can be
 //! retried with backoff, and answers flush and shutdown requests under a
 //! deadline. Nothing here can block a request or deadlock the server's
@@ -20,6 +22,7 @@
 //! them) and the sinks' fault tests in tests/.
 
 mod stats;
+mod weigh;
 mod worker;
 
 use std::collections::VecDeque;
@@ -63,10 +66,24 @@ pub trait Sink<T>: Send + 'static {
     ) -> impl Future<Output = Result<(), SendError>> + Send;
 }
 
+/// What an item holds in memory, roughly (its heap parts and its own
+/// size): what a queue's byte bound counts.
+pub trait Weigh {
+    fn weight(&self) -> usize;
+}
+
+impl Weigh for String {
+    fn weight(&self) -> usize {
+        std::mem::size_of::<String>() + self.len()
+    }
+}
+
 #[derive(Debug, Clone, Copy)]
 pub struct QueueConfig {
     /// Items waiting at most; beyond that new items are dropped.
     pub capacity: usize,
+    /// Bytes waiting at most ([`Weigh`]); beyond that new items are dropped.
+    pub max_bytes: usize,
     pub max_batch: usize,
     /// A partial batch waits at most this long.
     pub flush_interval: Duration,
@@ -81,24 +98,44 @@ pub struct QueueConfig {
 /// wake the worker only when a full batch is waiting; otherwise it wakes on
 /// its interval. Waking it per item cost a thread switch per span.
 struct Waiting<T> {
-    /// A deque: taking a batch from the front must not shift a long backlog.
-    items: Mutex<VecDeque<T>>,
+    backlog: Mutex<Backlog<T>>,
     capacity: usize,
+    max_bytes: usize,
     max_batch: usize,
     batch_ready: tokio::sync::Notify,
     closed: AtomicBool,
 }
 
-impl<T> Waiting<T> {
-    fn lock(&self) -> std::sync::MutexGuard<'_, VecDeque<T>> {
-        self.items.lock().unwrap_or_else(PoisonError::into_inner)
+struct Backlog<T> {
+    /// A deque: taking a batch from the front must not shift a long backlog.
+    items: VecDeque<T>,
+    /// The items' total weight.
+    bytes: usize,
+}
+
+impl<T: Weigh> Waiting<T> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Backlog<T>> {
+        self.backlog.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
     /// Moves up to `room` of the oldest items into `batch`.
     fn take_into(&self, batch: &mut Vec<T>, room: usize) {
-        let mut items = self.lock();
+        let mut backlog = self.lock();
+        let Backlog { items, bytes } = &mut *backlog;
         let take = room.min(items.len());
-        batch.extend(items.drain(..take));
+        for item in items.drain(..take) {
+            *bytes = bytes.saturating_sub(item.weight());
+            batch.push(item);
+        }
+    }
+
+    /// Drops every waiting item; answers how many there were.
+    fn clear(&self) -> usize {
+        let mut backlog = self.lock();
+        let dropped = backlog.items.len();
+        backlog.items.clear();
+        backlog.bytes = 0;
+        dropped
     }
 }
 
@@ -150,30 +187,35 @@ pub trait Flush: Send + Sync {
     fn stats(&self) -> &Arc<SinkStats>;
 }
 
-impl<T: Send + 'static> QueueSender<T> {
-    /// Queues `item`, or drops and counts it when the queue is full or closed.
+impl<T: Weigh + Send + 'static> QueueSender<T> {
+    /// Queues `item`, or drops and counts it when the queue is full (by
+    /// count or by bytes) or closed.
     pub fn try_send(&self, item: T) {
         let waiting = &*self.waiting;
         if waiting.closed.load(Ordering::Relaxed) {
             self.stats.count_drop(1);
             return;
         }
-        let mut items = waiting.lock();
-        if items.len() >= waiting.capacity {
-            drop(items);
+        let weight = item.weight();
+        let mut backlog = waiting.lock();
+        if backlog.items.len() >= waiting.capacity
+            || backlog.bytes.saturating_add(weight) > waiting.max_bytes
+        {
+            drop(backlog);
             self.stats.count_drop(1);
             return;
         }
-        items.push_back(item);
-        let full_batch = items.len() == waiting.max_batch;
-        drop(items);
+        backlog.items.push_back(item);
+        backlog.bytes += weight;
+        let full_batch = backlog.items.len() == waiting.max_batch;
+        drop(backlog);
         if full_batch {
             waiting.batch_ready.notify_one();
         }
     }
 }
 
-impl<T: Send + 'static> Flush for QueueSender<T> {
+impl<T: Weigh + Send + 'static> Flush for QueueSender<T> {
     fn flush(&self, deadline: Instant) -> bool {
         let (done, finished) = std::sync::mpsc::channel();
         if self
@@ -214,7 +256,7 @@ pub fn spawn<T, S, F, E>(
     make_sink: F,
 ) -> Result<QueueSender<T>, E>
 where
-    T: Send + 'static,
+    T: Weigh + Send + 'static,
     S: Sink<T>,
     F: FnOnce() -> Result<S, E>,
     E: From<std::io::Error>,
@@ -227,8 +269,12 @@ where
         make_sink()?
     };
     let waiting = Arc::new(Waiting {
-        items: Mutex::new(VecDeque::with_capacity(config.max_batch)),
+        backlog: Mutex::new(Backlog {
+            items: VecDeque::with_capacity(config.max_batch),
+            bytes: 0,
+        }),
         capacity: config.capacity,
+        max_bytes: config.max_bytes,
         max_batch: config.max_batch,
         batch_ready: tokio::sync::Notify::new(),
         closed: AtomicBool::new(false),
@@ -287,8 +333,16 @@ mod tests {
         }
     }
 
+    /// A test item weighs what it says.
+    impl Weigh for u32 {
+        fn weight(&self) -> usize {
+            *self as usize
+        }
+    }
+
     const CONFIG: QueueConfig = QueueConfig {
         capacity: 100,
+        max_bytes: usize::MAX,
         max_batch: 10,
         flush_interval: Duration::from_secs(3600),
         attempt_timeout: Duration::from_secs(5),
@@ -363,6 +417,46 @@ mod tests {
         for _ in 0..10 {
             gate.notify_one();
         }
+    }
+
+    #[test]
+    fn a_queue_full_by_bytes_drops_and_counts_and_frees_what_it_sent() {
+        let gate = Arc::new(tokio::sync::Notify::new());
+        let config = QueueConfig {
+            max_bytes: 25,
+            max_batch: 1,
+            ..CONFIG
+        };
+        let (sender, batches, _) = start(
+            config,
+            0,
+            SendError::retryable("x"),
+            Some(Arc::clone(&gate)),
+        );
+        for _ in 0..50 {
+            sender.try_send(10);
+        }
+        let report = sender.stats().report();
+        // Two fit in 25 bytes, plus the one in the worker's hands.
+        assert!(report.dropped >= 50 - 2 - 1, "{report:?}");
+        let accepted = 50 - report.dropped as usize;
+        let deliver = |count: usize| {
+            while batches.lock().unwrap().len() < count {
+                gate.notify_one();
+                std::thread::yield_now();
+            }
+        };
+        deliver(accepted);
+        sender.try_send(12);
+        sender.try_send(13);
+        assert_eq!(
+            sender.stats().report().dropped,
+            report.dropped,
+            "what was sent no longer counts"
+        );
+        deliver(accepted + 2);
+        let sent = batches.lock().unwrap().concat();
+        assert_eq!(&sent[sent.len() - 2..], &[12, 13]);
     }
 
     #[test]

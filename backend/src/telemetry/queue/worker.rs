@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::mpsc;
 
-use super::{QueueConfig, SendError, Sink, SinkStats, Waiting};
+use super::{QueueConfig, SendError, Sink, SinkStats, Waiting, Weigh};
 
 pub(super) enum Control {
     Flush {
@@ -65,7 +65,7 @@ fn note(
     *pending = Some(control);
 }
 
-impl<T: Send + 'static, S: Sink<T>> Worker<T, S> {
+impl<T: Weigh + Send + 'static, S: Sink<T>> Worker<T, S> {
     pub(super) fn new(
         sink: S,
         config: QueueConfig,
@@ -164,9 +164,8 @@ impl<T: Send + 'static, S: Sink<T>> Worker<T, S> {
                 break;
             }
             if self.deadline.is_some_and(|d| Instant::now() >= d) {
-                let left = (self.buffer.len() + self.waiting.lock().len()) as u64;
+                let left = (self.buffer.len() + self.waiting.clear()) as u64;
                 self.buffer.clear();
-                self.waiting.lock().clear();
                 self.stats.count_drop(left);
                 eprintln!(
                     "telemetry: sink {} reached its deadline with {left} items undelivered",

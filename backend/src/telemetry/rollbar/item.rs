@@ -2,6 +2,8 @@
 //! JSON of Rollbar's item API, scrubbing, fingerprints and the size limit.
 //! Pure functions, so all of it is tested without a network.
 
+use std::mem::size_of;
+
 use chrono::{DateTime, Utc};
 use http::{HeaderMap, Method, Uri};
 use opentelemetry::trace::{SpanId, TraceId};
@@ -10,6 +12,7 @@ use uuid::Uuid;
 
 use super::RollbarLevel;
 use crate::telemetry::ids::xray_trace_id;
+use crate::telemetry::queue::Weigh;
 
 /// Rollbar refuses larger items; ours are cut down to fit.
 pub const MAX_PAYLOAD_BYTES: usize = 128 * 1024;
@@ -435,6 +438,56 @@ pub fn frames_from_backtrace(text: &str) -> Vec<Frame> {
     let mut frames: Vec<Frame> = newest_first.split_off(skip);
     frames.reverse();
     frames
+}
+
+impl Weigh for Report {
+    fn weight(&self) -> usize {
+        let body = match &self.body {
+            Body::Trace {
+                class,
+                message,
+                frames,
+            } => {
+                let frames: usize = frames
+                    .iter()
+                    .map(|f| size_of::<Frame>() + f.filename.len() + f.method.len())
+                    .sum();
+                class.len() + message.len() + frames
+            }
+            Body::Message { text, extra } => text.len() + map_weight(extra),
+        };
+        let request = self.request.as_ref().map_or(0, |r| {
+            size_of::<RequestInfo>()
+                + r.url.len()
+                + r.method.len()
+                + map_weight(&r.headers)
+                + r.query_string.len()
+                + map_weight(&r.params)
+                + r.user_ip.len()
+                + r.body.as_ref().map_or(0, String::len)
+        });
+        size_of::<Report>()
+            + body
+            + request
+            + self.context.as_ref().map_or(0, String::len)
+            + self.fingerprint.len()
+    }
+}
+
+fn map_weight(map: &Map<String, Value>) -> usize {
+    map.iter()
+        .map(|(key, value)| key.len() + json_weight(value))
+        .sum()
+}
+
+fn json_weight(value: &Value) -> usize {
+    size_of::<Value>()
+        + match value {
+            Value::String(text) => text.len(),
+            Value::Array(items) => items.iter().map(json_weight).sum(),
+            Value::Object(map) => map_weight(map),
+            _ => 0,
+        }
 }
 
 #[cfg(test)]

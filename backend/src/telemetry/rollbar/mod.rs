@@ -96,8 +96,10 @@ impl RollbarLevel {
 }
 
 /// Items are small and rare; a full queue means Rollbar is unreachable.
+/// (Its byte bound is set at start, from `TELEMETRY_QUEUE_MAX_BYTES`.)
 const QUEUE: QueueConfig = QueueConfig {
     capacity: 1024,
+    max_bytes: usize::MAX,
     max_batch: 1,
     flush_interval: Duration::from_secs(1),
     attempt_timeout: Duration::from_secs(5),
@@ -286,7 +288,7 @@ fn host_name() -> String {
 /// Starts the Rollbar worker when a token is set, installs the panic hook,
 /// and prints the start-up line. Its parts: the error-event layer, its part
 /// in every request, and `/rollbar/test` (also when off).
-pub fn start(settings: &RollbarSettings, _shared: &Shared) -> Result<SinkParts, TelemetryError> {
+pub fn start(settings: &RollbarSettings, shared: &Shared) -> Result<SinkParts, TelemetryError> {
     let Some(token) = &settings.access_token else {
         return Ok(
             SinkParts::announce_off("rollbar", "ROLLBAR_ACCESS_TOKEN unset")
@@ -316,6 +318,7 @@ pub fn start(settings: &RollbarSettings, _shared: &Shared) -> Result<SinkParts, 
     let stopped = Arc::new(AtomicBool::new(false));
     let queue_config = QueueConfig {
         attempt_timeout: settings.timeout,
+        max_bytes: shared.queue_max_bytes,
         ..QUEUE
     };
     let queue = queue::spawn(Arc::clone(&stats), queue_config, || {

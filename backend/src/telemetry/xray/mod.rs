@@ -166,8 +166,10 @@ pub enum XrayCommand {
     },
 }
 
+/// Its byte bound is set at start, from `TELEMETRY_QUEUE_MAX_BYTES`.
 const QUEUE: QueueConfig = QueueConfig {
     capacity: 65_536,
+    max_bytes: usize::MAX,
     max_batch: 256,
     flush_interval: Duration::from_secs(1),
     attempt_timeout: Duration::from_secs(2),
@@ -195,6 +197,10 @@ fn delivery(
     shared: &Shared,
     naming: Naming,
 ) -> Result<(String, QueueSender<SpanData>), TelemetryError> {
+    let bounded = QueueConfig {
+        max_bytes: shared.queue_max_bytes,
+        ..QUEUE
+    };
     Ok(match settings.mode.unwrap_or(XrayMode::Daemon) {
         XrayMode::Daemon => {
             let address = settings.daemon_address.clone().unwrap_or(DaemonAddress {
@@ -203,7 +209,7 @@ fn delivery(
             });
             let destination = format!("udp://{address} (daemon)");
             let stats = SinkStats::new("xray", destination.clone());
-            let sender = queue::spawn(stats, QUEUE, || {
+            let sender = queue::spawn(stats, bounded, || {
                 Ok::<_, TelemetryError>(daemon::DaemonSink::new(address, naming))
             })?;
             (destination, sender)
@@ -215,7 +221,7 @@ fn delivery(
                 max_attempts: 4,
                 attempt_timeout: Duration::from_secs(10),
                 initial_backoff: Duration::from_millis(200),
-                ..QUEUE
+                ..bounded
             };
             let sender = queue::spawn(stats, queue, || {
                 Ok::<_, TelemetryError>(api::ApiSink::new(naming))
@@ -237,7 +243,7 @@ fn delivery(
                 max_attempts: 4,
                 attempt_timeout: timeout,
                 initial_backoff: Duration::from_millis(200),
-                ..QUEUE
+                ..bounded
             };
             let sender = queue::spawn(stats, queue, || {
                 otlp::XrayOtlpSink::new(&shared.resource, endpoint.clone(), timeout).map_err(
