@@ -3,8 +3,11 @@
 
 pub mod app;
 pub mod faults;
+pub mod gate;
+pub mod load;
 pub mod moto;
 pub mod otlp;
+pub mod rig;
 pub mod rollbar;
 pub mod server;
 pub mod xray;

@@ -558,6 +558,14 @@ async fn http_export(
             let status = StatusCode::from_u16(code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
             if status.is_success() {
                 protobuf_success(status)
+            } else if status == StatusCode::TOO_MANY_REQUESTS {
+                // As the OTLP/HTTP spec has a throttling server answer.
+                (
+                    status,
+                    [(header::RETRY_AFTER, "1")],
+                    format!("injected failure (HTTP {code})"),
+                )
+                    .into_response()
             } else {
                 (status, format!("injected failure (HTTP {code})")).into_response()
             }

@@ -9,6 +9,12 @@ use std::time::Duration;
 
 pub const BINARY: &str = env!("CARGO_BIN_EXE_cruddur-backend");
 
+/// The binary the tests start: `CRUDDUR_TEST_BINARY` (a release build, for
+/// `bench/faults`), else the one cargo built for this test run.
+pub fn binary() -> String {
+    std::env::var("CRUDDUR_TEST_BINARY").unwrap_or_else(|_| BINARY.to_owned())
+}
+
 pub struct Server {
     pub addr: SocketAddr,
     child: Option<Child>,
@@ -32,7 +38,7 @@ const BASE_ENV: &[(&str, &str)] = &[
 ];
 
 pub fn command(env: &[(&str, &str)]) -> Command {
-    let mut command = Command::new(BINARY);
+    let mut command = Command::new(binary());
     command.env_clear();
     if let Ok(path) = std::env::var("PATH") {
         command.env("PATH", path);
@@ -117,16 +123,33 @@ impl Server {
         self.stderr.lock().unwrap().clone()
     }
 
-    /// Sends SIGTERM, waits (bounded) for the exit, then for the last of
-    /// its output.
-    pub fn terminate(&mut self, within: Duration) -> ExitStatus {
-        let mut child = self.child.take().expect("the server is running");
-        let pid = child.id().to_string();
+    /// The process id, while it runs.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
+    /// Sends `signal` (`TERM`, `KILL`...) and returns at once.
+    pub fn signal(&self, signal: &str) {
+        let pid = self.pid().expect("the server is running").to_string();
         let sent = Command::new("kill")
-            .args(["-TERM", &pid])
+            .args([&format!("-{signal}"), &pid])
             .status()
             .expect("kill runs");
         assert!(sent.success());
+    }
+
+    /// Sends SIGTERM, waits (bounded) for the exit, then for the last of
+    /// its output.
+    pub fn terminate(&mut self, within: Duration) -> ExitStatus {
+        self.signal("TERM");
+        self.wait(within)
+    }
+
+    /// Waits (bounded) for the exit a signal asked for, then for the last
+    /// of its output; past `within` it is killed and the test fails.
+    pub fn wait(&mut self, within: Duration) -> ExitStatus {
+        let mut child = self.child.take().expect("the server is running");
+        let pid = child.id().to_string();
         let (exited_tx, exited) = mpsc::channel();
         std::thread::spawn(move || {
             let _ = exited_tx.send(child.wait());

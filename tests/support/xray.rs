@@ -32,7 +32,23 @@ impl Drop for XrayDaemon {
 
 impl XrayDaemon {
     pub async fn start() -> XrayDaemon {
-        let socket = UdpSocket::bind("127.0.0.1:0").await.expect("a UDP port");
+        XrayDaemon::start_on(SocketAddr::from(([127, 0, 0, 1], 0))).await
+    }
+
+    /// A daemon on `addr`: after a daemon there was dropped, the same
+    /// address again (the port may take a moment to be free).
+    pub async fn start_on(addr: SocketAddr) -> XrayDaemon {
+        let mut tries = 0;
+        let socket = loop {
+            match UdpSocket::bind(addr).await {
+                Ok(socket) => break socket,
+                Err(_) if tries < 100 => {
+                    tries += 1;
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                }
+                Err(err) => panic!("cannot bind {addr}: {err}"),
+            }
+        };
         let addr = socket.local_addr().unwrap();
         let received = Arc::new(Mutex::new(Vec::new()));
         let arrived = Arc::new(Notify::new());
