@@ -531,6 +531,34 @@ async fn the_export_retries_a_500_and_then_delivers() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_429_is_retried_no_sooner_than_its_retry_after() {
+    // The receiver's 429 says `Retry-After: 1`; the sink's own first
+    // backoff is 200-300 ms.
+    let receiver = OtlpReceiver::http(Behavior::Status(429)).await;
+    let mut env = otlp_env(&receiver, "http/protobuf");
+    env.push(("OTEL_BSP_SCHEDULE_DELAY", "20".into()));
+    let server = start(&env);
+    let response = reqwest::get(server.url("/api/activities/home"))
+        .await
+        .unwrap();
+    let trace = answered_trace_id(&response);
+    receiver.wait_for_requests(1, Duration::from_secs(10)).await;
+    receiver.set_behavior(Behavior::Accept);
+    receiver.wait_for_requests(2, Duration::from_secs(10)).await;
+    let arrivals = receiver.arrivals();
+    let waited = arrivals[1] - arrivals[0];
+    assert!(
+        waited >= Duration::from_millis(950),
+        "retried after {waited:?}, before the Retry-After second"
+    );
+    server.stop(Duration::from_secs(10)).await;
+    assert!(
+        !by_trace(&receiver.spans(), &trace).is_empty(),
+        "then delivered"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_console_shows_spans_and_logs_with_the_trace_id() {
     let server = Server::start(&[
         ("OTEL_TRACES_EXPORTER", "console"),

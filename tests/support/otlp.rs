@@ -304,6 +304,8 @@ pub fn grpc_status(http_status: u16) -> Option<tonic::Status> {
 struct Recorded {
     behavior: Behavior,
     requests: usize,
+    /// When each request arrived.
+    arrivals: Vec<std::time::Instant>,
     spans: Vec<ReceivedSpan>,
     last_headers: BTreeMap<String, String>,
 }
@@ -327,6 +329,7 @@ impl Shared {
         let behavior = {
             let mut state = self.lock();
             state.requests += 1;
+            state.arrivals.push(std::time::Instant::now());
             state.last_headers = header_map(headers);
             if let Some(request) = request {
                 state.spans.extend(flatten(request));
@@ -442,6 +445,11 @@ impl OtlpReceiver {
         self.shared.lock().requests
     }
 
+    /// When each request arrived, in order.
+    pub fn arrivals(&self) -> Vec<std::time::Instant> {
+        self.shared.lock().arrivals.clone()
+    }
+
     /// Value of a header (or gRPC metadata entry) on the last request; the
     /// name is case-insensitive, repeated headers are joined with `", "`.
     pub fn header(&self, name: &str) -> Option<String> {
@@ -514,6 +522,7 @@ fn shared(behavior: Behavior) -> (watch::Sender<()>, Arc<Shared>) {
         state: Mutex::new(Recorded {
             behavior,
             requests: 0,
+            arrivals: Vec::new(),
             spans: Vec::new(),
             last_headers: BTreeMap::new(),
         }),

@@ -80,6 +80,7 @@ impl Sink<String> for ConsoleSink {
             .map_err(|err| SendError {
                 message: format!("stdout: {err}"),
                 retryable: false,
+                retry_after: None,
             })
     }
 }

@@ -2,11 +2,36 @@
 //! which answers are worth another try, and transport errors described
 //! without the URL's query or anything that was sent.
 
-use http::StatusCode;
+use std::time::{Duration, SystemTime};
+
+use http::{HeaderMap, StatusCode};
+
+/// The longest `Retry-After` honoured: a longer one would stall the sink
+/// while its queue fills; it waits this long, then tries again.
+pub const MAX_RETRY_AFTER: Duration = Duration::from_secs(60);
 
 /// Whether an HTTP answer is worth another try (OTLP/HTTP spec: 429, 502, 503, 504; we add 500).
 pub fn retryable_status(status: StatusCode) -> bool {
     status == StatusCode::TOO_MANY_REQUESTS || status.is_server_error()
+}
+
+/// The wait a throttling answer asks for (`Retry-After`: seconds, or an
+/// HTTP date compared with `now`), at most [`MAX_RETRY_AFTER`]; `None`
+/// when absent or unreadable.
+pub fn retry_after(headers: &HeaderMap, now: SystemTime) -> Option<Duration> {
+    let value = headers
+        .get(http::header::RETRY_AFTER)?
+        .to_str()
+        .ok()?
+        .trim();
+    let wait = match value.parse::<u64>() {
+        Ok(seconds) => Duration::from_secs(seconds),
+        Err(_) => httpdate::parse_http_date(value)
+            .ok()?
+            .duration_since(now)
+            .unwrap_or_default(),
+    };
+    Some(wait.min(MAX_RETRY_AFTER))
 }
 
 /// A transport error without the URL's query or anything sent with it.
@@ -18,5 +43,29 @@ pub fn describe(err: &reqwest::Error) -> String {
     } else {
         std::error::Error::source(err)
             .map_or_else(|| "request failed".to_owned(), ToString::to_string)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn retry_after_takes_seconds_or_a_date_and_is_capped() {
+        let now = SystemTime::UNIX_EPOCH + Duration::from_secs(1_784_000_000);
+        let with = |value: &str| {
+            let mut headers = HeaderMap::new();
+            headers.insert(http::header::RETRY_AFTER, value.parse().unwrap());
+            retry_after(&headers, now)
+        };
+        assert_eq!(with("2"), Some(Duration::from_secs(2)));
+        assert_eq!(with(" 0 "), Some(Duration::ZERO));
+        let later = httpdate::fmt_http_date(now + Duration::from_secs(30));
+        assert_eq!(with(&later), Some(Duration::from_secs(30)));
+        let past = httpdate::fmt_http_date(now - Duration::from_secs(30));
+        assert_eq!(with(&past), Some(Duration::ZERO));
+        assert_eq!(with("86400"), Some(MAX_RETRY_AFTER));
+        assert_eq!(with("soon"), None);
+        assert_eq!(retry_after(&HeaderMap::new(), now), None);
     }
 }

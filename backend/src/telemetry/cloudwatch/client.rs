@@ -92,6 +92,7 @@ impl CloudWatchSink {
                     }
                 ),
                 retryable: self.create_group,
+                retry_after: None,
             }),
             Err(err) => Err(describe("CreateLogStream", &err)),
         }
@@ -234,11 +235,13 @@ fn describe<E: ProvideErrorMetadata>(operation: &str, err: &SdkError<E>) -> Send
                     .trim_end_matches([' ', ':'])
                     .to_owned(),
                 retryable: retryable(status, code),
+                retry_after: None,
             }
         }
         _ => SendError {
             message: format!("{operation}: cannot make the request"),
             retryable: false,
+            retry_after: None,
         },
     }
 }

@@ -5,7 +5,7 @@
 //! request without re-encoding.
 
 use std::str::FromStr;
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use http::header::CONTENT_TYPE;
 use http::{HeaderMap, HeaderValue};
@@ -19,7 +19,7 @@ use tonic::transport::{Channel, ClientTlsConfig, Endpoint};
 
 use super::{OtlpItem, OtlpProtocol};
 use crate::config::values::Secret;
-use crate::telemetry::export::{describe, retryable_status};
+use crate::telemetry::export::{describe, retry_after, retryable_status};
 use crate::telemetry::otlp_wire::encode_request;
 use crate::telemetry::queue::{SendError, Sink};
 use crate::telemetry::sink::TelemetryError;
@@ -188,6 +188,7 @@ impl Sink<OtlpItem> for OtlpSink {
                 Err(SendError {
                     message: format!("OTLP/HTTP answered {status}"),
                     retryable: retryable_status(status),
+                    retry_after: retry_after(answer.headers(), SystemTime::now()),
                 })
             }
             (Transport::Grpc { client, metadata }, OtlpPayload::Message(message)) => {
@@ -195,14 +196,14 @@ impl Sink<OtlpItem> for OtlpSink {
                 *request.metadata_mut() = metadata.clone();
                 match client.export(request).await {
                     Ok(_) => Ok(()),
-                    Err(status) => Err(SendError {
-                        message: format!(
+                    Err(status) => Err(SendError::new(
+                        format!(
                             "OTLP/gRPC answered {:?}: {}",
                             status.code(),
                             status.message()
                         ),
-                        retryable: retryable_code(status.code()),
-                    }),
+                        retryable_code(status.code()),
+                    )),
                 }
             }
             _ => unreachable!("encode makes the payload its transport sends"),

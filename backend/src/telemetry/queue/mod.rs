@@ -43,13 +43,21 @@ pub struct SendError {
     /// Timeouts, throttling and 5xx are worth another try; a rejected
     /// payload is not.
     pub retryable: bool,
+    /// How long the destination asked us to wait before trying again
+    /// (`Retry-After`); the next try waits at least this long.
+    pub retry_after: Option<Duration>,
 }
 
 impl SendError {
     pub fn retryable(message: impl Into<String>) -> Self {
+        SendError::new(message, true)
+    }
+
+    pub fn new(message: impl Into<String>, retryable: bool) -> Self {
         SendError {
             message: message.into(),
-            retryable: true,
+            retryable,
+            retry_after: None,
         }
     }
 }
@@ -485,10 +493,7 @@ mod tests {
 
     #[test]
     fn a_rejected_batch_is_not_retried() {
-        let rejected = SendError {
-            message: "400".into(),
-            retryable: false,
-        };
+        let rejected = SendError::new("400", false);
         let (sender, _, attempts) = start(CONFIG, usize::MAX, rejected, None);
         sender.try_send(1);
         assert!(shutdown(&sender, Duration::from_secs(5)));

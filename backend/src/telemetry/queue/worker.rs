@@ -220,7 +220,8 @@ impl<T: Weigh + Send + 'static, S: Sink<T>> Worker<T, S> {
                 Err(err) => err,
             };
             self.stats.record_error(&err.message);
-            let wake = Instant::now() + jittered(backoff);
+            let wait = jittered(backoff).max(err.retry_after.unwrap_or_default());
+            let wake = Instant::now() + wait;
             let out_of_time = self.deadline.is_some_and(|d| wake >= d);
             if !err.retryable || attempt == self.config.max_attempts || out_of_time {
                 break;

@@ -92,6 +92,7 @@ impl Sink<Report> for RollbarSink {
             return Err(SendError {
                 message: "reporting stopped: Rollbar rejected the access token".into(),
                 retryable: false,
+                retry_after: None,
             });
         }
         if let Some(until) = self.paused_until {
@@ -130,6 +131,7 @@ impl Sink<Report> for RollbarSink {
                 return Err(SendError {
                     message: format!("Rollbar answered {status}: access token rejected"),
                     retryable: false,
+                    retry_after: None,
                 });
             }
             if status == StatusCode::TOO_MANY_REQUESTS {
@@ -147,6 +149,7 @@ impl Sink<Report> for RollbarSink {
             return Err(SendError {
                 message: format!("Rollbar answered {status}"),
                 retryable: status.is_server_error(),
+                retry_after: None,
             });
         }
         Ok(())

@@ -37,6 +37,7 @@ impl ApiSink {
                 return Err(SendError {
                     message: "X-Ray API: no AWS region (set AWS_REGION)".into(),
                     retryable: false,
+                    retry_after: None,
                 });
             }
             self.client = Some(Client::new(&sdk));
@@ -79,6 +80,7 @@ fn describe<E: ProvideErrorMetadata + std::fmt::Debug, R: std::fmt::Debug>(
                     service.err().message().unwrap_or("")
                 ),
                 retryable,
+                retry_after: None,
             }
         }
         SdkError::TimeoutError(_) | SdkError::DispatchFailure(_) | SdkError::ResponseError(_) => {
@@ -87,6 +89,7 @@ fn describe<E: ProvideErrorMetadata + std::fmt::Debug, R: std::fmt::Debug>(
         other => SendError {
             message: format!("X-Ray API: {other:?}"),
             retryable: false,
+            retry_after: None,
         },
     }
 }
@@ -117,6 +120,7 @@ impl Sink<SpanData> for ApiSink {
                         first.message().unwrap_or("")
                     ),
                     retryable: false,
+                    retry_after: None,
                 });
             }
         }

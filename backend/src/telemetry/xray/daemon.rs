@@ -74,6 +74,7 @@ impl DaemonSink {
             let failed = |what: &str, err: std::io::Error| SendError {
                 message: format!("X-Ray daemon {}: {what}: {err}", self.address),
                 retryable: false,
+                retry_after: None,
             };
             let target = tokio::net::lookup_host((self.address.host.as_str(), self.address.port))
                 .await
@@ -118,6 +119,7 @@ impl Sink<SpanData> for DaemonSink {
                 return Err(SendError {
                     message: format!("X-Ray daemon {address}: {err}"),
                     retryable: false,
+                    retry_after: None,
                 });
             }
         }

@@ -13,7 +13,7 @@ use opentelemetry_proto::transform::common::tonic::ResourceAttributesWithSchema;
 use opentelemetry_sdk::Resource;
 use opentelemetry_sdk::trace::SpanData;
 
-use crate::telemetry::export::{describe, retryable_status};
+use crate::telemetry::export::{describe, retry_after, retryable_status};
 use crate::telemetry::otlp_wire::encode_request;
 use crate::telemetry::queue::{SendError, Sink};
 
@@ -28,10 +28,7 @@ pub struct XrayOtlpSink {
 }
 
 fn failed(message: String) -> SendError {
-    SendError {
-        message,
-        retryable: false,
-    }
+    SendError::new(message, false)
 }
 
 impl XrayOtlpSink {
@@ -133,6 +130,7 @@ impl Sink<SpanData> for XrayOtlpSink {
         Err(SendError {
             message: format!("X-Ray OTLP answered {status}"),
             retryable: retryable_status(status),
+            retry_after: retry_after(answer.headers(), SystemTime::now()),
         })
     }
 }
