@@ -2,6 +2,8 @@
 //! effects: logging and reporting happen in middleware, which finds the
 //! internal cause in the response's extensions.
 
+use std::fmt;
+use std::marker::PhantomData;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -10,9 +12,9 @@ use axum::extract::rejection::{JsonRejection, PathRejection, QueryRejection};
 use axum::extract::{FromRequest, FromRequestParts, Path, Request};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use serde::Serialize;
-use serde::de::DeserializeOwned;
-use serde_json::value::RawValue;
+use serde::de::value::MapAccessDeserializer;
+use serde::de::{DeserializeOwned, MapAccess, Visitor};
+use serde::{Deserialize, Deserializer, Serialize};
 use utoipa::ToSchema;
 
 use crate::services::ServiceError;
@@ -229,9 +231,34 @@ fn only_chunked(headers: &http::HeaderMap) -> bool {
         })
 }
 
-/// A JSON object body, rejected in the API's error shape. Only an object:
-/// serde would read `["hi", "1-day"]` into a struct field by field.
+/// A JSON object body, rejected in the API's error shape.
 pub struct ApiJson<T>(pub T);
+
+/// `T` read from a JSON object only: serde would read `["hi", "1-day"]`
+/// into a struct field by field. Checked while parsing, in one pass.
+struct ObjectOnly<T>(T);
+
+impl<'de, T: Deserialize<'de>> Deserialize<'de> for ObjectOnly<T> {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Object<T>(PhantomData<T>);
+
+        impl<'de, T: Deserialize<'de>> Visitor<'de> for Object<T> {
+            type Value = T;
+
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a JSON object, such as {\"message\": \"...\"}")
+            }
+
+            fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<T, A::Error> {
+                T::deserialize(MapAccessDeserializer::new(map))
+            }
+        }
+
+        deserializer
+            .deserialize_map(Object(PhantomData))
+            .map(ObjectOnly)
+    }
+}
 
 impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for ApiJson<T> {
     type Rejection = ApiError;
@@ -244,13 +271,7 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for ApiJson<T> {
                 "the only Transfer-Encoding understood is chunked".into(),
             ));
         }
-        let Json(body) = Json::<Box<RawValue>>::from_request(request, state).await?;
-        if !body.get().trim_start().starts_with('{') {
-            return Err(ApiError::BadRequest(
-                "the body must be a JSON object, such as {\"message\": \"...\"}".into(),
-            ));
-        }
-        let Json(value) = Json::<T>::from_bytes(body.get().as_bytes())?;
+        let Json(ObjectOnly(value)) = Json::<ObjectOnly<T>>::from_request(request, state).await?;
         Ok(ApiJson(value))
     }
 }
