@@ -106,20 +106,22 @@ impl Watched {
             self.head = Some((Instant::now(), requests.started));
         }
     }
-}
 
-impl Watched {
+    /// Sets the clock to the current deadline and has `cx` woken at it;
+    /// answers what the deadline bounds once it has passed.
+    fn poll_clock(&mut self, cx: &mut Context<'_>) -> Option<&'static str> {
+        let (deadline, why) = self.deadline()?;
+        if self.sleep.deadline() != deadline {
+            self.sleep.as_mut().reset(deadline);
+        }
+        self.sleep.as_mut().poll(cx).is_ready().then_some(why)
+    }
+
     /// Sets the clock after an answer is flushed: hyper may wait for the
     /// next request without reading again, so a read cannot be counted on
     /// to start the idle deadline.
     fn arm(&mut self, cx: &mut Context<'_>) {
-        let Some((deadline, _)) = self.deadline() else {
-            return;
-        };
-        if self.sleep.deadline() != deadline {
-            self.sleep.as_mut().reset(deadline);
-        }
-        if self.sleep.as_mut().poll(cx).is_ready() {
+        if self.poll_clock(cx).is_some() {
             // Past already: the next read reports it.
             cx.waker().wake_by_ref();
         }
@@ -141,20 +143,10 @@ impl AsyncRead for Watched {
                 }
                 Poll::Ready(result)
             }
-            Poll::Pending => {
-                let Some((deadline, why)) = this.deadline() else {
-                    return Poll::Pending;
-                };
-                if this.sleep.deadline() != deadline {
-                    this.sleep.as_mut().reset(deadline);
-                }
-                match this.sleep.as_mut().poll(cx) {
-                    Poll::Ready(()) => {
-                        Poll::Ready(Err(io::Error::new(io::ErrorKind::TimedOut, why)))
-                    }
-                    Poll::Pending => Poll::Pending,
-                }
-            }
+            Poll::Pending => match this.poll_clock(cx) {
+                Some(why) => Poll::Ready(Err(io::Error::new(io::ErrorKind::TimedOut, why))),
+                None => Poll::Pending,
+            },
         }
     }
 }
