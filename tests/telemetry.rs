@@ -504,9 +504,11 @@ async fn a_collector_that_never_answers_costs_requests_nothing() {
     check_a_broken_collector(Behavior::Hang, "timed out").await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_export_retries_a_500_and_then_delivers() {
-    let receiver = OtlpReceiver::http(Behavior::Status(503)).await;
+/// A server whose first export answers `status`, and every later one 200;
+/// answers it, its receiver and the trace id of one request, after that
+/// first export.
+async fn first_export_fails(status: u16) -> (Server, OtlpReceiver, String) {
+    let receiver = OtlpReceiver::http(Behavior::Status(status)).await;
     let mut env = otlp_env(&receiver, "http/protobuf");
     env.push(("OTEL_BSP_SCHEDULE_DELAY", "20".into()));
     let server = start(&env);
@@ -516,6 +518,12 @@ async fn the_export_retries_a_500_and_then_delivers() {
     let trace = answered_trace_id(&response);
     receiver.wait_for_requests(1, Duration::from_secs(10)).await;
     receiver.set_behavior(Behavior::Accept);
+    (server, receiver, trace)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_export_retries_a_500_and_then_delivers() {
+    let (server, receiver, trace) = first_export_fails(503).await;
     server.stop(Duration::from_secs(10)).await;
     let delivered: HashMap<String, usize> =
         receiver
@@ -534,16 +542,7 @@ async fn the_export_retries_a_500_and_then_delivers() {
 async fn a_429_is_retried_no_sooner_than_its_retry_after() {
     // The receiver's 429 says `Retry-After: 1`; the sink's own first
     // backoff is 200-300 ms.
-    let receiver = OtlpReceiver::http(Behavior::Status(429)).await;
-    let mut env = otlp_env(&receiver, "http/protobuf");
-    env.push(("OTEL_BSP_SCHEDULE_DELAY", "20".into()));
-    let server = start(&env);
-    let response = reqwest::get(server.url("/api/activities/home"))
-        .await
-        .unwrap();
-    let trace = answered_trace_id(&response);
-    receiver.wait_for_requests(1, Duration::from_secs(10)).await;
-    receiver.set_behavior(Behavior::Accept);
+    let (server, receiver, trace) = first_export_fails(429).await;
     receiver.wait_for_requests(2, Duration::from_secs(10)).await;
     let arrivals = receiver.arrivals();
     let waited = arrivals[1] - arrivals[0];
