@@ -2,7 +2,7 @@
 
 use std::mem::size_of;
 
-use opentelemetry::{KeyValue, Value};
+use opentelemetry::{Array, KeyValue, StringValue, Value};
 use opentelemetry_sdk::trace::SpanData;
 
 use super::Weigh;
@@ -18,7 +18,13 @@ fn attributes(attributes: &[KeyValue]) -> usize {
 fn value(value: &Value) -> usize {
     match value {
         Value::String(text) => text.as_str().len(),
-        Value::Array(array) => array.to_string().len(),
+        Value::Array(Array::String(texts)) => texts
+            .iter()
+            .map(|text| size_of::<StringValue>() + text.as_str().len())
+            .sum(),
+        Value::Array(Array::I64(numbers)) => numbers.len() * size_of::<i64>(),
+        Value::Array(Array::F64(numbers)) => numbers.len() * size_of::<f64>(),
+        Value::Array(Array::Bool(flags)) => flags.len(),
         _ => 0,
     }
 }
@@ -91,5 +97,20 @@ mod tests {
             heavier.weight() - plain.weight(),
             size_of::<KeyValue>() + "app.message".len() + 1000
         );
+    }
+
+    #[test]
+    fn an_array_attribute_weighs_its_elements_without_formatting_them() {
+        let texts = KeyValue::new(
+            "a",
+            Value::Array(Array::String(vec!["xy".into(), "z".into()])),
+        );
+        let numbers = KeyValue::new("a", Value::Array(Array::I64(vec![1, 2, 3])));
+        let pair = size_of::<KeyValue>() + 1;
+        assert_eq!(
+            attributes(&[texts]),
+            pair + 2 * size_of::<StringValue>() + 3
+        );
+        assert_eq!(attributes(&[numbers]), pair + 3 * size_of::<i64>());
     }
 }
