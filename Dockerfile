@@ -29,8 +29,12 @@ FROM gcr.io/distroless/cc-debian12:nonroot
 COPY --from=build /out/cruddur-backend /usr/local/bin/cruddur-backend
 # The SQLite database lives in a volume the nonroot user (65532) owns.
 COPY --from=build --chown=65532:65532 /out/data /data
+# MIMALLOC_ALLOW_THP=0: no transparent huge pages for the allocator, even
+# on a host whose THP setting is "always" (2 MiB pages doubled peak memory;
+# bench/README.md, "Memory").
 ENV PORT=4567 \
     BIND_ADDRESS=0.0.0.0 \
+    MIMALLOC_ALLOW_THP=0 \
     DATABASE_PATH=/data/cruddur.db \
     LOG_FORMAT=json
 USER 65532:65532
