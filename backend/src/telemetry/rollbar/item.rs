@@ -2,7 +2,10 @@
 //! JSON of Rollbar's item API, scrubbing, fingerprints and the size limit.
 //! Pure functions, so all of it is tested without a network.
 
+use std::backtrace::Backtrace;
+use std::borrow::Cow;
 use std::mem::size_of;
+use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 use http::{HeaderMap, Method, Uri};
@@ -211,13 +214,47 @@ pub struct Frame {
     pub method: String,
 }
 
-#[derive(Debug, Clone, PartialEq)]
+/// A panic's stack. Captured on the panicking thread (the unwinding is
+/// cheap); its symbols, which take milliseconds to resolve and read the
+/// binary's symbol tables the first time, only by the Rollbar worker and
+/// only for the reports the rate limit lets through, so a storm of panics
+/// does not slow the requests.
+#[derive(Debug, Clone)]
+pub enum Stack {
+    Captured(Arc<Backtrace>),
+    Frames(Vec<Frame>),
+}
+
+/// What [`Weigh`] counts for a stack not yet resolved: about 50 frames.
+const CAPTURED_WEIGHT: usize = 4096;
+
+impl Stack {
+    /// Frames, oldest first.
+    pub fn frames(&self) -> Cow<'_, [Frame]> {
+        match self {
+            Stack::Captured(backtrace) => Cow::Owned(frames_from_backtrace(&backtrace.to_string())),
+            Stack::Frames(frames) => Cow::Borrowed(frames),
+        }
+    }
+
+    fn weight(&self) -> usize {
+        match self {
+            Stack::Captured(_) => CAPTURED_WEIGHT,
+            Stack::Frames(frames) => frames
+                .iter()
+                .map(|f| size_of::<Frame>() + f.filename.len() + f.method.len())
+                .sum(),
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
 pub enum Body {
     /// An exception with its stack: panics.
     Trace {
         class: String,
         message: String,
-        frames: Vec<Frame>,
+        stack: Stack,
     },
     /// A message with extra fields (already scrubbed): errors without a stack.
     Message {
@@ -286,10 +323,10 @@ pub fn item_json(report: &Report, origin: &Origin) -> Value {
         Body::Trace {
             class,
             message,
-            frames,
+            stack,
         } => json!({ "trace": {
             "exception": { "class": class, "message": message },
-            "frames": frames.iter().map(|f| {
+            "frames": stack.frames().iter().map(|f| {
                 let mut frame = json!({ "filename": f.filename, "method": f.method });
                 if let Some(line) = f.lineno {
                     frame["lineno"] = Value::from(line);
@@ -446,14 +483,8 @@ impl Weigh for Report {
             Body::Trace {
                 class,
                 message,
-                frames,
-            } => {
-                let frames: usize = frames
-                    .iter()
-                    .map(|f| size_of::<Frame>() + f.filename.len() + f.method.len())
-                    .sum();
-                class.len() + message.len() + frames
-            }
+                stack,
+            } => class.len() + message.len() + stack.weight(),
             Body::Message { text, extra } => text.len() + map_weight(extra),
         };
         let request = self.request.as_ref().map_or(0, |r| {

@@ -26,7 +26,7 @@ use tracing_subscriber::filter::filter_fn;
 use tracing_subscriber::layer::Context;
 use tracing_subscriber::registry::LookupSpan;
 
-use self::item::{Body, Origin, Report, TraceRef};
+use self::item::{Body, Origin, Report, Stack, TraceRef};
 use self::request::Captured;
 use super::logs::LogRecord;
 use super::queue::{self, QueueConfig, QueueSender, SinkStats};
@@ -265,7 +265,7 @@ fn install_panic_hook(reporter: Reporter) {
             let body = Body::Trace {
                 class: "panic".into(),
                 message,
-                frames: item::frames_from_backtrace(&Backtrace::force_capture().to_string()),
+                stack: Stack::Captured(Arc::new(Backtrace::force_capture())),
             };
             let report = Report::new(RollbarLevel::Critical, body, &format!("panic {site}"));
             reporter.keep_or_send(report, |captured, report| {

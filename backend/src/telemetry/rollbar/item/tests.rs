@@ -196,7 +196,7 @@ fn large_items_are_cut_to_fit_frames_first() {
         Body::Trace {
             class: "panic".into(),
             message: "boom".into(),
-            frames,
+            stack: Stack::Frames(frames),
         },
         "panic",
     );
