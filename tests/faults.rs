@@ -13,9 +13,9 @@ mod support;
 
 use std::time::{Duration, Instant};
 
-use support::load::{self, Kind, Outcome, peak_rss_mib, percentile_ms, reset_peak_rss};
+use support::load::{self, Kind, Mix, Outcome, peak_rss_mib, percentile_ms, reset_peak_rss};
 use support::rig::{Counters, Fault, Rig, SINKS, Sink};
-use support::server::Server;
+use support::server::{Server, storm_binary};
 
 /// Seconds of load per phase.
 fn seconds() -> Duration {
@@ -55,6 +55,14 @@ fn row(scenario: &str, outcomes: &[Outcome], rss: f64, sinks: [Option<Counters>;
     );
 }
 
+/// Requests of `kind` that were answered.
+fn all_of(outcomes: &[Outcome], kind: Kind) -> u64 {
+    outcomes
+        .iter()
+        .filter(|o| o.kind == kind && o.status.is_some())
+        .count() as u64
+}
+
 fn assert_all_answered(outcomes: &[Outcome], what: &str) {
     let bad: Vec<&Outcome> = outcomes.iter().filter(|o| o.status != Some(200)).collect();
     assert!(
@@ -70,7 +78,7 @@ async fn load_for(rig: &Rig, duration: Duration) -> Vec<Outcome> {
     load::run(
         &rig.base(),
         rate(),
-        false,
+        Mix::Reads,
         tokio::time::sleep(duration),
         None,
     )
@@ -163,7 +171,7 @@ async fn phase(rig: &mut Rig, fault: Fault, broken: &[Sink], name: &str) {
             }
         }
     };
-    let during = load::run(&rig.base(), rate(), false, counted, None).await;
+    let during = load::run(&rig.base(), rate(), Mix::Reads, counted, None).await;
     let rss = peak_rss_mib(rig.pid());
     assert_all_answered(&during, name);
     for sink in SINKS.iter().filter(|s| !broken.contains(s)) {
@@ -256,6 +264,73 @@ async fn sinks_answering_429() {
     check_fault(Fault::Throttle).await;
 }
 
+/// A panic storm and a log storm at once, beside the usual reads, against
+/// the storm server (the product with two routes more, `examples/storm.rs`):
+/// half the storm's requests panic, half log 200 lines, a hundred times the
+/// lines the reads log. The reads are all answered, each panic is a 500,
+/// the sinks keep to their bounds (what they drop is counted), and once the
+/// storm has passed every sink gets every read's telemetry again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn panic_and_log_storm_keeps_answering_in_bounded_memory() {
+    // Rollbar's default limit, not the rig's unlimited one: storms are
+    // what it is for.
+    let limit = [("ROLLBAR_MAX_ITEMS_PER_MINUTE", "60".to_owned())];
+    let rig = Rig::start_program(&storm_binary(), Duration::from_secs(5), &limit).await;
+    let before = rig.all_counters().await;
+    reset_peak_rss(rig.pid());
+    let base = rig.base();
+    let storming = load::run(
+        &base,
+        rate(),
+        Mix::Storm,
+        tokio::time::sleep(seconds()),
+        None,
+    );
+    let (reads, storm) = tokio::join!(load_for(&rig, seconds()), storming);
+    let rss = peak_rss_mib(rig.pid());
+    let during = rig.all_counters().await;
+    assert_all_answered(&reads, "reads during the storm");
+    for outcome in &storm {
+        let expected = if outcome.kind == Kind::Panic {
+            500
+        } else {
+            200
+        };
+        assert_eq!(outcome.status, Some(expected), "{outcome:?}");
+    }
+    // Each panic and Rollbar test item is sent or counted as dropped by
+    // Rollbar's rate limit, none lost silently.
+    let items = all_of(&storm, Kind::Panic) + all_of(&reads, Kind::RollbarTest);
+    let deadline = Instant::now() + CATCH_UP;
+    let rollbar = loop {
+        let rollbar = rig.counters(Sink::Rollbar).await.since(before[3]);
+        if rollbar.exported + rollbar.lost() >= items || Instant::now() >= deadline {
+            break rollbar;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    assert_eq!(rollbar.exported + rollbar.lost(), items, "{rollbar:?}");
+    // Once the storm has passed, the other sinks get every read's part
+    // (Rollbar's limit holds for the rest of its minute).
+    let after_storm = load_for(&rig, Duration::from_secs(1)).await;
+    assert_all_answered(&after_storm, "reads after the storm");
+    for sink in [Sink::Otlp, Sink::Xray, Sink::CloudWatch] {
+        let missing = rig.missing(sink, &after_storm, CATCH_UP).await;
+        assert!(
+            missing.is_empty(),
+            "{sink:?} lacks {missing:?} after the storm"
+        );
+    }
+    let all: Vec<Outcome> = reads.into_iter().chain(storm).collect();
+    row(
+        "panic storm + log storm (100x lines)",
+        &all,
+        rss,
+        deltas(during, before),
+    );
+    rig.server.stop(Duration::from_secs(15)).await;
+}
+
 /// Load until `target` requests were answered, then `signal`, then a
 /// moment more of load through the shutdown (refused from then on).
 async fn load_then_signal(rig: &Rig, signal: &str) -> (Vec<Outcome>, f64) {
@@ -268,7 +343,7 @@ async fn load_then_signal(rig: &Rig, signal: &str) -> (Vec<Outcome>, f64) {
         rig.server.signal(signal);
         tokio::time::sleep(Duration::from_millis(500)).await;
     };
-    let outcomes = load::run(&rig.base(), rate(), false, until, Some(answered)).await;
+    let outcomes = load::run(&rig.base(), rate(), Mix::Reads, until, Some(answered)).await;
     let rss = *rss.lock().unwrap();
     (outcomes, rss)
 }
@@ -396,7 +471,7 @@ async fn kill_9_during_writes_keeps_every_answered_create() {
         server.signal("KILL");
         tokio::time::sleep(Duration::from_millis(300)).await;
     };
-    let outcomes = load::run(&server.url(""), rate(), true, until, Some(answered)).await;
+    let outcomes = load::run(&server.url(""), rate(), Mix::Writes, until, Some(answered)).await;
     let rss = *rss.lock().unwrap();
     let status = tokio::task::block_in_place(|| server.wait(Duration::from_secs(10)));
     assert_eq!(status.code(), None, "killed by a signal");

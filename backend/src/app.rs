@@ -4,6 +4,8 @@
 
 use std::future::Future;
 use std::net::SocketAddr;
+use std::process::ExitCode;
+use std::time::Duration;
 
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
@@ -25,7 +27,7 @@ use crate::openapi;
 use crate::routes::{self, AppState};
 use crate::server::{self, ServerSettings};
 use crate::store::{self, OpenError, StoreError};
-use crate::telemetry::Telemetry;
+use crate::telemetry::{self, Telemetry};
 
 #[derive(Debug, thiserror::Error)]
 pub enum AppError {
@@ -131,6 +133,14 @@ impl App {
         })
     }
 
+    /// Serves `routes` (already behind their middleware) beside the API's.
+    pub fn with_routes(self, routes: Router) -> App {
+        App {
+            router: self.router.merge(routes),
+            ..self
+        }
+    }
+
     pub fn local_addr(&self) -> SocketAddr {
         self.listener
             .local_addr()
@@ -141,6 +151,79 @@ impl App {
     pub async fn run(self, shutdown: impl Future<Output = ()> + Send + 'static) {
         server::serve(self.listener, self.router, &self.server, shutdown).await;
     }
+}
+
+/// The server's whole life: telemetry, the store and the listener, then
+/// serving until SIGTERM or Ctrl-C, then the telemetry flush. `extra` adds
+/// routes beside the product's, behind the same middleware; the product
+/// has none (the fault suite's storm server, `examples/storm.rs`, adds
+/// routes that panic and flood the logs).
+pub async fn run(config: Config, extra: Option<Router>) -> ExitCode {
+    let telemetry = match telemetry::init(&config) {
+        Ok(telemetry) => telemetry,
+        Err(err) => {
+            eprintln!("cruddur-backend: {err}");
+            return ExitCode::from(2);
+        }
+    };
+    let app = match App::build(&config, &telemetry).await {
+        Ok(app) => match extra {
+            Some(routes) => app.with_routes(with_middleware(routes, &config, &telemetry)),
+            None => app,
+        },
+        Err(err) => {
+            eprintln!("cruddur-backend: {err}");
+            let _ = tokio::task::spawn_blocking(move || {
+                telemetry.guard.shutdown(Duration::from_secs(1))
+            })
+            .await;
+            return ExitCode::from(2);
+        }
+    };
+    eprintln!("cruddur-backend listening on http://{}", app.local_addr());
+
+    let grace = config.shutdown_timeout;
+    let (stopping_tx, stopping_rx) = tokio::sync::oneshot::channel();
+    let signal = async move {
+        shutdown_signal().await;
+        eprintln!("cruddur-backend: shutting down: finishing requests, then flushing telemetry");
+        let _ = stopping_tx.send(());
+    };
+    tokio::select! {
+        () = app.run(signal) => {}
+        () = async {
+            let _ = stopping_rx.await;
+            tokio::time::sleep(grace).await;
+        } => {
+            eprintln!("cruddur-backend: requests still running after {grace:?}; stopping anyway");
+        }
+    }
+    // Flushing blocks on the sinks' own threads: keep it off the runtime's workers.
+    let flushed = tokio::task::spawn_blocking(move || telemetry.guard.shutdown(grace))
+        .await
+        .unwrap_or(false);
+    if !flushed {
+        eprintln!("cruddur-backend: some telemetry was not delivered before the deadline");
+    }
+    ExitCode::SUCCESS
+}
+
+async fn shutdown_signal() {
+    let interrupt = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut terminate =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(terminate) => terminate,
+                Err(_) => return interrupt.await.unwrap_or_default(),
+            };
+        tokio::select! {
+            _ = interrupt => {}
+            _ = terminate.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = interrupt.await;
 }
 
 #[cfg(test)]

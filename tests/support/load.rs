@@ -17,6 +17,21 @@ pub enum Kind {
     RollbarTest,
     /// `POST /api/activities`: the same as a read, and a crud stored.
     Create,
+    /// `GET /storm/panic` (the storm server only): a panic, answered 500.
+    Panic,
+    /// `GET /storm/logs` (the storm server only): a flood of log lines.
+    LogStorm,
+}
+
+/// Which requests a load sends.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mix {
+    /// Reads, and every tenth a Rollbar test item.
+    Reads,
+    /// Creates only.
+    Writes,
+    /// Panics and log floods, in turn.
+    Storm,
 }
 
 #[derive(Debug, Clone)]
@@ -31,15 +46,14 @@ pub struct Outcome {
     pub created: Option<String>,
 }
 
-/// Which request the `n`th tick sends: reads, and every tenth a Rollbar
-/// test item; `writes` sends creates only.
-fn pick(n: u64, writes: bool) -> Kind {
-    if writes {
-        Kind::Create
-    } else if n % 10 == 9 {
-        Kind::RollbarTest
-    } else {
-        Kind::Read
+/// Which request the `n`th tick of `mix` sends.
+fn pick(n: u64, mix: Mix) -> Kind {
+    match mix {
+        Mix::Writes => Kind::Create,
+        Mix::Reads if n % 10 == 9 => Kind::RollbarTest,
+        Mix::Reads => Kind::Read,
+        Mix::Storm if n.is_multiple_of(2) => Kind::Panic,
+        Mix::Storm => Kind::LogStorm,
     }
 }
 
@@ -48,6 +62,8 @@ async fn one(client: reqwest::Client, base: String, n: u64, kind: Kind) -> Outco
         Kind::Read if n.is_multiple_of(2) => client.get(format!("{base}/api/activities/home")),
         Kind::Read => client.get(format!("{base}/api/activities/@andrewbrown")),
         Kind::RollbarTest => client.get(format!("{base}/rollbar/test")),
+        Kind::Panic => client.get(format!("{base}/storm/panic")),
+        Kind::LogStorm => client.get(format!("{base}/storm/logs")),
         Kind::Create => client
             .post(format!("{base}/api/activities"))
             .json(&serde_json::json!({"message": format!("load crud {n}"), "ttl": "1-day"})),
@@ -86,14 +102,14 @@ async fn one(client: reqwest::Client, base: String, n: u64, kind: Kind) -> Outco
     outcome
 }
 
-/// Sends `rate` requests a second to `base` until `until` resolves (each on
+/// Sends `rate` requests a second of `mix` to `base` until `until` resolves (each on
 /// its own task, so a slow answer never slows the rate), then waits for
 /// every answer. `answered` is told the count of answered requests as it
 /// grows, for whoever waits on the load's progress.
 pub async fn run(
     base: &str,
     rate: u32,
-    writes: bool,
+    mix: Mix,
     until: impl Future<Output = ()>,
     answered: Option<tokio::sync::watch::Sender<usize>>,
 ) -> Vec<Outcome> {
@@ -116,7 +132,7 @@ pub async fn run(
         tokio::select! {
             () = &mut until => break,
             _ = tick.tick() => {
-                requests.spawn(one(client.clone(), base.to_owned(), n, pick(n, writes)));
+                requests.spawn(one(client.clone(), base.to_owned(), n, pick(n, mix)));
                 n += 1;
             }
             Some(done) = requests.join_next() => {

@@ -17,7 +17,7 @@ use super::load::{Kind, Outcome};
 use super::moto::{Moto, messages};
 use super::otlp::{Behavior, OtlpReceiver, SPAN_KIND_SERVER};
 use super::rollbar::{Answer, RollbarReceiver};
-use super::server::Server;
+use super::server::{Server, binary};
 use super::xray::{Datagram, XrayDaemon};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -114,6 +114,15 @@ impl Rig {
     /// Every sink on and healthy; each delivery attempt times out after
     /// `timeout`; `extra` adds or overrides variables.
     pub async fn start(timeout: Duration, extra: &[(&'static str, String)]) -> Rig {
+        Rig::start_program(&binary(), timeout, extra).await
+    }
+
+    /// The same with `program` as the server (the storm server).
+    pub async fn start_program(
+        program: &str,
+        timeout: Duration,
+        extra: &[(&'static str, String)],
+    ) -> Rig {
         let otlp = OtlpReceiver::http(Behavior::Accept).await;
         let otlp_gate = Gate::start(otlp.addr).await;
         let rollbar = RollbarReceiver::start(Answer::Accept).await;
@@ -159,7 +168,7 @@ impl Rig {
             env.push((key, value.clone()));
         }
         let pairs: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
-        let server = Server::start(&pairs);
+        let server = Server::start_program(program, &pairs);
         Rig {
             otlp,
             otlp_gate,

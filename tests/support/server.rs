@@ -15,6 +15,23 @@ pub fn binary() -> String {
     std::env::var("CRUDDUR_TEST_BINARY").unwrap_or_else(|_| BINARY.to_owned())
 }
 
+/// The fault suite's storm server (`examples/storm.rs`), built beside the
+/// binary the tests start (`cargo test --all-targets` builds examples;
+/// `bench/faults` builds it for release).
+pub fn storm_binary() -> String {
+    let binary = binary();
+    let storm = std::path::Path::new(&binary)
+        .parent()
+        .expect("the binary is in a directory")
+        .join("examples/storm");
+    assert!(
+        storm.exists(),
+        "{} is missing: build it with `cargo build --example storm` (`cargo test --all-targets` does)",
+        storm.display()
+    );
+    storm.to_str().expect("a UTF-8 path").to_owned()
+}
+
 pub struct Server {
     pub addr: SocketAddr,
     child: Option<Child>,
@@ -38,7 +55,12 @@ const BASE_ENV: &[(&str, &str)] = &[
 ];
 
 pub fn command(env: &[(&str, &str)]) -> Command {
-    let mut command = Command::new(binary());
+    command_for(&binary(), env)
+}
+
+/// `program` (the binary or the storm server) with the test environment.
+pub fn command_for(program: &str, env: &[(&str, &str)]) -> Command {
+    let mut command = Command::new(program);
     command.env_clear();
     if let Ok(path) = std::env::var("PATH") {
         command.env("PATH", path);
@@ -70,7 +92,12 @@ fn collect(
 impl Server {
     /// Starts the binary and waits for its "listening on" line.
     pub fn start(env: &[(&str, &str)]) -> Server {
-        let mut child = command(env)
+        Server::start_program(&binary(), env)
+    }
+
+    /// Starts `program` and waits for its "listening on" line.
+    pub fn start_program(program: &str, env: &[(&str, &str)]) -> Server {
+        let mut child = command_for(program, env)
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
