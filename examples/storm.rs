@@ -10,7 +10,7 @@ use std::process::ExitCode;
 use axum::Router;
 use axum::routing::get;
 use cruddur_backend::app;
-use cruddur_backend::config::{Config, ConfigError};
+use cruddur_backend::config::Config;
 
 /// The product's allocator, so memory figures are the product's.
 #[global_allocator]
@@ -31,28 +31,12 @@ async fn floods_the_logs() -> &'static str {
 }
 
 fn main() -> ExitCode {
-    let config = match Config::load() {
+    let config = match Config::load_or_exit() {
         Ok(config) => config,
-        Err(ConfigError::Info(info)) => {
-            let _ = info.print();
-            return ExitCode::SUCCESS;
-        }
-        Err(ConfigError::Invalid(line)) => {
-            eprintln!("storm: {line}");
-            return ExitCode::from(2);
-        }
+        Err(code) => return code,
     };
     let routes = Router::new()
         .route("/storm/panic", get(panics))
         .route("/storm/logs", get(floods_the_logs));
-    match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(runtime) => runtime.block_on(app::run(config, Some(routes))),
-        Err(err) => {
-            eprintln!("storm: cannot start the async runtime: {err}");
-            ExitCode::FAILURE
-        }
-    }
+    app::with_runtime(app::run(config, Some(routes)))
 }

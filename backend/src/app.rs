@@ -153,6 +153,21 @@ impl App {
     }
 }
 
+/// Runs `work` on a multi-threaded runtime; a runtime that cannot start
+/// prints why and answers failure.
+pub fn with_runtime(work: impl Future<Output = ExitCode>) -> ExitCode {
+    match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime.block_on(work),
+        Err(err) => {
+            eprintln!("cruddur-backend: cannot start the async runtime: {err}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
 /// The server's whole life: telemetry, the store and the listener, then
 /// serving until SIGTERM or Ctrl-C, then the telemetry flush. `extra` adds
 /// routes beside the product's, behind the same middleware; the product

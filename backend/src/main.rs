@@ -2,7 +2,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use cruddur_backend::app;
-use cruddur_backend::config::{Command, Config, ConfigError};
+use cruddur_backend::config::{Command, Config};
 use cruddur_backend::healthcheck;
 use cruddur_backend::telemetry;
 
@@ -12,23 +12,16 @@ use cruddur_backend::telemetry;
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() -> ExitCode {
-    let config = match Config::load() {
+    let config = match Config::load_or_exit() {
         Ok(config) => config,
-        Err(ConfigError::Info(info)) => {
-            let _ = info.print();
-            return ExitCode::SUCCESS;
-        }
-        Err(ConfigError::Invalid(line)) => {
-            eprintln!("cruddur-backend: {line}");
-            return ExitCode::from(2);
-        }
+        Err(code) => return code,
     };
     match config.command.clone() {
         Some(Command::Healthcheck) => probe_health(&config),
         Some(Command::Sink(command)) => {
-            with_runtime(telemetry::run_command(command, &config.telemetry))
+            app::with_runtime(telemetry::run_command(command, &config.telemetry))
         }
-        None => with_runtime(app::run(config, None)),
+        None => app::with_runtime(app::run(config, None)),
     }
 }
 
@@ -39,19 +32,6 @@ fn probe_health(config: &Config) -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(reason) => {
             eprintln!("cruddur-backend healthcheck: {reason}");
-            ExitCode::FAILURE
-        }
-    }
-}
-
-fn with_runtime(work: impl std::future::Future<Output = ExitCode>) -> ExitCode {
-    match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(runtime) => runtime.block_on(work),
-        Err(err) => {
-            eprintln!("cruddur-backend: cannot start the async runtime: {err}");
             ExitCode::FAILURE
         }
     }

@@ -7,6 +7,7 @@
 pub mod values;
 
 use std::net::IpAddr;
+use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::builder::BoolishValueParser;
@@ -159,6 +160,23 @@ impl Config {
     /// Reads the command line and the environment.
     pub fn load() -> Result<Config, ConfigError> {
         Self::try_parse_from(std::env::args_os())
+    }
+
+    /// [`Config::load`] for a binary's `main`: `--help` and `--version`
+    /// print and answer exit 0; a bad value prints its one line and
+    /// answers exit 2.
+    pub fn load_or_exit() -> Result<Config, ExitCode> {
+        match Config::load() {
+            Ok(config) => Ok(config),
+            Err(ConfigError::Info(info)) => {
+                let _ = info.print();
+                Err(ExitCode::SUCCESS)
+            }
+            Err(ConfigError::Invalid(line)) => {
+                eprintln!("cruddur-backend: {line}");
+                Err(ExitCode::from(2))
+            }
+        }
     }
 
     pub fn try_parse_from<I, T>(args: I) -> Result<Config, ConfigError>
