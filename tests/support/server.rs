@@ -16,8 +16,9 @@ pub fn binary() -> String {
 }
 
 /// The fault suite's storm server (`examples/storm.rs`), built beside the
-/// binary the tests start (`cargo test --all-targets` builds examples;
-/// `bench/faults` builds it for release).
+/// binary the tests start: `cargo build --example storm` (`scripts/test`
+/// does; `cargo test` compiles examples but leaves no binary by that name),
+/// or for release in `bench/faults`.
 pub fn storm_binary() -> String {
     let binary = binary();
     let storm = std::path::Path::new(&binary)
@@ -26,7 +27,7 @@ pub fn storm_binary() -> String {
         .join("examples/storm");
     assert!(
         storm.exists(),
-        "{} is missing: build it with `cargo build --example storm` (`cargo test --all-targets` does)",
+        "{} is missing: build it with `cargo build --example storm` (scripts/test does)",
         storm.display()
     );
     storm.to_str().expect("a UTF-8 path").to_owned()
