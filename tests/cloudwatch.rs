@@ -137,7 +137,8 @@ async fn logs_land_in_the_group_and_stream_as_json_lines_with_their_trace() {
     let moto = Moto::start().await;
     let server = start(&moto.endpoint(), &[]);
     assert!(server.stderr().contains(&format!(
-        "telemetry: cloudwatch on: group cruddur stream {STREAM}, region us-east-1, endpoint {}",
+        "telemetry: cloudwatch on: group cruddur stream {STREAM}, region us-east-1 (from AWS_REGION), \
+         credentials from AWS_ACCESS_KEY_ID, endpoint {}",
         moto.endpoint()
     )));
     let client = reqwest::Client::new();
@@ -323,10 +324,12 @@ fn without_aws_it_is_off_and_says_why() {
     let started = Instant::now();
     let server = Server::start(&[("CLOUDWATCH_LOG_LEVEL", "info")]);
     assert!(started.elapsed() < Duration::from_secs(10));
+    let why = "no AWS configured: set AWS_REGION and credentials, \
+               or CLOUDWATCH_LOGS=true to use an instance role";
     assert!(
         server
             .stderr()
-            .contains("telemetry: cloudwatch off (no AWS region)"),
+            .contains(&format!("telemetry: cloudwatch off ({why})")),
         "{}",
         server.stderr()
     );
@@ -336,7 +339,37 @@ fn without_aws_it_is_off_and_says_why() {
         .unwrap();
     assert_eq!(
         report["sinks"]["cloudwatch"],
-        json!({"enabled": false, "reason": "no AWS region"})
+        json!({"enabled": false, "reason": why})
+    );
+    drop(server);
+
+    // Asked to look anyway (the instance-metadata lookup is off in tests).
+    let server = Server::start(&[
+        ("CLOUDWATCH_LOG_LEVEL", "info"),
+        ("CLOUDWATCH_LOGS", "true"),
+    ]);
+    assert!(
+        server
+            .stderr()
+            .contains("telemetry: cloudwatch off (no AWS region)"),
+        "{}",
+        server.stderr()
+    );
+    drop(server);
+
+    let server = Server::start(&[
+        ("CLOUDWATCH_LOG_LEVEL", "info"),
+        ("CLOUDWATCH_LOGS", "false"),
+        ("AWS_REGION", "us-east-1"),
+        ("AWS_ACCESS_KEY_ID", "test"),
+        ("AWS_SECRET_ACCESS_KEY", "test"),
+    ]);
+    assert!(
+        server
+            .stderr()
+            .contains("telemetry: cloudwatch off (CLOUDWATCH_LOGS=false)"),
+        "{}",
+        server.stderr()
     );
     drop(server);
 

@@ -70,6 +70,7 @@ fn help_lists_every_setting_with_its_variable() {
         "ROLLBAR_CODE_VERSION",
         "ROLLBAR_MAX_ITEMS_PER_MINUTE",
         "ROLLBAR_TIMEOUT",
+        "CLOUDWATCH_LOGS",
         "CLOUDWATCH_LOG_GROUP",
         "CLOUDWATCH_LOG_STREAM",
         "CLOUDWATCH_CREATE_GROUP",
@@ -187,6 +188,105 @@ fn a_bad_secret_is_never_echoed() {
 
 fn client() -> reqwest::blocking::Client {
     reqwest::blocking::Client::new()
+}
+
+/// The binary's connections and datagrams (`connect`, `sendto`, `sendmsg`)
+/// to IPv4 or IPv6 addresses, as strace saw them, from a start with no
+/// configuration but a free port: serving two requests, then SIGTERM.
+fn outbound_of_a_plain_start() -> (Vec<String>, String) {
+    use std::io::{BufRead, BufReader};
+    use std::process::{Command, Stdio};
+
+    let dir = tempfile::tempdir().unwrap();
+    let trace = dir.path().join("strace.txt");
+    let available = Command::new("strace").arg("-V").output();
+    assert!(
+        available.is_ok_and(|out| out.status.success()),
+        "strace is needed (scripts/test installs it)"
+    );
+    // A fresh HOME (no ~/.aws), the working directory a fresh project
+    // (data/cruddur.db is created there); only PORT and the bind address
+    // differ from a plain `cargo run`, so that tests can run side by side.
+    let mut child = Command::new("strace")
+        .args([
+            "-f",
+            "-qq",
+            "-e",
+            "trace=connect,sendto,sendmsg,sendmmsg",
+            "-o",
+        ])
+        .arg(&trace)
+        .arg(support::server::binary())
+        .current_dir(dir.path())
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("HOME", dir.path())
+        .env("PORT", "0")
+        .env("BIND_ADDRESS", "127.0.0.1")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("strace starts");
+    let mut stderr = String::new();
+    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+    let addr = loop {
+        let line = lines
+            .next()
+            .unwrap_or_else(|| panic!("no listening line: {stderr}"))
+            .unwrap();
+        stderr.push_str(&line);
+        stderr.push('\n');
+        if let Some(addr) = line.strip_prefix("cruddur-backend listening on http://") {
+            break addr.to_owned();
+        }
+    };
+    for path in ["/api/activities/home", "/api/health-check"] {
+        let status = client()
+            .get(format!("http://{addr}{path}"))
+            .send()
+            .unwrap()
+            .status();
+        assert_eq!(status, 200, "{path}");
+    }
+    let children = std::fs::read_to_string(format!("/proc/{0}/task/{0}/children", child.id()))
+        .expect("strace's children are listed");
+    let server = children
+        .split_whitespace()
+        .next()
+        .expect("the traced server");
+    assert!(
+        Command::new("kill")
+            .args(["-TERM", server])
+            .status()
+            .unwrap()
+            .success()
+    );
+    for line in lines {
+        stderr.push_str(&line.unwrap());
+        stderr.push('\n');
+    }
+    assert_eq!(child.wait().unwrap().code(), Some(0), "{stderr}");
+    let outbound = std::fs::read_to_string(&trace)
+        .unwrap()
+        .lines()
+        .filter(|line| line.contains("AF_INET"))
+        .map(str::to_owned)
+        .collect();
+    (outbound, stderr)
+}
+
+#[test]
+fn a_plain_start_sends_nothing_anywhere() {
+    let (outbound, stderr) = outbound_of_a_plain_start();
+    assert!(
+        outbound.is_empty(),
+        "a plain start reached out:\n{}",
+        outbound.join("\n")
+    );
+    assert!(
+        stderr.contains("telemetry: cloudwatch off (no AWS configured"),
+        "{stderr}"
+    );
 }
 
 #[test]

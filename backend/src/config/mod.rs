@@ -148,6 +148,30 @@ pub enum SamplerKind {
     ParentbasedTraceidratio,
 }
 
+/// The variables that say this environment uses AWS: a region, keys, a
+/// profile, a web identity or a container's credentials endpoint. Without
+/// one of them nothing looks for AWS (`CLOUDWATCH_LOGS=auto`), so a laptop
+/// never asks the instance-metadata address for credentials.
+pub const AWS_SIGNS: &[&str] = &[
+    "AWS_REGION",
+    "AWS_DEFAULT_REGION",
+    "AWS_ACCESS_KEY_ID",
+    "AWS_PROFILE",
+    "AWS_WEB_IDENTITY_TOKEN_FILE",
+    "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI",
+    "AWS_CONTAINER_CREDENTIALS_FULL_URI",
+];
+
+/// Which of [`AWS_SIGNS`] are set and not empty (names only: their values
+/// stay with the SDK, which reads them itself).
+pub fn aws_signs() -> Vec<&'static str> {
+    AWS_SIGNS
+        .iter()
+        .copied()
+        .filter(|name| std::env::var_os(name).is_some_and(|value| !value.is_empty()))
+        .collect()
+}
+
 /// Why the configuration was refused, as one line naming the variable.
 #[derive(Debug)]
 pub enum ConfigError {

@@ -1,7 +1,9 @@
 //! CloudWatch Logs: every log event as one JSON line (the `LogRecord`, with
 //! its trace ids) in one stream of this process, shipped in batches by the
-//! shared queue. On when the AWS SDK's own chain finds a region and
-//! credentials.
+//! shared queue. On when the environment names AWS (`CLOUDWATCH_LOGS=auto`,
+//! see `config::AWS_SIGNS`) or `CLOUDWATCH_LOGS=true`, and the AWS SDK's own
+//! chain then finds a region and credentials; nothing looks for AWS
+//! otherwise.
 
 mod batch;
 mod client;
@@ -12,13 +14,15 @@ use std::time::Duration;
 use aws_config::BehaviorVersion;
 use aws_config::retry::RetryConfig;
 use aws_config::timeout::TimeoutConfig;
+use aws_credential_types::Credentials;
+use aws_credential_types::credential_feature::AwsCredentialFeature;
 use aws_credential_types::provider::error::CredentialsError;
 use aws_sdk_cloudwatchlogs::config::Builder as ClientConfig;
 use aws_sdk_cloudwatchlogs::config::{ProvideCredentials, SharedCredentialsProvider};
 use aws_sdk_cloudwatchlogs::error::DisplayErrorContext;
 use chrono::{DateTime, Utc};
-use clap::Args;
 use clap::builder::BoolishValueParser;
+use clap::{Args, ValueEnum};
 use tracing::{Event, Subscriber};
 use tracing_subscriber::Layer;
 use tracing_subscriber::filter::{EnvFilter, FilterExt, filter_fn};
@@ -45,6 +49,19 @@ const INITIAL_BACKOFF: Duration = Duration::from_millis(200);
 /// prefix: other sinks have a `timeout` too, and clap ids must be unique.
 #[derive(Debug, Clone, Args)]
 pub struct CloudWatchSettings {
+    /// `auto`: on when AWS_REGION, AWS_DEFAULT_REGION, AWS_ACCESS_KEY_ID, AWS_PROFILE or a web-identity or container-credentials variable is set; `true`: also look for an instance role where none is (EC2); `false`: off
+    #[arg(
+        id = "cloudwatch-logs",
+        long = "cloudwatch-logs",
+        env = "CLOUDWATCH_LOGS",
+        value_name = "CLOUDWATCH_LOGS",
+        default_value = "auto"
+    )]
+    pub switch: Switch,
+    /// Which of `config::AWS_SIGNS` this environment sets, read with the
+    /// rest of the configuration.
+    #[arg(skip = crate::config::aws_signs())]
+    pub aws_signs: Vec<&'static str>,
     /// Log group every log event goes to
     #[arg(
         id = "cloudwatch-log-group",
@@ -84,6 +101,18 @@ pub struct CloudWatchSettings {
     #[arg(id = "cloudwatch-timeout",
         long = "cloudwatch-timeout", env = "CLOUDWATCH_TIMEOUT", value_name = "CLOUDWATCH_TIMEOUT", default_value = "10s", value_parser = parse_nonzero_duration)]
     pub timeout: Duration,
+}
+
+/// `CLOUDWATCH_LOGS`: whether start-up looks for AWS at all.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Switch {
+    /// Only when the environment names AWS.
+    Auto,
+    /// Always: the SDK's whole chain, instance metadata included.
+    #[value(name = "true", alias = "on", alias = "1")]
+    On,
+    #[value(name = "false", alias = "off", alias = "0")]
+    Off,
 }
 
 /// Whether events from `target` may be shipped. The AWS SDK and its HTTP
@@ -144,9 +173,16 @@ enum Unresolved {
     Slow,
 }
 
+/// What the SDK's chain found: its configuration, and where the
+/// credentials came from.
+struct Resolved {
+    sdk: aws_config::SdkConfig,
+    credentials_from: &'static str,
+}
+
 /// Runs the SDK's region and credential chain on a thread of its own,
 /// giving up after [`RESOLVE_TIMEOUT`].
-fn resolve_aws() -> Result<aws_config::SdkConfig, Unresolved> {
+fn resolve_aws() -> Result<Resolved, Unresolved> {
     let (found_tx, found) = std::sync::mpsc::channel();
     let resolving = std::thread::Builder::new()
         .name("cloudwatch-resolve".into())
@@ -165,8 +201,11 @@ fn resolve_aws() -> Result<aws_config::SdkConfig, Unresolved> {
                 let provider = sdk
                     .credentials_provider()
                     .ok_or_else(|| Unresolved::Credentials("no provider".into()))?;
-                aws_credential_check(&provider).await?;
-                Ok(sdk)
+                let credentials = aws_credential_check(&provider).await?;
+                Ok(Resolved {
+                    sdk,
+                    credentials_from: credentials_source(&credentials),
+                })
             });
             let _ = found_tx.send(found);
         });
@@ -178,9 +217,11 @@ fn resolve_aws() -> Result<aws_config::SdkConfig, Unresolved> {
         .unwrap_or(Err(Unresolved::Slow))
 }
 
-async fn aws_credential_check(provider: &SharedCredentialsProvider) -> Result<(), Unresolved> {
+async fn aws_credential_check(
+    provider: &SharedCredentialsProvider,
+) -> Result<Credentials, Unresolved> {
     match provider.provide_credentials().await {
-        Ok(_) => Ok(()),
+        Ok(credentials) => Ok(credentials),
         // Nothing found needs no detail; a broken profile or provider does.
         Err(CredentialsError::CredentialsNotLoaded(_)) => {
             Err(Unresolved::Credentials(String::new()))
@@ -189,6 +230,46 @@ async fn aws_credential_check(provider: &SharedCredentialsProvider) -> Result<()
             DisplayErrorContext(&err).to_string(),
         )),
     }
+}
+
+/// Where the SDK found `credentials`, as the start-up line says it: read
+/// from the tags each provider of the SDK's chain puts on what it returns
+/// (the SDK reports them in its user agent).
+fn credentials_source(credentials: &Credentials) -> &'static str {
+    use AwsCredentialFeature as F;
+    let features = credentials
+        .get_property::<Vec<AwsCredentialFeature>>()
+        .map(Vec::as_slice)
+        .unwrap_or_default();
+    features
+        .iter()
+        .find_map(|feature| match feature {
+            F::CredentialsEnvVars => Some("AWS_ACCESS_KEY_ID"),
+            F::CredentialsEnvVarsStsWebIdToken | F::CredentialsStsAssumeRoleWebId => {
+                Some("a web identity token")
+            }
+            F::CredentialsProfile
+            | F::CredentialsProfileSourceProfile
+            | F::CredentialsProfileNamedProvider
+            | F::CredentialsProfileStsWebIdToken
+            | F::CredentialsProfileProcess
+            | F::CredentialsProfileLogin => Some("the AWS profile"),
+            F::CredentialsProfileSso | F::CredentialsSso => Some("AWS SSO"),
+            F::CredentialsHttp => Some("the container credentials endpoint"),
+            F::CredentialsImds => Some("the instance metadata service"),
+            F::CredentialsProcess => Some("a credential process"),
+            _ => None,
+        })
+        .unwrap_or("the SDK's chain")
+}
+
+/// Where the region came from: the environment, else the profile or the
+/// instance metadata (the SDK does not say which).
+fn region_source(signs: &[&'static str]) -> &'static str {
+    ["AWS_REGION", "AWS_DEFAULT_REGION"]
+        .into_iter()
+        .find(|name| signs.contains(name))
+        .unwrap_or("the AWS profile or instance metadata")
 }
 
 fn off(reason: String) -> SinkParts {
@@ -207,10 +288,22 @@ pub fn start(config: &CloudWatchSettings, shared: &Shared) -> Result<SinkParts, 
     if config.log_level.trim() == "off" {
         return Ok(off("CLOUDWATCH_LOG_LEVEL=off".into()));
     }
+    match config.switch {
+        Switch::Off => return Ok(off("CLOUDWATCH_LOGS=false".into())),
+        Switch::Auto if config.aws_signs.is_empty() => {
+            return Ok(off("no AWS configured: set AWS_REGION and credentials, \
+                 or CLOUDWATCH_LOGS=true to use an instance role"
+                .into()));
+        }
+        Switch::Auto | Switch::On => {}
+    }
     // Checked when the config was read (`parse_filter`).
     let level = EnvFilter::new(&config.log_level);
-    let sdk = match resolve_aws() {
-        Ok(sdk) => sdk,
+    let Resolved {
+        sdk,
+        credentials_from,
+    } = match resolve_aws() {
+        Ok(resolved) => resolved,
         Err(Unresolved::Region) => return Ok(off("no AWS region".into())),
         Err(Unresolved::Credentials(why)) if why.is_empty() => {
             return Ok(off("no AWS credentials".into()));
@@ -234,8 +327,11 @@ pub fn start(config: &CloudWatchSettings, shared: &Shared) -> Result<SinkParts, 
         .map_or_else(|| format!("logs.{region}.amazonaws.com"), ToOwned::to_owned);
     let destination = format!("{endpoint} ({region}) {}/{stream}", config.log_group);
     eprintln!(
-        "telemetry: cloudwatch on: group {} stream {stream}, region {region}, endpoint {endpoint}, level {}",
-        config.log_group, config.log_level
+        "telemetry: cloudwatch on: group {} stream {stream}, region {region} (from {}), \
+         credentials from {credentials_from}, endpoint {endpoint}, level {}",
+        config.log_group,
+        region_source(&config.aws_signs),
+        config.log_level
     );
     let stats = SinkStats::new("cloudwatch", destination);
     let queue = QueueConfig {
@@ -298,6 +394,48 @@ mod tests {
             .telemetry
             .cloudwatch;
         assert!(!cloudwatch.create_group);
+    }
+
+    #[test]
+    fn cloudwatch_logs_is_auto_true_or_false() {
+        let switch = |vars: &[&str]| parse(vars).unwrap().telemetry.cloudwatch.switch;
+        assert_eq!(switch(&[]), Switch::Auto);
+        assert_eq!(switch(&["--cloudwatch-logs", "true"]), Switch::On);
+        assert_eq!(switch(&["--cloudwatch-logs", "on"]), Switch::On);
+        assert_eq!(switch(&["--cloudwatch-logs", "false"]), Switch::Off);
+        let Err(crate::config::ConfigError::Invalid(line)) = parse(&["--cloudwatch-logs", "maybe"])
+        else {
+            panic!("maybe is not a switch");
+        };
+        assert!(
+            line.starts_with("CLOUDWATCH_LOGS=\"maybe\" is invalid"),
+            "{line}"
+        );
+    }
+
+    #[test]
+    fn the_start_line_says_where_aws_was_found() {
+        assert_eq!(region_source(&["AWS_DEFAULT_REGION"]), "AWS_DEFAULT_REGION");
+        assert_eq!(
+            region_source(&["AWS_ACCESS_KEY_ID", "AWS_REGION", "AWS_DEFAULT_REGION"]),
+            "AWS_REGION"
+        );
+        assert_eq!(
+            region_source(&["AWS_PROFILE"]),
+            "the AWS profile or instance metadata"
+        );
+        let mut credentials = Credentials::new("AKID", "secret", None, None, "test");
+        assert_eq!(credentials_source(&credentials), "the SDK's chain");
+        credentials.set_property(vec![AwsCredentialFeature::CredentialsImds]);
+        assert_eq!(
+            credentials_source(&credentials),
+            "the instance metadata service"
+        );
+        credentials.set_property(vec![
+            AwsCredentialFeature::ResolvedAccountId,
+            AwsCredentialFeature::CredentialsEnvVars,
+        ]);
+        assert_eq!(credentials_source(&credentials), "AWS_ACCESS_KEY_ID");
     }
 
     #[test]
