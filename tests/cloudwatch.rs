@@ -311,9 +311,10 @@ async fn a_missing_group_that_may_not_be_created_is_reported_not_fatal() {
     );
     let server = stop(server).await;
     assert!(
-        server
-            .stderr()
-            .contains("telemetry: cloudwatch: log group cruddur does not exist"),
+        server.stderr().contains(
+            "telemetry: cloudwatch failing: log group cruddur does not exist \
+                       and CLOUDWATCH_CREATE_GROUP=false (create the group, or let the backend"
+        ),
         "{}",
         server.stderr()
     );
@@ -540,12 +541,17 @@ async fn retries_are_bounded_when_cloudwatch_keeps_failing() {
         "{}",
         server.stderr()
     );
+    // Five failed calls, one line.
+    let stderr = server.stderr();
+    let failing: Vec<&str> = stderr
+        .lines()
+        .filter(|line| line.starts_with("telemetry: cloudwatch failing: "))
+        .collect();
+    assert_eq!(failing.len(), 1, "{stderr}");
     assert!(
-        server
-            .stderr()
-            .contains("telemetry: cloudwatch: PutLogEvents: HTTP 500 InternalFailure: injected"),
+        failing[0].contains("PutLogEvents: HTTP 500 InternalFailure: injected"),
         "{}",
-        server.stderr()
+        failing[0]
     );
 }
 

@@ -369,12 +369,16 @@ async fn a_rejected_token_is_logged_once_and_reporting_stops() {
     );
     assert_eq!(sink["dropped"], 5, "{sink}");
     let stderr = server.stderr();
-    assert_eq!(
-        stderr
-            .matches("rollbar rejected ROLLBAR_ACCESS_TOKEN")
-            .count(),
-        1,
-        "{stderr}"
+    let failing: Vec<&str> = stderr
+        .lines()
+        .filter(|line| line.starts_with("telemetry: rollbar failing: "))
+        .collect();
+    assert_eq!(failing.len(), 1, "{stderr}");
+    assert!(
+        failing[0].contains("access token ROLLBAR_ACCESS_TOKEN (…")
+            && failing[0].contains("rejected (use a project access token"),
+        "{}",
+        failing[0]
     );
     assert!(!stderr.contains(TOKEN));
 }

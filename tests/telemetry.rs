@@ -539,6 +539,52 @@ async fn the_export_retries_a_500_and_then_delivers() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rejected_key_is_said_once_with_its_hint_and_so_is_the_recovery() {
+    let receiver = OtlpReceiver::http(Behavior::Status(401)).await;
+    let mut env = otlp_env(&receiver, "http/protobuf");
+    env.push(("OTEL_BSP_SCHEDULE_DELAY", "20".into()));
+    let server = start(&env);
+    // Three failed exports at least (a 401 is not retried).
+    for n in 1..=3 {
+        let response = reqwest::get(server.url("/api/activities/home"))
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 200);
+        receiver.wait_for_requests(n, Duration::from_secs(10)).await;
+    }
+    server
+        .wait_for_stderr(
+            "telemetry: otlp failing: OTLP/HTTP answered 401 Unauthorized (the key was rejected: \
+             check HONEYCOMB_API_KEY, or x-honeycomb-team in OTEL_EXPORTER_OTLP_HEADERS)",
+            Duration::from_secs(10),
+        )
+        .await;
+    receiver.set_behavior(Behavior::Accept);
+    reqwest::get(server.url("/api/activities/home"))
+        .await
+        .unwrap();
+    server
+        .wait_for_stderr(
+            "telemetry: otlp recovered: delivering again",
+            Duration::from_secs(10),
+        )
+        .await;
+    let server = server.stop(Duration::from_secs(10)).await;
+    let stderr = server.stderr();
+    assert_eq!(
+        stderr.matches("telemetry: otlp failing").count(),
+        1,
+        "{stderr}"
+    );
+    assert_eq!(
+        stderr.matches("telemetry: otlp recovered").count(),
+        1,
+        "{stderr}"
+    );
+    assert!(!stderr.contains("test-key-0123456789"), "{stderr}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_429_is_retried_no_sooner_than_its_retry_after() {
     // The receiver's 429 says `Retry-After: 1`; the sink's own first
     // backoff is 200-300 ms.

@@ -39,6 +39,8 @@ pub struct Server {
     readers: Vec<std::thread::JoinHandle<()>>,
     stdout: Arc<Mutex<String>>,
     stderr: Arc<Mutex<String>>,
+    /// Notified after each line added to `stderr`.
+    stderr_grew: Arc<tokio::sync::Notify>,
 }
 
 /// The environment every test server starts from: quiet and local.
@@ -72,18 +74,25 @@ pub fn command_for(program: &str, env: &[(&str, &str)]) -> Command {
     command
 }
 
-fn collect(
-    mut from: impl Read + Send + 'static,
+/// Where a child's output goes, line by line: its buffer, and for stderr
+/// the start-up line channel and a notification.
+struct Sinks {
     into: Arc<Mutex<String>>,
     lines: Option<mpsc::Sender<String>>,
-) -> std::thread::JoinHandle<()> {
+    grew: Option<Arc<tokio::sync::Notify>>,
+}
+
+fn collect(mut from: impl Read + Send + 'static, sinks: Sinks) -> std::thread::JoinHandle<()> {
     std::thread::spawn(move || {
         let mut reader = BufReader::new(&mut from);
         let mut line = String::new();
         while reader.read_line(&mut line).map(|n| n > 0).unwrap_or(false) {
-            into.lock().unwrap().push_str(&line);
-            if let Some(lines) = &lines {
+            sinks.into.lock().unwrap().push_str(&line);
+            if let Some(lines) = &sinks.lines {
                 let _ = lines.send(line.clone());
+            }
+            if let Some(grew) = &sinks.grew {
+                grew.notify_waiters();
             }
             line.clear();
         }
@@ -105,13 +114,24 @@ impl Server {
             .expect("the binary starts");
         let stdout = Arc::new(Mutex::new(String::new()));
         let stderr = Arc::new(Mutex::new(String::new()));
+        let stderr_grew = Arc::new(tokio::sync::Notify::new());
         let (lines_tx, lines) = mpsc::channel();
         let readers = vec![
-            collect(child.stdout.take().unwrap(), Arc::clone(&stdout), None),
+            collect(
+                child.stdout.take().unwrap(),
+                Sinks {
+                    into: Arc::clone(&stdout),
+                    lines: None,
+                    grew: None,
+                },
+            ),
             collect(
                 child.stderr.take().unwrap(),
-                Arc::clone(&stderr),
-                Some(lines_tx),
+                Sinks {
+                    into: Arc::clone(&stderr),
+                    lines: Some(lines_tx),
+                    grew: Some(Arc::clone(&stderr_grew)),
+                },
             ),
         ];
         let addr = loop {
@@ -136,6 +156,7 @@ impl Server {
             readers,
             stdout,
             stderr,
+            stderr_grew,
         }
     }
 
@@ -216,6 +237,23 @@ impl Server {
         })
         .await
         .expect("the stopping task ends")
+    }
+
+    /// Waits (bounded) until stderr holds `needle`; answers all of it.
+    pub async fn wait_for_stderr(&self, needle: &str, within: Duration) -> String {
+        let deadline = tokio::time::Instant::now() + within;
+        loop {
+            let grew = self.stderr_grew.notified();
+            tokio::pin!(grew);
+            grew.as_mut().enable();
+            let stderr = self.stderr();
+            if stderr.contains(needle) {
+                return stderr;
+            }
+            if tokio::time::timeout_at(deadline, grew).await.is_err() {
+                panic!("stderr never said {needle:?} within {within:?}:\n{stderr}");
+            }
+        }
     }
 
     /// `/api/health-check` as JSON.

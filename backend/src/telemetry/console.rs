@@ -81,6 +81,7 @@ impl Sink<String> for ConsoleSink {
                 message: format!("stdout: {err}"),
                 retryable: false,
                 retry_after: None,
+                hint: None,
             })
     }
 }

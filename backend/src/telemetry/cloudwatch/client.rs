@@ -93,13 +93,18 @@ impl CloudWatchSink {
                 ),
                 retryable: self.create_group,
                 retry_after: None,
+                hint: (!self.create_group).then_some(
+                    "create the group, or let the backend: CLOUDWATCH_CREATE_GROUP=true",
+                ),
             }),
             Err(err) => Err(describe("CreateLogStream", &err)),
         }
     }
 
-    /// Prints a worker's trouble on stderr, once until it changes: never
-    /// through tracing, which would feed it back into this sink.
+    /// Prints what the worker noticed but delivered anyway (refused events,
+    /// a group it may not create) on stderr, once until it changes: never
+    /// through tracing, which would feed it back into this sink. Failures
+    /// are announced by the queue (`SinkStats::record_error`).
     fn report(&mut self, trouble: String) {
         if self.reported.as_ref() != Some(&trouble) {
             eprintln!("telemetry: cloudwatch: {trouble}");
@@ -165,15 +170,7 @@ impl Sink<LogEvent> for CloudWatchSink {
     }
 
     async fn send(&mut self, calls: &Calls) -> Result<(), SendError> {
-        let outcome = self.deliver(calls).await;
-        match &outcome {
-            Ok(()) if self.reported.take().is_some() => {
-                eprintln!("telemetry: cloudwatch: delivering again");
-            }
-            Ok(()) => {}
-            Err(err) => self.report(err.message.clone()),
-        }
-        outcome
+        self.deliver(calls).await
     }
 }
 
@@ -221,7 +218,9 @@ fn describe<E: ProvideErrorMetadata>(operation: &str, err: &SdkError<E>) -> Send
             } else {
                 "request failed"
             };
-            SendError::retryable(format!("{operation}: {why}"))
+            SendError::retryable(format!("{operation}: {why}")).with_hint(Some(
+                "is the endpoint right? AWS_REGION, or AWS_ENDPOINT_URL for moto or LocalStack",
+            ))
         }
         SdkError::ResponseError(_) => {
             SendError::retryable(format!("{operation}: unreadable answer"))
@@ -236,13 +235,34 @@ fn describe<E: ProvideErrorMetadata>(operation: &str, err: &SdkError<E>) -> Send
                     .to_owned(),
                 retryable: retryable(status, code),
                 retry_after: None,
+                hint: code_hint(code),
             }
         }
         _ => SendError {
             message: format!("{operation}: cannot make the request"),
             retryable: false,
             retry_after: None,
+            hint: None,
         },
+    }
+}
+
+/// What to change for the error codes a configuration causes.
+fn code_hint(code: &str) -> Option<&'static str> {
+    match code {
+        "UnrecognizedClientException"
+        | "InvalidClientTokenId"
+        | "InvalidSignatureException"
+        | "SignatureDoesNotMatch"
+        | "ExpiredTokenException" => Some(
+            "AWS rejected the credentials: check AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY \
+             and AWS_SESSION_TOKEN, or the profile or role",
+        ),
+        "AccessDeniedException" => Some(
+            "the credentials may not write logs: allow logs:PutLogEvents and \
+             logs:CreateLogStream on the group",
+        ),
+        _ => None,
     }
 }
 

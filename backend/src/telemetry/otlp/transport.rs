@@ -111,6 +111,33 @@ impl OtlpSink {
     }
 }
 
+const NOTHING_LISTENS: &str = "nothing answers there: is the collector running, and is OTEL_EXPORTER_OTLP_ENDPOINT its address?";
+const KEY_REJECTED: &str = "the key was rejected: check HONEYCOMB_API_KEY, \
+     or x-honeycomb-team in OTEL_EXPORTER_OTLP_HEADERS";
+const WRONG_PATH: &str = "nothing takes traces at that path: OTEL_EXPORTER_OTLP_ENDPOINT \
+     is the base URL (/v1/traces is added to it); a full URL goes in OTEL_EXPORTER_OTLP_TRACES_ENDPOINT";
+
+/// What to change, for the HTTP answers a configuration causes.
+fn status_hint(status: http::StatusCode) -> Option<&'static str> {
+    match status.as_u16() {
+        401 | 403 => Some(KEY_REJECTED),
+        404 | 405 => Some(WRONG_PATH),
+        _ => None,
+    }
+}
+
+/// What to change, for the gRPC codes a configuration causes.
+fn code_hint(code: tonic::Code) -> Option<&'static str> {
+    match code {
+        tonic::Code::Unauthenticated | tonic::Code::PermissionDenied => Some(KEY_REJECTED),
+        tonic::Code::Unimplemented => {
+            Some("is that an OTLP/gRPC port (4317)? OTEL_EXPORTER_OTLP_PROTOCOL=grpc needs one")
+        }
+        tonic::Code::Unavailable => Some(NOTHING_LISTENS),
+        _ => None,
+    }
+}
+
 fn retryable_code(code: tonic::Code) -> bool {
     use tonic::Code::*;
     matches!(
@@ -180,6 +207,7 @@ impl Sink<OtlpItem> for OtlpSink {
                     .await
                     .map_err(|err| {
                         SendError::retryable(format!("OTLP/HTTP: {}", describe(&err)))
+                            .with_hint(err.is_connect().then_some(NOTHING_LISTENS))
                     })?;
                 let status = answer.status();
                 if status.is_success() {
@@ -189,6 +217,7 @@ impl Sink<OtlpItem> for OtlpSink {
                     message: format!("OTLP/HTTP answered {status}"),
                     retryable: retryable_status(status),
                     retry_after: retry_after(answer.headers(), SystemTime::now()),
+                    hint: status_hint(status),
                 })
             }
             (Transport::Grpc { client, metadata }, OtlpPayload::Message(message)) => {
@@ -203,7 +232,8 @@ impl Sink<OtlpItem> for OtlpSink {
                             status.message()
                         ),
                         retryable_code(status.code()),
-                    )),
+                    )
+                    .with_hint(code_hint(status.code()))),
                 }
             }
             _ => unreachable!("encode makes the payload its transport sends"),

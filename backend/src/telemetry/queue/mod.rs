@@ -46,6 +46,9 @@ pub struct SendError {
     /// How long the destination asked us to wait before trying again
     /// (`Retry-After`); the next try waits at least this long.
     pub retry_after: Option<Duration>,
+    /// What the user most likely has to change, for the console line that
+    /// announces a sink's first failure (a 401 names the key's variable).
+    pub hint: Option<&'static str>,
 }
 
 impl SendError {
@@ -58,7 +61,12 @@ impl SendError {
             message: message.into(),
             retryable,
             retry_after: None,
+            hint: None,
         }
+    }
+
+    pub fn with_hint(self, hint: Option<&'static str>) -> Self {
+        SendError { hint, ..self }
     }
 }
 

@@ -3,10 +3,18 @@
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant};
 
 use chrono::{DateTime, SecondsFormat, Utc};
 use serde::Serialize;
 use utoipa::ToSchema;
+
+use super::SendError;
+
+/// After a sink recovers, a new failure is announced only if the last
+/// announcement is older than this: a flapping destination prints at most
+/// two lines a minute.
+const ANNOUNCE_AT_MOST_EVERY: Duration = Duration::from_secs(60);
 
 /// A sink's counters, shared between its worker and the health check.
 #[derive(Debug)]
@@ -18,8 +26,47 @@ pub struct SinkStats {
     failed: AtomicU64,
     rejected: AtomicU64,
     warned_drop: AtomicBool,
+    /// The console's view of the sink: failing since an announced failure,
+    /// quiet until it recovers.
+    console: Mutex<Announced>,
     last_error: Mutex<Option<(DateTime<Utc>, String)>>,
     last_success: Mutex<Option<DateTime<Utc>>>,
+}
+
+/// What the console was told of a sink.
+#[derive(Debug, Default)]
+struct Announced {
+    /// The last delivery failed.
+    failing: bool,
+    /// The current failure was announced (so its recovery will be).
+    told: bool,
+    /// When a failure was last announced.
+    at: Option<Instant>,
+}
+
+impl Announced {
+    /// A delivery failed: answers whether to announce it.
+    fn failed(&mut self, now: Instant) -> bool {
+        if self.failing {
+            return false;
+        }
+        self.failing = true;
+        if self
+            .at
+            .is_some_and(|at| now.duration_since(at) < ANNOUNCE_AT_MOST_EVERY)
+        {
+            return false;
+        }
+        self.told = true;
+        self.at = Some(now);
+        true
+    }
+
+    /// A delivery succeeded: answers whether to announce the recovery.
+    fn succeeded(&mut self) -> bool {
+        self.failing = false;
+        std::mem::take(&mut self.told)
+    }
 }
 
 /// What `/api/health-check` shows of a sink that is on.
@@ -53,6 +100,7 @@ impl SinkStats {
             failed: AtomicU64::new(0),
             rejected: AtomicU64::new(0),
             warned_drop: AtomicBool::new(false),
+            console: Mutex::new(Announced::default()),
             last_error: Mutex::new(None),
             last_success: Mutex::new(None),
         })
@@ -102,7 +150,7 @@ impl SinkStats {
     /// retrying them would be refused again.
     pub fn record_rejected(&self, items: u64, reason: &str) {
         self.rejected.fetch_add(items, Ordering::Relaxed);
-        self.record_error(reason);
+        self.note_error(reason);
     }
 
     pub(super) fn record_success(&self, items: usize) {
@@ -111,9 +159,37 @@ impl SinkStats {
             .last_success
             .lock()
             .unwrap_or_else(PoisonError::into_inner) = Some(Utc::now());
+        if self.console().succeeded() {
+            eprintln!("telemetry: {} recovered: delivering again", self.name);
+        }
     }
 
-    pub(super) fn record_error(&self, message: &str) {
+    /// Notes a failed attempt. The first of a run of failures prints one
+    /// line with its cause and hint (never a line per failure; the
+    /// worker's trouble goes to stderr, never back into a sink).
+    pub(super) fn record_error(&self, err: &SendError) {
+        self.note_error(&err.message);
+        if self.console().failed(Instant::now()) {
+            eprintln!("{}", self.failing_line(err));
+        }
+    }
+
+    fn failing_line(&self, err: &SendError) -> String {
+        let hint = err
+            .hint
+            .map(|hint| format!(" ({hint})"))
+            .unwrap_or_default();
+        format!(
+            "telemetry: {} failing: {}{hint}; quiet until it recovers, counts in /api/health-check",
+            self.name, err.message
+        )
+    }
+
+    fn console(&self) -> std::sync::MutexGuard<'_, Announced> {
+        self.console.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn note_error(&self, message: &str) {
         *self
             .last_error
             .lock()
@@ -123,5 +199,46 @@ impl SinkStats {
     /// Counts items given up on after their last attempt.
     pub(super) fn record_failed(&self, items: usize) {
         self.failed.fetch_add(items as u64, Ordering::Relaxed);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_run_of_failures_is_announced_once_and_its_recovery_once() {
+        let mut console = Announced::default();
+        let start = Instant::now();
+        assert!(console.failed(start));
+        assert!(!console.failed(start + Duration::from_secs(1)));
+        assert!(!console.failed(start + Duration::from_secs(2)));
+        assert!(console.succeeded());
+        assert!(!console.succeeded());
+    }
+
+    #[test]
+    fn a_flapping_sink_prints_at_most_two_lines_a_minute() {
+        let mut console = Announced::default();
+        let start = Instant::now();
+        assert!(console.failed(start));
+        assert!(console.succeeded());
+        // Failing again within the minute: quiet, and so is its recovery.
+        assert!(!console.failed(start + Duration::from_secs(10)));
+        assert!(!console.succeeded());
+        assert!(console.failed(start + ANNOUNCE_AT_MOST_EVERY));
+        assert!(console.succeeded());
+    }
+
+    #[test]
+    fn the_failing_line_names_the_sink_the_cause_and_the_hint() {
+        let stats = SinkStats::new("otlp", "http://collector:4318/v1/traces".into());
+        let err = SendError::new("OTLP/HTTP answered 401 Unauthorized", false)
+            .with_hint(Some("the key was rejected"));
+        assert_eq!(
+            stats.failing_line(&err),
+            "telemetry: otlp failing: OTLP/HTTP answered 401 Unauthorized (the key was rejected); \
+             quiet until it recovers, counts in /api/health-check"
+        );
     }
 }

@@ -219,7 +219,7 @@ impl<T: Weigh + Send + 'static, S: Sink<T>> Worker<T, S> {
                 }
                 Err(err) => err,
             };
-            self.stats.record_error(&err.message);
+            self.stats.record_error(&err);
             let wait = jittered(backoff).max(err.retry_after.unwrap_or_default());
             let wake = Instant::now() + wait;
             let out_of_time = self.deadline.is_some_and(|d| wake >= d);

@@ -93,6 +93,7 @@ impl Sink<Report> for RollbarSink {
                 message: "reporting stopped: Rollbar rejected the access token".into(),
                 retryable: false,
                 retry_after: None,
+                hint: None,
             });
         }
         if let Some(until) = self.paused_until {
@@ -120,18 +121,18 @@ impl Sink<Report> for RollbarSink {
                 continue;
             }
             if status == StatusCode::UNAUTHORIZED || status == StatusCode::FORBIDDEN {
-                if !self.stopped.swap(true, Ordering::Relaxed) {
-                    // Stderr, not a log event: a log event would come back here.
-                    eprintln!(
-                        "telemetry: rollbar rejected ROLLBAR_ACCESS_TOKEN ({}) with {status}; \
-                         error reporting is off until the token is fixed and the server restarted",
-                        self.shown_token
-                    );
-                }
+                self.stopped.store(true, Ordering::Relaxed);
                 return Err(SendError {
-                    message: format!("Rollbar answered {status}: access token rejected"),
+                    message: format!(
+                        "Rollbar answered {status}: access token ROLLBAR_ACCESS_TOKEN ({}) rejected",
+                        self.shown_token
+                    ),
                     retryable: false,
                     retry_after: None,
+                    hint: Some(
+                        "use a project access token with the post_server_item scope; \
+                         error reporting is off until it is fixed and the server restarted",
+                    ),
                 });
             }
             if status == StatusCode::TOO_MANY_REQUESTS {
@@ -150,6 +151,7 @@ impl Sink<Report> for RollbarSink {
                 message: format!("Rollbar answered {status}"),
                 retryable: status.is_server_error(),
                 retry_after: None,
+                hint: None,
             });
         }
         Ok(())

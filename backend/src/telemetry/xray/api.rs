@@ -38,6 +38,7 @@ impl ApiSink {
                     message: "X-Ray API: no AWS region (set AWS_REGION)".into(),
                     retryable: false,
                     retry_after: None,
+                    hint: None,
                 });
             }
             self.client = Some(Client::new(&sdk));
@@ -81,6 +82,7 @@ fn describe<E: ProvideErrorMetadata + std::fmt::Debug, R: std::fmt::Debug>(
                 ),
                 retryable,
                 retry_after: None,
+                hint: None,
             }
         }
         SdkError::TimeoutError(_) | SdkError::DispatchFailure(_) | SdkError::ResponseError(_) => {
@@ -90,6 +92,7 @@ fn describe<E: ProvideErrorMetadata + std::fmt::Debug, R: std::fmt::Debug>(
             message: format!("X-Ray API: {other:?}"),
             retryable: false,
             retry_after: None,
+            hint: None,
         },
     }
 }
@@ -121,6 +124,7 @@ impl Sink<SpanData> for ApiSink {
                     ),
                     retryable: false,
                     retry_after: None,
+                    hint: None,
                 });
             }
         }

@@ -75,6 +75,7 @@ impl DaemonSink {
                 message: format!("X-Ray daemon {}: {what}: {err}", self.address),
                 retryable: false,
                 retry_after: None,
+                hint: Some(NO_DAEMON),
             };
             let target = tokio::net::lookup_host((self.address.host.as_str(), self.address.port))
                 .await
@@ -99,6 +100,9 @@ impl DaemonSink {
     }
 }
 
+const NO_DAEMON: &str = "is the X-Ray daemon running at AWS_XRAY_DAEMON_ADDRESS? \
+     In docker-compose it is the service's name (xray-daemon:2000), not localhost";
+
 impl Sink<SpanData> for DaemonSink {
     type Payload = Vec<String>;
 
@@ -120,6 +124,7 @@ impl Sink<SpanData> for DaemonSink {
                     message: format!("X-Ray daemon {address}: {err}"),
                     retryable: false,
                     retry_after: None,
+                    hint: Some(NO_DAEMON),
                 });
             }
         }

@@ -131,6 +131,7 @@ impl Sink<SpanData> for XrayOtlpSink {
             message: format!("X-Ray OTLP answered {status}"),
             retryable: retryable_status(status),
             retry_after: retry_after(answer.headers(), SystemTime::now()),
+            hint: None,
         })
     }
 }
