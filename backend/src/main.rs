@@ -18,6 +18,7 @@ fn main() -> ExitCode {
     };
     match config.command.clone() {
         Some(Command::Healthcheck) => probe_health(&config),
+        Some(Command::Doctor(args)) => app::with_runtime(telemetry::doctor::run(&config, &args)),
         Some(Command::Sink(command)) => {
             app::with_runtime(telemetry::run_command(command, &config.telemetry))
         }

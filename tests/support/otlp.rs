@@ -13,6 +13,9 @@
 //! [`OtlpReceiver::wait_for_spans`] / [`OtlpReceiver::wait_for_requests`],
 //! which are woken by each request (no polling).
 //!
+//! The HTTP receiver also answers Honeycomb's `GET /1/auth` for
+//! [`HONEYCOMB_KEY`] and [`HONEYCOMB_CLASSIC_KEY`] (401 for other keys).
+//!
 //! The receiver serves on `127.0.0.1:<random port>` until it is dropped.
 //!
 //! ```ignore
@@ -33,7 +36,7 @@ use axum::body::Bytes;
 use axum::extract::{DefaultBodyLimit, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::post;
+use axum::routing::{get, post};
 use opentelemetry_proto::tonic::collector::trace::v1::trace_service_server::{
     TraceService, TraceServiceServer,
 };
@@ -381,6 +384,7 @@ impl OtlpReceiver {
         let (shutdown_tx, shared) = shared(behavior);
         let app = axum::Router::new()
             .route("/v1/traces", post(http_export))
+            .route("/1/auth", get(honeycomb_auth))
             .layer(DefaultBodyLimit::disable())
             .with_state(shared.clone());
         let task = tokio::spawn(async move {
@@ -530,6 +534,32 @@ fn shared(behavior: Behavior) -> (watch::Sender<()>, Arc<Shared>) {
         shutdown: shutdown_rx,
     });
     (shutdown_tx, shared)
+}
+
+/// The keys `GET /1/auth` knows, as Honeycomb's auth endpoint answers
+/// them: an environment's ingest key, and a Classic key (no environment).
+pub const HONEYCOMB_KEY: &str = "hcaik_test_environment_key_0123";
+pub const HONEYCOMB_CLASSIC_KEY: &str = "0123456789abcdef0123456789abcdef";
+
+/// Honeycomb's `GET /1/auth`: which team and environment a key belongs to;
+/// 401 for any other key. Not counted as an export request.
+async fn honeycomb_auth(headers: HeaderMap) -> Response {
+    let key = headers
+        .get("x-honeycomb-team")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default();
+    let team = serde_json::json!({"name": "Cruddur Test", "slug": "cruddur-test"});
+    let environment = match key {
+        HONEYCOMB_KEY => serde_json::json!({"name": "test", "slug": "test"}),
+        HONEYCOMB_CLASSIC_KEY => serde_json::json!({"name": "", "slug": ""}),
+        _ => return (StatusCode::UNAUTHORIZED, "unknown API key").into_response(),
+    };
+    axum::Json(serde_json::json!({
+        "api_key_access": {"events": true},
+        "team": team,
+        "environment": environment,
+    }))
+    .into_response()
 }
 
 async fn http_export(

@@ -4,8 +4,9 @@
 //! request is recorded (its raw head and body bytes, for secret canaries)
 //! and every item is validated against the item schema before it is
 //! answered: required fields, levels, `body.trace` vs `body.message`
-//! shapes, the uuid, the notifier. Problems are collected, not answered,
-//! so a test sees them all with [`RollbarReceiver::problems`].
+//! shapes, the uuid, the notifier. Problems are collected, so a test sees
+//! them all with [`RollbarReceiver::problems`]; like Rollbar, an invalid
+//! item is also answered 422 (the doctor's probe relies on it).
 //!
 //! Tests wait for requests with [`RollbarReceiver::wait_for_requests`],
 //! woken by each request (no polling).
@@ -177,7 +178,14 @@ async fn item(State(shared): State<Arc<Shared>>, headers: HeaderMap, body: Bytes
     }
     shared.requests.send_modify(|n| *n += 1);
     let answer = *shared.answer.lock().unwrap_or_else(PoisonError::into_inner);
+    // Rollbar checks the token first, then refuses an invalid item with 422.
+    let valid = serde_json::from_slice::<Value>(&body).is_ok_and(|item| validate(&item).is_ok());
     match answer {
+        Answer::Accept if !valid => (
+            StatusCode::UNPROCESSABLE_ENTITY,
+            Json(json!({"err": 1, "message": "Invalid format"})),
+        )
+            .into_response(),
         Answer::Accept => Json(json!({"err": 0, "result": {"uuid": "x"}})).into_response(),
         Answer::Status(code) => (
             StatusCode::from_u16(code).unwrap(),

@@ -23,6 +23,7 @@ use crate::server::ServerSettings;
 use crate::store::StoreSettings;
 use crate::telemetry::cloudwatch::CloudWatchSettings;
 use crate::telemetry::console::ConsoleSettings;
+use crate::telemetry::doctor::DoctorArgs;
 use crate::telemetry::otlp::OtlpSettings;
 use crate::telemetry::rollbar::RollbarSettings;
 use crate::telemetry::xray::XraySettings;
@@ -73,6 +74,8 @@ pub struct Config {
 pub enum Command {
     /// Probe GET /api/health-check of the server on BIND_ADDRESS and PORT; exit 0 on a 200 (the container HEALTHCHECK)
     Healthcheck,
+    /// Check every configured sink with a real, harmless probe and say what to fix; exit 0 when all pass
+    Doctor(DoctorArgs),
     /// A telemetry sink's own administration
     #[command(flatten)]
     Sink(SinkCommand),

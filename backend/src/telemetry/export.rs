@@ -1,6 +1,6 @@
-//! What the HTTP span exporters share (OTLP, and X-Ray's OTLP endpoint):
-//! which answers are worth another try, and transport errors described
-//! without the URL's query or anything that was sent.
+//! What the HTTP sinks share (OTLP, X-Ray's OTLP endpoint, Rollbar): which
+//! answers are worth another try, and transport errors described without
+//! the URL's query or anything that was sent.
 
 use std::time::{Duration, SystemTime};
 
@@ -34,16 +34,50 @@ pub fn retry_after(headers: &HeaderMap, now: SystemTime) -> Option<Duration> {
     Some(wait.min(MAX_RETRY_AFTER))
 }
 
-/// A transport error without the URL's query or anything sent with it.
+/// A transport error without the URL's query or anything sent with it,
+/// naming the usual causes: a timeout, a refused connection, a host that
+/// does not resolve, a TLS handshake that failed (https to a plain HTTP
+/// port, a certificate the system does not trust).
 pub fn describe(err: &reqwest::Error) -> String {
     if err.is_timeout() {
-        "timed out".into()
-    } else if err.is_connect() {
-        "cannot connect".into()
-    } else {
-        std::error::Error::source(err)
-            .map_or_else(|| "request failed".to_owned(), ToString::to_string)
+        return "timed out".into();
     }
+    let causes = causes(err);
+    let why = if causes.contains("Connection refused") {
+        "connection refused: nothing listens there"
+    } else if causes.contains("dns error") || causes.contains("failed to lookup address") {
+        "cannot resolve the host name"
+    } else if [
+        "tls",
+        "TLS",
+        "certificate",
+        "corrupt message",
+        "InvalidContentType",
+    ]
+    .iter()
+    .any(|word| causes.contains(word))
+    {
+        "TLS handshake failed (https to a plain HTTP port, or an untrusted certificate)"
+    } else if err.is_connect() {
+        "cannot connect"
+    } else {
+        return std::error::Error::source(err)
+            .map_or_else(|| "request failed".to_owned(), ToString::to_string);
+    };
+    why.to_owned()
+}
+
+/// Every error in `err`'s source chain, as text (URLs are not in them:
+/// reqwest keeps the URL on the outer error, which is not included).
+fn causes(err: &reqwest::Error) -> String {
+    let mut text = String::new();
+    let mut source = std::error::Error::source(err);
+    while let Some(cause) = source {
+        text.push_str(&cause.to_string());
+        text.push('\n');
+        source = cause.source();
+    }
+    text
 }
 
 #[cfg(test)]

@@ -12,6 +12,7 @@
 
 pub mod cloudwatch;
 pub mod console;
+pub mod doctor;
 mod export;
 mod guard;
 pub mod ids;

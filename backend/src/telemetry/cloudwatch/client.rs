@@ -207,7 +207,7 @@ pub fn rejected(info: &RejectedLogEventsInfo, len: usize) -> Option<(usize, Stri
 
 /// An SDK error as one line, and whether trying again may help. The SDK's
 /// own retries are off: the queue retries, so every failed try is counted.
-fn describe<E: ProvideErrorMetadata>(operation: &str, err: &SdkError<E>) -> SendError {
+pub(super) fn describe<E: ProvideErrorMetadata>(operation: &str, err: &SdkError<E>) -> SendError {
     match err {
         SdkError::TimeoutError(_) => SendError::retryable(format!("{operation}: timed out")),
         SdkError::DispatchFailure(failure) => {

@@ -7,6 +7,7 @@
 
 mod batch;
 mod client;
+mod doctor;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -30,6 +31,7 @@ use tracing_subscriber::layer::Context;
 use tracing_subscriber::registry::LookupSpan;
 
 pub use batch::LogEvent;
+pub use doctor::examine;
 
 use super::logs::LogRecord;
 use super::queue::{self, QueueConfig, QueueSender, SinkStats, Weigh};
@@ -283,48 +285,90 @@ fn off(reason: String) -> SinkParts {
 /// at no cost in throughput; CloudWatch bills bytes, not calls.
 const BATCH_EVENTS: usize = batch::MAX_EVENTS / 4;
 
-/// Starts the sink if AWS resolves, and prints one line either way.
-pub fn start(config: &CloudWatchSettings, shared: &Shared) -> Result<SinkParts, TelemetryError> {
+/// Why the sink is off before anything is looked up, if it is.
+fn off_by_settings(config: &CloudWatchSettings) -> Option<String> {
     if config.log_level.trim() == "off" {
-        return Ok(off("CLOUDWATCH_LOG_LEVEL=off".into()));
+        return Some("CLOUDWATCH_LOG_LEVEL=off".into());
     }
     match config.switch {
-        Switch::Off => return Ok(off("CLOUDWATCH_LOGS=false".into())),
-        Switch::Auto if config.aws_signs.is_empty() => {
-            return Ok(off("no AWS configured: set AWS_REGION and credentials, \
-                 or CLOUDWATCH_LOGS=true to use an instance role"
-                .into()));
-        }
-        Switch::Auto | Switch::On => {}
+        Switch::Off => Some("CLOUDWATCH_LOGS=false".into()),
+        Switch::Auto if config.aws_signs.is_empty() => Some(
+            "no AWS configured: set AWS_REGION and credentials, \
+             or CLOUDWATCH_LOGS=true to use an instance role"
+                .into(),
+        ),
+        Switch::Auto | Switch::On => None,
+    }
+}
+
+/// What the SDK's chain found, or why it found nothing usable.
+fn resolved() -> Result<Resolved, String> {
+    resolve_aws().map_err(|unresolved| match unresolved {
+        Unresolved::Region => "no AWS region".into(),
+        Unresolved::Credentials(why) if why.is_empty() => "no AWS credentials".into(),
+        Unresolved::Credentials(why) => format!("no AWS credentials: {why}"),
+        Unresolved::Slow => format!("no AWS region and credentials within {RESOLVE_TIMEOUT:?}"),
+    })
+}
+
+/// What to change when the SDK's chain found nothing usable (`why` is
+/// [`resolved`]'s answer).
+fn resolve_aws_hint(why: &str) -> &'static str {
+    if why.starts_with("no AWS region and credentials") {
+        "the SDK's chain did not answer in time: off AWS, set the region and \
+         credentials in the environment"
+    } else if why.starts_with("no AWS region") {
+        "set AWS_REGION (the SDK also reads AWS_DEFAULT_REGION; AWS_REGION wins)"
+    } else {
+        "set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, or AWS_PROFILE; on AWS, give \
+         the task or instance a role"
+    }
+}
+
+/// The CloudWatch Logs client: the SDK's own retries off (the queue
+/// retries and counts), every call bounded by `timeout`.
+fn client(sdk: &aws_config::SdkConfig, timeout: Duration) -> aws_sdk_cloudwatchlogs::Client {
+    let config = ClientConfig::from(sdk)
+        .retry_config(RetryConfig::disabled())
+        .timeout_config(
+            TimeoutConfig::builder()
+                .connect_timeout(timeout)
+                .operation_attempt_timeout(timeout)
+                .operation_timeout(timeout)
+                .build(),
+        )
+        .build();
+    aws_sdk_cloudwatchlogs::Client::from_conf(config)
+}
+
+/// Where the SDK sends: `AWS_ENDPOINT_URL`, else the region's endpoint.
+fn endpoint(sdk: &aws_config::SdkConfig) -> (String, String) {
+    let region = sdk.region().map(ToString::to_string).unwrap_or_default();
+    let endpoint = sdk
+        .endpoint_url()
+        .map_or_else(|| format!("logs.{region}.amazonaws.com"), ToOwned::to_owned);
+    (region, endpoint)
+}
+
+/// Starts the sink if AWS resolves, and prints one line either way.
+pub fn start(config: &CloudWatchSettings, shared: &Shared) -> Result<SinkParts, TelemetryError> {
+    if let Some(why) = off_by_settings(config) {
+        return Ok(off(why));
     }
     // Checked when the config was read (`parse_filter`).
     let level = EnvFilter::new(&config.log_level);
     let Resolved {
         sdk,
         credentials_from,
-    } = match resolve_aws() {
+    } = match resolved() {
         Ok(resolved) => resolved,
-        Err(Unresolved::Region) => return Ok(off("no AWS region".into())),
-        Err(Unresolved::Credentials(why)) if why.is_empty() => {
-            return Ok(off("no AWS credentials".into()));
-        }
-        Err(Unresolved::Credentials(why)) => {
-            return Ok(off(format!("no AWS credentials: {why}")));
-        }
-        Err(Unresolved::Slow) => {
-            return Ok(off(format!(
-                "no AWS region and credentials within {RESOLVE_TIMEOUT:?}"
-            )));
-        }
+        Err(why) => return Ok(off(why)),
     };
     let stream = config
         .log_stream
         .clone()
         .unwrap_or_else(|| stream_name(&hostname(), Utc::now(), std::process::id()));
-    let region = sdk.region().map(ToString::to_string).unwrap_or_default();
-    let endpoint = sdk
-        .endpoint_url()
-        .map_or_else(|| format!("logs.{region}.amazonaws.com"), ToOwned::to_owned);
+    let (region, endpoint) = endpoint(&sdk);
     let destination = format!("{endpoint} ({region}) {}/{stream}", config.log_group);
     eprintln!(
         "telemetry: cloudwatch on: group {} stream {stream}, region {region} (from {}), \
@@ -345,22 +389,13 @@ pub fn start(config: &CloudWatchSettings, shared: &Shared) -> Result<SinkParts, 
         max_attempts: MAX_ATTEMPTS,
         initial_backoff: INITIAL_BACKOFF,
     };
-    let client_config = ClientConfig::from(&sdk)
-        .retry_config(RetryConfig::disabled())
-        .timeout_config(
-            TimeoutConfig::builder()
-                .connect_timeout(config.timeout)
-                .operation_attempt_timeout(config.timeout)
-                .operation_timeout(config.timeout)
-                .build(),
-        )
-        .build();
+    let logs = client(&sdk, config.timeout);
     let sink_stats = Arc::clone(&stats);
     let group = config.log_group.clone();
     let create_group = config.create_group;
     let events = queue::spawn(Arc::clone(&stats), queue, move || {
         Ok::<_, TelemetryError>(client::CloudWatchSink::new(
-            aws_sdk_cloudwatchlogs::Client::from_conf(client_config),
+            logs,
             group,
             stream,
             create_group,

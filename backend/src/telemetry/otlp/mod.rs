@@ -5,6 +5,7 @@
 //! opentelemetry-otlp's exporter, whose errors are opaque strings: ours
 //! retries only what can succeed later and resends the same encoded request.
 
+mod doctor;
 mod relay;
 mod transport;
 
@@ -18,6 +19,7 @@ use http::{HeaderName, Uri};
 use opentelemetry_proto::tonic::trace::v1::ResourceSpans;
 use opentelemetry_sdk::trace::SpanData;
 
+pub use self::doctor::examine;
 use crate::config::values::{
     Headers, Secret, parse_headers, parse_millis, parse_secret, parse_url,
 };

@@ -5,6 +5,7 @@
 //! the request's own server span, so that a failing request gives exactly
 //! one item. `/rollbar/test` is the bootcamp's check that it all works.
 
+mod doctor;
 pub mod item;
 mod request;
 mod sink;
@@ -26,6 +27,7 @@ use tracing_subscriber::filter::filter_fn;
 use tracing_subscriber::layer::Context;
 use tracing_subscriber::registry::LookupSpan;
 
+pub use self::doctor::examine;
 use self::item::{Body, Origin, Report, Stack, TraceRef};
 use self::request::Captured;
 use super::logs::LogRecord;

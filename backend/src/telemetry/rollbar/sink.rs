@@ -10,8 +10,13 @@ use http::{HeaderValue, StatusCode};
 
 use super::item::{self, Origin, Report};
 use crate::config::values::Secret;
+use crate::telemetry::export::describe;
 use crate::telemetry::queue::{SendError, Sink};
 use crate::telemetry::sink::TelemetryError;
+
+/// What to do about a 401 or 403 (the sink's failing line, the doctor).
+pub const TOKEN_REJECTED: &str = "use a project access token with the post_server_item scope; \
+     error reporting is off until it is fixed and the server restarted";
 
 /// Longest pause a 429 can impose, whatever its reset header says.
 const MAX_PAUSE: Duration = Duration::from_secs(3600);
@@ -129,10 +134,7 @@ impl Sink<Report> for RollbarSink {
                     ),
                     retryable: false,
                     retry_after: None,
-                    hint: Some(
-                        "use a project access token with the post_server_item scope; \
-                         error reporting is off until it is fixed and the server restarted",
-                    ),
+                    hint: Some(TOKEN_REJECTED),
                 });
             }
             if status == StatusCode::TOO_MANY_REQUESTS {
@@ -155,17 +157,6 @@ impl Sink<Report> for RollbarSink {
             });
         }
         Ok(())
-    }
-}
-
-/// A transport error without anything that was sent.
-fn describe(err: &reqwest::Error) -> String {
-    if err.is_timeout() {
-        "timed out".into()
-    } else if err.is_connect() {
-        "cannot connect".into()
-    } else {
-        "request failed".into()
     }
 }
 

@@ -33,7 +33,7 @@ pub fn start(sampler: Arc<RuleSampler>, intervals: Intervals) -> std::io::Result
     Ok(())
 }
 
-async fn client() -> Client {
+pub(super) async fn client() -> Client {
     let sdk = aws_config::load_defaults(BehaviorVersion::latest()).await;
     let config = aws_sdk_xray::config::Builder::from(&sdk)
         .timeout_config(

@@ -11,6 +11,7 @@
 pub mod api;
 pub mod centralized;
 pub mod daemon;
+mod doctor;
 mod document;
 pub mod naming;
 pub mod otlp;
@@ -30,6 +31,7 @@ use http::Uri;
 use opentelemetry_sdk::trace::SpanData;
 
 use self::daemon::DaemonAddress;
+pub use self::doctor::examine;
 use self::naming::Naming;
 use self::sampling::{Rule, RuleSampler, SystemClock, XraySampler, parse_rules, sampled_for_xray};
 use crate::config::values::{parse_duration, parse_millis, parse_url};

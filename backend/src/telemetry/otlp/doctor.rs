@@ -1,0 +1,263 @@
+//! The doctor's OTLP probe: an empty export (no spans) through the sink's
+//! own transport, so the answer is the one real exports get; and, when an
+//! `x-honeycomb-team` header is sent, Honeycomb's auth endpoint
+//! (`GET /1/auth`), which names the key's team and environment.
+
+use std::time::Duration;
+
+use http::HeaderName;
+use serde::Deserialize;
+
+use super::transport::OtlpSink;
+use super::{OtlpProtocol, OtlpSettings};
+use crate::config::values::Secret;
+use crate::telemetry::doctor::{Finding, Verdict};
+use crate::telemetry::export::describe;
+use crate::telemetry::queue::Sink;
+use crate::telemetry::sink::{Shared, TracesExporter};
+
+const TEAM: &str = "x-honeycomb-team";
+const DATASET: &str = "x-honeycomb-dataset";
+
+pub async fn examine(settings: &OtlpSettings, shared: &Shared) -> Finding {
+    if let Err(reason) = shared.exporter(TracesExporter::Otlp) {
+        return Finding::off(
+            "otlp",
+            reason.unwrap_or("OTEL_EXPORTER_OTLP_ENDPOINT and HONEYCOMB_API_KEY unset"),
+        );
+    }
+    let url = settings.traces_url().unwrap_or_default();
+    let headers = settings.headers();
+    let protocol = match settings.otlp_protocol {
+        OtlpProtocol::HttpProtobuf => "http/protobuf",
+        OtlpProtocol::Grpc => "grpc",
+    };
+    let shown: Vec<String> = headers
+        .iter()
+        .map(|(name, value)| format!("{name}={value}"))
+        .collect();
+    let mut finding = Finding {
+        sink: "otlp",
+        verdict: Verdict::Fail,
+        configured_by: configured_by(settings),
+        destination: Some(if shown.is_empty() {
+            format!("{url} ({protocol})")
+        } else {
+            format!("{url} ({protocol}), headers {}", shown.join(" "))
+        }),
+        detail: String::new(),
+        hint: mistake(&url, &headers),
+    };
+    let mut sink = match OtlpSink::new(
+        settings.otlp_protocol,
+        &url,
+        &headers,
+        settings.otlp_timeout,
+        &shared.resource,
+    ) {
+        Ok(sink) => sink,
+        Err(err) => {
+            finding.detail = err.to_string();
+            return finding;
+        }
+    };
+    let empty = sink.encode(Vec::new());
+    match sink.send(&empty).await {
+        Ok(()) => {
+            finding.verdict = Verdict::Pass;
+            finding.detail = "accepted an empty export".into();
+        }
+        Err(err) => {
+            finding.detail = err.message;
+            finding.hint = finding.hint.or(err.hint.map(str::to_owned));
+            return finding;
+        }
+    }
+    if let Some((_, key)) = headers.iter().find(|(name, _)| name.as_str() == TEAM) {
+        let dataset = headers.iter().any(|(name, _)| name.as_str() == DATASET);
+        honeycomb_auth(&url, key, dataset, settings.otlp_timeout, &mut finding).await;
+    }
+    finding
+}
+
+/// The variables that configure the sink, of those that can.
+fn configured_by(settings: &OtlpSettings) -> Vec<&'static str> {
+    [
+        (
+            settings.otlp_endpoint.is_some(),
+            "OTEL_EXPORTER_OTLP_ENDPOINT",
+        ),
+        (
+            settings.otlp_traces_endpoint.is_some(),
+            "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT",
+        ),
+        (settings.honeycomb_api_key.is_some(), "HONEYCOMB_API_KEY"),
+        (
+            settings.otlp_headers.is_some(),
+            "OTEL_EXPORTER_OTLP_HEADERS",
+        ),
+    ]
+    .into_iter()
+    .filter_map(|(set, name)| set.then_some(name))
+    .collect()
+}
+
+/// The usual mistakes, visible before anything is sent.
+fn mistake(url: &str, headers: &[(HeaderName, Secret)]) -> Option<String> {
+    if url.contains("/v1/traces/v1/traces") {
+        return Some(
+            "/v1/traces is there twice: OTEL_EXPORTER_OTLP_ENDPOINT is the base URL \
+             (https://api.honeycomb.io); the path is added to it"
+                .into(),
+        );
+    }
+    let team = headers.iter().find(|(name, _)| name.as_str() == TEAM);
+    if team.is_some_and(|(_, key)| key.expose().trim().is_empty()) {
+        return Some(
+            "x-honeycomb-team is empty: the variable it was made from \
+             (HONEYCOMB_API_KEY?) was unset where OTEL_EXPORTER_OTLP_HEADERS was written"
+                .into(),
+        );
+    }
+    if team.is_none() && host_of(url).is_some_and(|host| host.ends_with("honeycomb.io")) {
+        return Some(
+            "Honeycomb needs the key in x-honeycomb-team: set HONEYCOMB_API_KEY \
+             (or x-honeycomb-team=... in OTEL_EXPORTER_OTLP_HEADERS)"
+                .into(),
+        );
+    }
+    None
+}
+
+fn host_of(url: &str) -> Option<&str> {
+    let rest = url.split_once("://")?.1;
+    let authority = rest.split('/').next()?;
+    Some(
+        authority
+            .rsplit_once(':')
+            .map_or(authority, |(host, _)| host),
+    )
+}
+
+/// What Honeycomb's `GET /1/auth` answers about a key.
+#[derive(Debug, Deserialize)]
+struct Auth {
+    team: Named,
+    #[serde(default)]
+    environment: Option<Named>,
+}
+
+#[derive(Debug, Deserialize)]
+struct Named {
+    #[serde(default)]
+    name: String,
+    #[serde(default)]
+    slug: String,
+}
+
+/// Asks the destination's `/1/auth` which Honeycomb team and environment
+/// the key belongs to. A destination that is not Honeycomb (a collector
+/// passing the header on) has no such path, and is left as it is.
+async fn honeycomb_auth(
+    url: &str,
+    key: &Secret,
+    dataset: bool,
+    timeout: Duration,
+    finding: &mut Finding,
+) {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return;
+    };
+    let authority = rest.split('/').next().unwrap_or_default();
+    let auth_url = format!("{scheme}://{authority}/1/auth");
+    let Ok(client) = reqwest::Client::builder().timeout(timeout).build() else {
+        return;
+    };
+    let answer = client
+        .get(&auth_url)
+        .header(TEAM, key.expose())
+        .send()
+        .await;
+    let answer = match answer {
+        Ok(answer) => answer,
+        Err(err) => {
+            finding.detail.push_str(&format!(
+                "; Honeycomb's key check ({auth_url}) failed: {}",
+                describe(&err)
+            ));
+            return;
+        }
+    };
+    let status = answer.status();
+    if status == 401 || status == 403 {
+        finding.verdict = Verdict::Fail;
+        finding.detail = format!("Honeycomb rejected the key ({auth_url} answered {status})");
+        finding.hint = Some(
+            "the key was rejected: check HONEYCOMB_API_KEY (an ingest key of the right \
+             environment), or x-honeycomb-team in OTEL_EXPORTER_OTLP_HEADERS"
+                .into(),
+        );
+        return;
+    }
+    let body = answer.bytes().await.unwrap_or_default();
+    let Ok(auth) = serde_json::from_slice::<Auth>(&body) else {
+        // Not Honeycomb's API: nothing more to learn.
+        return;
+    };
+    let environment = auth.environment.filter(|e| !e.slug.is_empty());
+    match environment {
+        Some(environment) => finding.detail.push_str(&format!(
+            "; Honeycomb team {:?}, environment {:?}",
+            auth.team.name, environment.name
+        )),
+        None => {
+            finding.detail.push_str(&format!(
+                "; Honeycomb team {:?}, a Classic key (no environment)",
+                auth.team.name
+            ));
+            if !dataset {
+                finding.verdict = Verdict::Fail;
+                finding.hint = Some(
+                    "a Honeycomb Classic key needs a dataset: add \
+                     x-honeycomb-dataset=<name> to OTEL_EXPORTER_OTLP_HEADERS"
+                        .into(),
+                );
+            }
+        }
+    }
+    if !auth.team.slug.is_empty() {
+        finding
+            .detail
+            .push_str(&format!(" (team slug {})", auth.team.slug));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn header(name: &'static str, value: &str) -> (HeaderName, Secret) {
+        (HeaderName::from_static(name), Secret::new(value.to_owned()))
+    }
+
+    #[test]
+    fn the_usual_mistakes_are_named_before_anything_is_sent() {
+        let doubled = mistake("https://api.honeycomb.io/v1/traces/v1/traces", &[]);
+        assert!(doubled.unwrap().contains("/v1/traces is there twice"));
+        let empty = mistake(
+            "https://api.honeycomb.io/v1/traces",
+            &[header("x-honeycomb-team", " ")],
+        );
+        assert!(empty.unwrap().contains("x-honeycomb-team is empty"));
+        let missing = mistake("https://api.honeycomb.io:443/v1/traces", &[]);
+        assert!(missing.unwrap().contains("set HONEYCOMB_API_KEY"));
+        assert_eq!(mistake("http://collector:4318/v1/traces", &[]), None);
+        assert_eq!(
+            mistake(
+                "https://api.honeycomb.io/v1/traces",
+                &[header("x-honeycomb-team", "abc")]
+            ),
+            None
+        );
+    }
+}
