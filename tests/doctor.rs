@@ -12,7 +12,7 @@ use serde_json::Value;
 use support::moto::{Moto, messages};
 use support::otlp::{Behavior, HONEYCOMB_CLASSIC_KEY, HONEYCOMB_KEY, OtlpReceiver};
 use support::rollbar::{Answer, RollbarReceiver};
-use support::server::command;
+use support::server::{Server, command};
 
 /// What a run of the doctor printed.
 struct Run {
@@ -397,4 +397,42 @@ async fn xray_checks_the_daemon_address_or_reads_the_api() {
         "GetSamplingRules answered: 0 rules"
     );
     assert_eq!(api.calls(), vec!["GetSamplingRules"]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_deep_health_check_runs_the_same_probes_at_most_every_30_seconds() {
+    const TOKEN: &str = "deep-rollbar-token-0123456789";
+    let receiver = RollbarReceiver::start(Answer::Accept).await;
+    let endpoint = receiver.endpoint();
+    let server = Server::start(&[
+        ("ROLLBAR_ACCESS_TOKEN", TOKEN),
+        ("ROLLBAR_ENDPOINT", endpoint.as_str()),
+    ]);
+    let plain = server.health().await;
+    assert!(plain.get("doctor").is_none(), "{plain}");
+    assert_eq!(receiver.requests(), 0, "a plain health check probes nothing");
+
+    let deep = |server: &Server| {
+        let url = server.url("/api/health-check?deep=1");
+        async move {
+            let text = reqwest::get(url).await.unwrap().text().await.unwrap();
+            assert!(!text.contains(TOKEN), "{text}");
+            serde_json::from_str::<Value>(&text).unwrap()
+        }
+    };
+    let first = deep(&server).await;
+    let doctor = &first["doctor"];
+    assert_eq!(doctor["healthy"], true, "{first}");
+    let rollbar = doctor["sinks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|f| f["sink"] == "rollbar")
+        .unwrap();
+    assert_eq!(rollbar["verdict"], "pass", "{rollbar}");
+    assert_eq!(receiver.requests(), 1);
+
+    let second = deep(&server).await;
+    assert_eq!(second["doctor"]["sinks"], doctor["sinks"]);
+    assert_eq!(receiver.requests(), 1, "within 30 s the last findings are reused");
 }

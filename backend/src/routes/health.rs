@@ -1,7 +1,7 @@
 use std::collections::BTreeMap;
 
 use axum::Json;
-use axum::extract::State;
+use axum::extract::{RawQuery, State};
 use serde::Serialize;
 use utoipa::ToSchema;
 use utoipa_axum::router::OpenApiRouter;
@@ -9,6 +9,7 @@ use utoipa_axum::routes;
 
 use super::AppState;
 use crate::openapi::OPERATIONS;
+use crate::telemetry::doctor::DeepFindings;
 use crate::telemetry::sink::SinkHealth;
 
 pub fn router() -> OpenApiRouter<AppState> {
@@ -21,20 +22,39 @@ struct HealthCheck {
     version: &'static str,
     /// Each telemetry sink by name, on with its counters or off with why.
     sinks: BTreeMap<&'static str, SinkHealth>,
+    /// With `?deep=1`: the doctor's probe of each sink (`cruddur-backend doctor`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    doctor: Option<DeepFindings>,
 }
 
-/// Liveness plus each telemetry sink's counters.
+/// Liveness plus each telemetry sink's counters; with `deep=1`, the
+/// doctor's probes too (at most every 30 s; later calls get those findings).
 #[utoipa::path(
     get,
     path = "/api/health-check",
     tag = OPERATIONS,
     operation_id = "health_check",
+    params(("deep" = Option<String>, Query, description = "`1` (or `true`) adds the doctor's probe of each sink")),
     responses((status = 200, description = "the server answers", body = HealthCheck)),
 )]
-async fn health_check(State(state): State<AppState>) -> Json<HealthCheck> {
+async fn health_check(
+    State(state): State<AppState>,
+    RawQuery(query): RawQuery,
+) -> Json<HealthCheck> {
+    let deep = query.as_deref().is_some_and(|query| {
+        query
+            .split('&')
+            .any(|pair| pair == "deep=1" || pair == "deep=true")
+    });
+    let doctor = if deep {
+        state.health.deep().await
+    } else {
+        None
+    };
     Json(HealthCheck {
         success: true,
         version: env!("CARGO_PKG_VERSION"),
         sinks: state.health.report(),
+        doctor,
     })
 }

@@ -7,6 +7,7 @@
 //! module runs them side by side and prints the table or JSON.
 
 use std::process::ExitCode;
+use std::time::{Duration, Instant};
 
 use clap::Args;
 use serde::Serialize;
@@ -77,6 +78,55 @@ pub async fn examine(config: &Config, write: bool) -> Vec<Finding> {
         rollbar::examine(&t.rollbar),
     );
     vec![otlp, xray, cloudwatch, rollbar]
+}
+
+/// How often `GET /api/health-check?deep=1` probes at most; callers in
+/// between get the last findings.
+const DEEP_EVERY: Duration = Duration::from_secs(30);
+
+/// The doctor's probes behind `GET /api/health-check?deep=1`, rate limited:
+/// a load balancer or a curious user cannot make the server flood its own
+/// destinations.
+pub struct DeepCheck {
+    config: Config,
+    last: tokio::sync::Mutex<Option<(Instant, Vec<Finding>)>>,
+}
+
+/// What `?deep=1` adds to the health check.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct DeepFindings {
+    /// Every configured sink passed.
+    pub healthy: bool,
+    /// Seconds since these probes ran (they run at most every 30 s).
+    pub age_seconds: u64,
+    pub sinks: Vec<Finding>,
+}
+
+impl DeepCheck {
+    pub fn new(config: Config) -> Self {
+        DeepCheck {
+            config,
+            last: tokio::sync::Mutex::new(None),
+        }
+    }
+
+    /// The findings of the last 30 s, probing again when they are older.
+    /// Concurrent callers wait for the one run.
+    pub async fn findings(&self) -> DeepFindings {
+        let mut last = self.last.lock().await;
+        let stale = last
+            .as_ref()
+            .is_none_or(|(at, _)| at.elapsed() >= DEEP_EVERY);
+        if stale {
+            *last = Some((Instant::now(), examine(&self.config, false).await));
+        }
+        let (at, sinks) = last.as_ref().expect("just filled");
+        DeepFindings {
+            healthy: sinks.iter().all(|f| f.verdict != Verdict::Fail),
+            age_seconds: at.elapsed().as_secs(),
+            sinks: sinks.clone(),
+        }
+    }
 }
 
 /// Runs the doctor: exit 0 when every configured sink passes, 1 otherwise.

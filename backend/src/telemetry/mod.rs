@@ -62,7 +62,13 @@ pub struct Telemetry {
 /// global OpenTelemetry tracer provider). Each sink prints one line saying
 /// where it sends or why it is off.
 pub fn init(config: &Config) -> Result<Telemetry, TelemetryError> {
-    install(start(config)?, &config.telemetry)
+    let telemetry = install(start(config)?, &config.telemetry)?;
+    Ok(Telemetry {
+        health: telemetry
+            .health
+            .with_deep_check(doctor::DeepCheck::new(config.clone())),
+        ..telemetry
+    })
 }
 
 /// Starts every sink and answers their parts, not installed yet.

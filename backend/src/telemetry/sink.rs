@@ -22,6 +22,7 @@ use tracing_subscriber::{Layer, Registry};
 use utoipa::ToSchema;
 use utoipa_axum::router::OpenApiRouter;
 
+use super::doctor::{DeepCheck, DeepFindings};
 use super::queue::{Flush, SinkReport, SinkStats};
 
 #[derive(Debug, thiserror::Error)]
@@ -183,16 +184,34 @@ pub enum SinkEntry {
     Off { name: &'static str, reason: String },
 }
 
-/// Per-sink counters for the health check; cheap to clone.
+/// Per-sink counters for the health check, and the doctor's probes for
+/// `?deep=1`; cheap to clone.
 #[derive(Clone, Default)]
 pub struct Health {
     sinks: Arc<Vec<SinkEntry>>,
+    deep: Option<Arc<DeepCheck>>,
 }
 
 impl Health {
     pub fn new(sinks: Vec<SinkEntry>) -> Self {
         Health {
             sinks: Arc::new(sinks),
+            deep: None,
+        }
+    }
+
+    pub fn with_deep_check(self, deep: DeepCheck) -> Self {
+        Health {
+            deep: Some(Arc::new(deep)),
+            ..self
+        }
+    }
+
+    /// The doctor's findings (rate limited), when the probes are wired in.
+    pub async fn deep(&self) -> Option<DeepFindings> {
+        match &self.deep {
+            Some(deep) => Some(deep.findings().await),
+            None => None,
         }
     }
 
