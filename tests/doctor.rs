@@ -334,6 +334,18 @@ async fn cloudwatch_says_where_aws_came_from_and_writes_a_test_event_when_asked(
     );
 
     let mut env = env;
+    env.push(("AWS_DEFAULT_REGION", "ca-central-1".into()));
+    let run = doctor(&env, &["--json"]).await;
+    let cloudwatch = run.finding("cloudwatch");
+    assert_eq!(cloudwatch["verdict"], "pass", "{cloudwatch}");
+    assert!(
+        cloudwatch["hint"]
+            .as_str()
+            .unwrap()
+            .starts_with("AWS_REGION=us-east-1 and AWS_DEFAULT_REGION=ca-central-1 differ"),
+        "{cloudwatch}"
+    );
+
     env.extend([
         ("CLOUDWATCH_CREATE_GROUP", "false".into()),
         ("CLOUDWATCH_LOG_GROUP", "missing".into()),
@@ -394,9 +406,13 @@ async fn xray_checks_the_daemon_address_or_reads_the_api() {
     assert_eq!(run.code, 0, "{}{}", run.stdout, run.stderr);
     assert_eq!(
         run.finding("xray")["detail"],
-        "GetSamplingRules answered: 0 rules"
+        "GetSamplingRules answered: 0 rules; \
+         Transaction Search: spans go to CloudWatchLogs (ACTIVE)"
     );
-    assert_eq!(api.calls(), vec!["GetSamplingRules"]);
+    assert_eq!(
+        api.calls(),
+        vec!["GetSamplingRules", "GetTraceSegmentDestination"]
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -410,7 +426,11 @@ async fn the_deep_health_check_runs_the_same_probes_at_most_every_30_seconds() {
     ]);
     let plain = server.health().await;
     assert!(plain.get("doctor").is_none(), "{plain}");
-    assert_eq!(receiver.requests(), 0, "a plain health check probes nothing");
+    assert_eq!(
+        receiver.requests(),
+        0,
+        "a plain health check probes nothing"
+    );
 
     let deep = |server: &Server| {
         let url = server.url("/api/health-check?deep=1");
@@ -434,5 +454,9 @@ async fn the_deep_health_check_runs_the_same_probes_at_most_every_30_seconds() {
 
     let second = deep(&server).await;
     assert_eq!(second["doctor"]["sinks"], doctor["sinks"]);
-    assert_eq!(receiver.requests(), 1, "within 30 s the last findings are reused");
+    assert_eq!(
+        receiver.requests(),
+        1,
+        "within 30 s the last findings are reused"
+    );
 }

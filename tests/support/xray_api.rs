@@ -92,6 +92,12 @@ async fn update_group(state: Shared, Json(body): Json<Value>) -> (StatusCode, Js
     (StatusCode::OK, Json(json!({"Group": group})))
 }
 
+/// Transaction Search on: spans go to CloudWatch Logs.
+async fn get_trace_segment_destination(state: Shared) -> Json<Value> {
+    record(&state, "GetTraceSegmentDestination");
+    Json(json!({"Destination": "CloudWatchLogs", "Status": "ACTIVE"}))
+}
+
 fn rule_record(rule: &Value) -> Value {
     json!({"SamplingRule": rule, "CreatedAt": now(), "ModifiedAt": now()})
 }
@@ -212,6 +218,10 @@ impl XrayApi {
             .route("/CreateGroup", post(create_group))
             .route("/UpdateGroup", post(update_group))
             .route("/GetSamplingRules", post(get_sampling_rules))
+            .route(
+                "/GetTraceSegmentDestination",
+                post(get_trace_segment_destination),
+            )
             .route("/CreateSamplingRule", post(create_sampling_rule))
             .route("/UpdateSamplingRule", post(update_sampling_rule))
             .route("/SamplingTargets", post(sampling_targets))

@@ -175,6 +175,23 @@ pub fn aws_signs() -> Vec<&'static str> {
         .collect()
 }
 
+/// `AWS_REGION` and `AWS_DEFAULT_REGION` as set (not secrets): the SDK
+/// takes the first, some tools the second, and the doctor says when they
+/// differ.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct AwsRegions {
+    pub region: Option<String>,
+    pub default_region: Option<String>,
+}
+
+pub fn aws_regions() -> AwsRegions {
+    let read = |name| std::env::var(name).ok().filter(|value| !value.is_empty());
+    AwsRegions {
+        region: read("AWS_REGION"),
+        default_region: read("AWS_DEFAULT_REGION"),
+    }
+}
+
 /// Why the configuration was refused, as one line naming the variable.
 #[derive(Debug)]
 pub enum ConfigError {

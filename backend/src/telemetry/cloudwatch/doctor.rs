@@ -9,6 +9,7 @@ use aws_sdk_cloudwatchlogs::types::InputLogEvent;
 use super::client::describe;
 use super::{CloudWatchSettings, Resolved, Switch, client, endpoint, off_by_settings, resolved};
 use super::{region_source, resolve_aws_hint};
+use crate::config::AwsRegions;
 use crate::telemetry::doctor::{Finding, Verdict};
 use crate::telemetry::queue::SendError;
 
@@ -84,6 +85,7 @@ pub async fn examine(config: &CloudWatchSettings, write: bool) -> Finding {
         }
     };
     finding.detail = format!("{}; {state}", finding.detail);
+    finding.hint = regions_differ(&config.aws_regions);
     if write {
         if let Err(err) = write_test_event(&logs, group, exists).await {
             finding.detail = format!(
@@ -97,6 +99,19 @@ pub async fn examine(config: &CloudWatchSettings, write: bool) -> Finding {
     }
     finding.verdict = Verdict::Pass;
     finding
+}
+
+/// The bootcamp's Gitpod sets `AWS_DEFAULT_REGION`; the SDK reads
+/// `AWS_REGION` first, so two different values send logs where the user
+/// does not look.
+fn regions_differ(regions: &AwsRegions) -> Option<String> {
+    match (&regions.region, &regions.default_region) {
+        (Some(region), Some(default)) if region != default => Some(format!(
+            "AWS_REGION={region} and AWS_DEFAULT_REGION={default} differ: the backend \
+             (like the AWS CLI) uses AWS_REGION; set them alike"
+        )),
+        _ => None,
+    }
 }
 
 /// Creates the group (if missing) and the `doctor` stream, then puts one
@@ -142,4 +157,27 @@ async fn write_test_event(
         .await
         .map_err(|err| describe("PutLogEvents", &err))?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn different_region_variables_are_named() {
+        let regions = |region: Option<&str>, default: Option<&str>| AwsRegions {
+            region: region.map(str::to_owned),
+            default_region: default.map(str::to_owned),
+        };
+        let hint = regions_differ(&regions(Some("us-east-1"), Some("ca-central-1"))).unwrap();
+        assert!(
+            hint.starts_with("AWS_REGION=us-east-1 and AWS_DEFAULT_REGION=ca-central-1 differ"),
+            "{hint}"
+        );
+        assert_eq!(
+            regions_differ(&regions(Some("us-east-1"), Some("us-east-1"))),
+            None
+        );
+        assert_eq!(regions_differ(&regions(None, Some("us-east-1"))), None);
+    }
 }

@@ -64,6 +64,9 @@ pub struct CloudWatchSettings {
     /// rest of the configuration.
     #[arg(skip = crate::config::aws_signs())]
     pub aws_signs: Vec<&'static str>,
+    /// `AWS_REGION` and `AWS_DEFAULT_REGION`, for the doctor.
+    #[arg(skip = crate::config::aws_regions())]
+    pub aws_regions: crate::config::AwsRegions,
     /// Log group every log event goes to
     #[arg(
         id = "cloudwatch-log-group",

@@ -2,7 +2,9 @@
 //! resolved (UDP has no answer to wait for, so that is all that can be
 //! checked, plus the classic container mistake of a loopback address);
 //! the API read with GetSamplingRules; X-Ray's OTLP endpoint sent an empty,
-//! signed export. Centralized sampling reads the rules too.
+//! signed export. Centralized sampling reads the rules too. Where the API
+//! answers, the Transaction Search destination is reported (X-Ray's OTLP
+//! endpoint needs it on).
 
 use std::net::IpAddr;
 use std::path::Path;
@@ -130,6 +132,16 @@ fn loopback(ip: IpAddr, place: Place) -> (Verdict, Option<&'static str>) {
     }
 }
 
+/// Where X-Ray stores spans (Transaction Search), when the API says.
+async fn transaction_search(client: &aws_sdk_xray::Client) -> Option<String> {
+    let answer = client.get_trace_segment_destination().send().await.ok()?;
+    Some(format!(
+        "Transaction Search: spans go to {} ({})",
+        answer.destination()?.as_str(),
+        answer.status().map_or("status unknown", |s| s.as_str())
+    ))
+}
+
 /// The X-Ray API, read with GetSamplingRules.
 async fn api() -> Finding {
     let mut finding = finding("X-Ray API (AWS SDK region and credentials)".into());
@@ -138,6 +150,9 @@ async fn api() -> Finding {
         Ok(rules) => {
             finding.verdict = Verdict::Pass;
             finding.detail = format!("GetSamplingRules answered: {} rules", rules.len());
+            if let Some(search) = transaction_search(&client).await {
+                finding.detail = format!("{}; {search}", finding.detail);
+            }
         }
         Err(err) => {
             finding.detail = err;
@@ -168,13 +183,20 @@ async fn otlp(settings: &XraySettings, shared: &Shared) -> Finding {
         }
     };
     let empty = sink.encode(Vec::new());
+    let search = transaction_search(&centralized::client().await).await;
     match sink.send(&empty).await {
         Ok(()) => {
             finding.verdict = Verdict::Pass;
             finding.detail = "accepted an empty signed export".into();
+            if let Some(search) = search {
+                finding.detail = format!("{}; {search}", finding.detail);
+            }
         }
         Err(err) => {
-            finding.detail = err.message;
+            finding.detail = match search {
+                Some(search) => format!("{}; {search}", err.message),
+                None => err.message,
+            };
             finding.hint = Some(err.hint.map_or_else(
                 || {
                     "X-Ray's OTLP endpoint needs AWS_REGION, credentials allowed \
