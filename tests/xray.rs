@@ -592,13 +592,10 @@ fn run_setup(env: &[(&'static str, String)]) -> (i32, String, String) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn xray_setup_creates_the_group_and_rule_once() {
     let api = support::xray_api::XrayApi::start().await;
-    let dir = tempfile::tempdir().unwrap();
-    let rules = rules_file(&dir, 0.1);
+    // The README's example: the shipped rules file, the default service name.
+    let shipped = concat!(env!("CARGO_MANIFEST_DIR"), "/aws/json/xray.json");
     let mut env = aws_env(&api);
-    env.extend([
-        ("XRAY_SAMPLING_RULES", rules),
-        ("OTEL_SERVICE_NAME", "backend-flask".into()),
-    ]);
+    env.push(("XRAY_SAMPLING_RULES", shipped.into()));
 
     let first_env = env.clone();
     let (code, stdout, stderr) = tokio::task::spawn_blocking(move || run_setup(&first_env))
@@ -606,7 +603,7 @@ async fn xray_setup_creates_the_group_and_rule_once() {
         .unwrap();
     assert_eq!(code, 0, "{stderr}");
     assert!(
-        stdout.contains("group Cruddur: created with service(\"backend-flask\")"),
+        stdout.contains("group Cruddur: created with service(\"cruddur-backend\")"),
         "{stdout}"
     );
     assert!(stdout.contains("rule Cruddur: created"), "{stdout}");
@@ -615,11 +612,16 @@ async fn xray_setup_creates_the_group_and_rule_once() {
         assert_eq!(state.groups.len(), 1);
         assert_eq!(
             state.groups[0]["FilterExpression"],
-            "service(\"backend-flask\")"
+            "service(\"cruddur-backend\")"
         );
         assert_eq!(state.rules.len(), 1, "the built-in default is not created");
         assert_eq!(state.rules[0]["FixedRate"], 0.1);
+        assert_eq!(state.rules[0]["ReservoirSize"], 5);
         assert_eq!(state.rules[0]["Priority"], 9000);
+        assert_eq!(
+            state.rules[0]["ServiceName"], "cruddur-backend",
+            "the rule matches the service the group filters"
+        );
     }
 
     let mutations = |calls: &[String]| {

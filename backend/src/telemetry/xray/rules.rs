@@ -204,6 +204,36 @@ mod tests {
         assert_eq!(rules[1], Rule::default_rule());
     }
 
+    /// The file the README's `xray setup` example names: the bootcamp's
+    /// rule, for the service name this backend reports by default.
+    #[test]
+    fn the_shipped_rules_file_is_the_bootcamp_rule_for_this_service() {
+        use clap::CommandFactory;
+
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/aws/json/xray.json");
+        let text = std::fs::read_to_string(path).expect("aws/json/xray.json is shipped");
+        let rules = parse_rules(&text).unwrap();
+        let default_service = crate::config::Config::command()
+            .get_arguments()
+            .find(|arg| arg.get_env().is_some_and(|env| env == "OTEL_SERVICE_NAME"))
+            .and_then(|arg| arg.get_default_values().first().cloned())
+            .expect("OTEL_SERVICE_NAME has a default");
+        assert_eq!(
+            rules[0],
+            Rule {
+                name: "Cruddur".into(),
+                priority: 9000,
+                service_name: default_service.to_string_lossy().into_owned(),
+                host: "*".into(),
+                http_method: "*".into(),
+                url_path: "*".into(),
+                reservoir: 5,
+                rate: 0.1,
+            }
+        );
+        assert_eq!(rules[1..], [Rule::default_rule()]);
+    }
+
     #[test]
     fn the_sdk_local_rules_file_is_read() {
         let rules = parse_rules(
