@@ -351,3 +351,45 @@ fn healthcheck_subcommand_probes_the_running_server() {
         "{stderr}"
     );
 }
+
+#[test]
+fn a_clean_exit_leaves_every_write_in_the_database_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("cruddur.db");
+    let mut server = Server::start(&[("DATABASE_PATH", db.to_str().unwrap())]);
+    let created: Value = client()
+        .post(server.url("/api/activities"))
+        .json(&json!({"message": "in the file itself", "ttl": "7-days"}))
+        .send()
+        .unwrap()
+        .json()
+        .unwrap();
+    // Another program has the database open, as a sqlite3 shell or a
+    // backup tool would: the server's connections are not the last to
+    // close, so closing them alone would leave the log as it is.
+    let onlooker = rusqlite::Connection::open(&db).unwrap();
+    let cruds: i64 = onlooker
+        .query_row("SELECT count(*) FROM activities", [], |row| row.get(0))
+        .unwrap();
+    assert!(cruds > 0);
+    let status = server.terminate(Duration::from_secs(10));
+    assert_eq!(status.code(), Some(0), "{}", server.stderr());
+
+    let wal = dir.path().join("cruddur.db-wal");
+    let wal_bytes = std::fs::metadata(&wal).map_or(0, |meta| meta.len());
+    assert_eq!(wal_bytes, 0, "the write-ahead log still holds data");
+    // A backup that copies only the database file has everything.
+    let backup = tempfile::tempdir().unwrap();
+    let copy = backup.path().join("cruddur.db");
+    std::fs::copy(&db, &copy).unwrap();
+    let conn = rusqlite::Connection::open(&copy).unwrap();
+    let stored: String = conn
+        .query_row(
+            "SELECT uuid FROM activities WHERE message = 'in the file itself'",
+            [],
+            |row| row.get(0),
+        )
+        .expect("the crud is in the copy");
+    assert_eq!(stored, created["uuid"].as_str().unwrap());
+    drop(onlooker);
+}

@@ -5,6 +5,7 @@
 use std::future::Future;
 use std::net::SocketAddr;
 use std::process::ExitCode;
+use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Router;
@@ -26,7 +27,7 @@ use crate::middleware::timeout::limit_time;
 use crate::openapi;
 use crate::routes::{self, AppState};
 use crate::server::{self, ServerSettings};
-use crate::store::{self, OpenError, StoreError};
+use crate::store::{self, OpenError, Store, StoreError};
 use crate::telemetry::{self, Telemetry};
 
 #[derive(Debug, thiserror::Error)]
@@ -46,6 +47,7 @@ pub struct App {
     listener: TcpListener,
     router: Router,
     server: ServerSettings,
+    store: Arc<dyn Store>,
 }
 
 async fn not_found() -> Response {
@@ -121,7 +123,11 @@ impl App {
         store
             .ensure_user(&config.default_user, config.default_user.as_str())
             .await?;
-        let state = AppState::new(store, config.default_user.clone(), telemetry.health.clone());
+        let state = AppState::new(
+            Arc::clone(&store),
+            config.default_user.clone(),
+            telemetry.health.clone(),
+        );
         let address = SocketAddr::new(config.bind_address, config.port);
         let listener = TcpListener::bind(address)
             .await
@@ -130,6 +136,7 @@ impl App {
             listener,
             router: router(config, state, telemetry),
             server: config.server.clone(),
+            store,
         })
     }
 
@@ -197,6 +204,7 @@ pub async fn run(config: Config, extra: Option<Router>) -> ExitCode {
     };
     eprintln!("cruddur-backend listening on http://{}", app.local_addr());
 
+    let store = Arc::clone(&app.store);
     let grace = config.shutdown_timeout;
     let (stopping_tx, stopping_rx) = tokio::sync::oneshot::channel();
     let signal = async move {
@@ -212,6 +220,12 @@ pub async fn run(config: Config, extra: Option<Router>) -> ExitCode {
         } => {
             eprintln!("cruddur-backend: requests still running after {grace:?}; stopping anyway");
         }
+    }
+    if let Err(err) = store.checkpoint().await {
+        eprintln!(
+            "cruddur-backend: the database was not checkpointed; its -wal file still holds \
+             writes, so keep it with the database file: {err}"
+        );
     }
     // Flushing blocks on the sinks' own threads: keep it off the runtime's workers.
     let flushed = tokio::task::spawn_blocking(move || telemetry.guard.shutdown(grace))

@@ -157,4 +157,9 @@ pub trait Store: Send + Sync + 'static {
     ) -> StoreFuture<'a, Option<Vec<Message>>>;
     /// `None` when no user has the receiver's handle.
     fn create_message(&self, new: NewMessage) -> StoreFuture<'_, Option<Message>>;
+    /// Called once at a clean exit, when serving has stopped: leaves every
+    /// write in the store's own files, so that a copy of them alone holds
+    /// the data, whoever else has them open. A store that keeps its data
+    /// on a server has nothing to do.
+    fn checkpoint(&self) -> StoreFuture<'_, ()>;
 }

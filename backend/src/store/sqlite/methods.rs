@@ -255,6 +255,25 @@ impl Store for SqliteStore {
             }))
         })
     }
+
+    /// Copies the write-ahead log into the database file and cuts the log
+    /// to nothing. SQLite does that by itself only when the last connection
+    /// to the file closes, which is not this process's while a sqlite3
+    /// shell or a backup tool has the file open.
+    fn checkpoint(&self) -> StoreFuture<'_, ()> {
+        self.write(|conn| {
+            // The first column says whether a reader kept it from finishing.
+            let blocked: i64 =
+                conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |row| row.get(0))?;
+            if blocked != 0 {
+                return Err(rusqlite::Error::SqliteFailure(
+                    rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_BUSY),
+                    Some("a reader kept the write-ahead log from being checkpointed".into()),
+                ));
+            }
+            Ok(())
+        })
+    }
 }
 
 #[cfg(test)]
