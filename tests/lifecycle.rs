@@ -393,3 +393,30 @@ fn a_clean_exit_leaves_every_write_in_the_database_file() {
     assert_eq!(stored, created["uuid"].as_str().unwrap());
     drop(onlooker);
 }
+
+#[test]
+fn a_port_in_use_is_the_last_line_printed() {
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = taken.local_addr().unwrap().port().to_string();
+    // Every console output on, so start-up and shutdown have lines to print.
+    let (code, _, stderr) = run_to_end(
+        &[
+            ("PORT", port.as_str()),
+            ("OTEL_TRACES_EXPORTER", "console"),
+            ("RUST_LOG", "info"),
+        ],
+        &[],
+    );
+    assert_ne!(code, 0, "{stderr}");
+    let last = stderr
+        .lines()
+        .rev()
+        .find(|line| !line.trim().is_empty())
+        .unwrap_or_default();
+    assert!(
+        last.starts_with(&format!(
+            "cruddur-backend: cannot listen on 127.0.0.1:{port} (BIND_ADDRESS, PORT): "
+        )),
+        "the last line is {last:?}:\n{stderr}"
+    );
+}

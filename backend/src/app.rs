@@ -194,11 +194,13 @@ pub async fn run(config: Config, extra: Option<Router>) -> ExitCode {
             None => app,
         },
         Err(err) => {
-            eprintln!("cruddur-backend: {err}");
+            // The sinks' closing lines first: why start-up failed is the
+            // last thing printed, where a reader of the output looks.
             let _ = tokio::task::spawn_blocking(move || {
                 telemetry.guard.shutdown(Duration::from_secs(1))
             })
             .await;
+            eprintln!("cruddur-backend: {err}");
             return ExitCode::from(2);
         }
     };
