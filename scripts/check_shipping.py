@@ -201,15 +201,20 @@ def dockerfile_instructions(path):
     return stages[-1]
 
 
-def runtime_spec():
-    last = dockerfile_instructions("Dockerfile")
+def image_env(path):
+    """The ENV of a Dockerfile's last stage."""
     env = {}
-    for instruction, argument in last:
+    for instruction, argument in dockerfile_instructions(path):
         if instruction == "ENV":
             for pair in shlex.split(argument):
                 key, _, value = pair.partition("=")
                 env[key] = value
-    spec = {"env": env}
+    return env
+
+
+def runtime_spec():
+    last = dockerfile_instructions("Dockerfile")
+    spec = {"env": image_env("Dockerfile")}
     for instruction, argument in last:
         if instruction == "CMD":
             spec["cmd"] = json.loads(argument)
@@ -229,6 +234,10 @@ def check_dockerfiles():
     check(spec["env"].get("PORT") == "4567" and spec["env"].get("BIND_ADDRESS") == "0.0.0.0"
           and spec["env"].get("DATABASE_PATH") == "/data/cruddur.db",
           "ENV PORT=4567 BIND_ADDRESS=0.0.0.0 DATABASE_PATH=/data/cruddur.db")
+    dev = image_env("Dockerfile.dev")
+    check(dev.get("PORT") == "4567" and dev.get("BIND_ADDRESS") == "0.0.0.0"
+          and dev.get("DATABASE_PATH") == "/data/cruddur.db",
+          "Dockerfile.dev: ENV PORT=4567 BIND_ADDRESS=0.0.0.0 DATABASE_PATH=/data/cruddur.db")
     check(spec.get("healthcheck", [])[-1:] == ["healthcheck"], "HEALTHCHECK runs `cruddur-backend healthcheck`")
     for path in ("Dockerfile", "Dockerfile.dev"):
         with open(os.path.join(ROOT, path)) as file:

@@ -205,8 +205,8 @@ fn outbound_of_a_plain_start() -> (Vec<String>, String) {
         "strace is needed (scripts/test installs it)"
     );
     // A fresh HOME (no ~/.aws), the working directory a fresh project
-    // (data/cruddur.db is created there); only PORT and the bind address
-    // differ from a plain `cargo run`, so that tests can run side by side.
+    // (data/cruddur.db is created there); only PORT differs from a plain
+    // `cargo run`, so that tests can run side by side.
     let mut child = Command::new("strace")
         .args([
             "-f",
@@ -222,7 +222,6 @@ fn outbound_of_a_plain_start() -> (Vec<String>, String) {
         .env("PATH", std::env::var("PATH").unwrap_or_default())
         .env("HOME", dir.path())
         .env("PORT", "0")
-        .env("BIND_ADDRESS", "127.0.0.1")
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .spawn()
@@ -286,6 +285,10 @@ fn a_plain_start_sends_nothing_anywhere() {
     assert!(
         stderr.contains("telemetry: cloudwatch off (no AWS configured"),
         "{stderr}"
+    );
+    assert!(
+        stderr.contains("cruddur-backend listening on http://127.0.0.1:"),
+        "a plain start serves this machine only: {stderr}"
     );
 }
 

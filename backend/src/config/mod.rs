@@ -39,12 +39,12 @@ pub struct Config {
     /// Port to listen on (0 picks a free one)
     #[arg(long, env = "PORT", value_name = "PORT", default_value_t = 4567)]
     pub port: u16,
-    /// Address to bind; 0.0.0.0 in containers
+    /// Address to bind: this machine only by default, since the API writes with no sign-in; 0.0.0.0 (every interface) in containers
     #[arg(
         long,
         env = "BIND_ADDRESS",
         value_name = "BIND_ADDRESS",
-        default_value = "0.0.0.0"
+        default_value = "127.0.0.1"
     )]
     pub bind_address: IpAddr,
     #[command(flatten)]
@@ -419,6 +419,14 @@ mod tests {
         assert!(config.telemetry.traces_exporters().is_empty());
         let config = parse(&["--sdk-disabled", "true"]).unwrap();
         assert!(config.telemetry.traces_exporters().is_empty());
+    }
+
+    #[test]
+    fn the_api_is_reachable_from_this_machine_only_unless_asked() {
+        let config = parse(&[]).unwrap();
+        assert_eq!(config.bind_address, IpAddr::from([127, 0, 0, 1]));
+        let config = parse(&["--bind-address", "0.0.0.0"]).unwrap();
+        assert_eq!(config.bind_address, IpAddr::from([0, 0, 0, 0]));
     }
 
     #[test]
