@@ -1,8 +1,9 @@
 """Checks of the shipping files that need no Docker engine.
 
-  check_shipping.py static           compose files (as docker-compose resolves
+  check_shipping.py static BINARY    compose files (as docker-compose resolves
                                      them), .gitpod.yml, .env.example, the
-                                     Dockerfiles and .dockerignore
+                                     Dockerfiles and .dockerignore, against
+                                     the variables BINARY's --help lists
   check_shipping.py run BINARY       the release binary run the way the
                                      production Dockerfile's ENV, CMD and
                                      HEALTHCHECK run it, then SIGTERM
@@ -13,6 +14,7 @@ yamllint). Talks to nothing but 127.0.0.1.
 
 import json
 import os
+import re
 import shlex
 import signal
 import socket
@@ -26,24 +28,44 @@ import yaml
 
 ROOT = os.path.normpath(os.path.join(os.path.dirname(__file__), ".."))
 
-# The variables of TELEMETRY.md (and the app's own) the backend service must
-# pass through from the host.
-BACKEND_VARIABLES = [
-    "FRONTEND_URL", "BACKEND_URL", "CRUDDUR_DEFAULT_USER", "LOG_FORMAT", "RUST_LOG",
-    "HONEYCOMB_API_KEY", "OTEL_SERVICE_NAME", "OTEL_EXPORTER_OTLP_ENDPOINT",
-    "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "OTEL_EXPORTER_OTLP_HEADERS",
-    "OTEL_EXPORTER_OTLP_PROTOCOL", "OTEL_EXPORTER_OTLP_TIMEOUT", "OTEL_RESOURCE_ATTRIBUTES",
-    "OTEL_TRACES_SAMPLER", "OTEL_TRACES_SAMPLER_ARG", "OTEL_TRACES_EXPORTER",
-    "OTEL_SDK_DISABLED", "OTEL_SEMCONV_STABILITY_OPT_IN", "OTEL_BROWSER_RELAY",
-    "AWS_XRAY_DAEMON_ADDRESS", "AWS_XRAY_URL", "AWS_XRAY_TRACING_NAME", "AWS_XRAY_SDK_ENABLED",
-    "CLOUDWATCH_LOGS", "CLOUDWATCH_LOG_GROUP", "CLOUDWATCH_LOG_STREAM", "AWS_REGION", "AWS_DEFAULT_REGION",
-    "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_ENDPOINT_URL",
-    "ROLLBAR_ACCESS_TOKEN", "ROLLBAR_ENVIRONMENT", "ROLLBAR_ENDPOINT", "ROLLBAR_CODE_VERSION",
-]
+# The AWS SDK reads these itself, so --help cannot list them; the backend
+# service passes them through for X-Ray's api and otlp modes and CloudWatch.
+SDK_VARIABLES = ["AWS_REGION", "AWS_DEFAULT_REGION", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY",
+                 "AWS_SESSION_TOKEN", "AWS_ENDPOINT_URL"]
+# Variables of --help the compose files do not pass through from the host,
+# and why; .env.example, which only feeds compose, leaves them out too.
+SET_BY_THE_IMAGES = {
+    "PORT": "the Dockerfiles set 4567, the port compose publishes",
+    "BIND_ADDRESS": "the Dockerfiles set 0.0.0.0: in a container the default 127.0.0.1 is unreachable",
+    "DATABASE_PATH": "the Dockerfiles set /data/cruddur.db, in the data volume",
+}
+SET_BY_COMPOSE = {
+    "AWS_XRAY_DAEMON_ADDRESS": "compose sets the xray-daemon service's address",
+    "AWS_XRAY_URL": "compose builds it from the Gitpod workspace host",
+}
 SECRETS = ["HONEYCOMB_API_KEY", "OTEL_EXPORTER_OTLP_HEADERS", "AWS_ACCESS_KEY_ID",
            "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "ROLLBAR_ACCESS_TOKEN"]
 
 failures = []
+
+
+def help_variables(binary):
+    """Every variable `BINARY --help` names (`[env: NAME=...]`, or
+    `[env: NAME]` for a secret, whose value clap hides), in order."""
+    clean = {"PATH": os.environ["PATH"]}
+    result = subprocess.run([binary, "--help"], env=clean, capture_output=True, text=True,
+                            check=True, timeout=30)
+    names = re.findall(r"\[env: ([A-Z][A-Z0-9_]*)[=\]]", result.stdout)
+    if not names:
+        sys.exit(f"{binary} --help names no variable")
+    return list(dict.fromkeys(names))
+
+
+def passed_through(variables):
+    """What the backend service must take from the host: every variable
+    but those the images or compose set, and the AWS SDK's own."""
+    return [name for name in variables if name not in SET_BY_THE_IMAGES and name not in SET_BY_COMPOSE] \
+        + SDK_VARIABLES
 
 
 def check(condition, what):
@@ -79,7 +101,7 @@ def ports(service):
     return found
 
 
-def check_compose(path, backend_dockerfile):
+def check_compose(path, backend_dockerfile, variables):
     print(f"-- {path}")
     fake = {
         "HONEYCOMB_API_KEY": "hcaik_check_0000",
@@ -100,8 +122,10 @@ def check_compose(path, backend_dockerfile):
           f"backend is built from {backend_dockerfile}")
     check("4567:4567/tcp" in ports(backend), "backend publishes 4567")
     env = backend["environment"]
-    missing = [name for name in BACKEND_VARIABLES if name not in env]
-    check(not missing, f"backend passes every telemetry variable through (missing: {missing})")
+    missing = [name for name in passed_through(variables) if name not in env]
+    check(not missing, f"backend passes every variable of --help through (missing: {missing})")
+    overridden = [name for name in SET_BY_THE_IMAGES if name in env]
+    check(not overridden, f"backend leaves {', '.join(SET_BY_THE_IMAGES)} to the image (set: {overridden})")
     check(env["HONEYCOMB_API_KEY"] == "hcaik_check_0000"
           and env["ROLLBAR_ACCESS_TOKEN"] == "rollbar_check"
           and env["AWS_ACCESS_KEY_ID"] == "AKIACHECK",
@@ -139,7 +163,6 @@ def check_compose(path, backend_dockerfile):
     networks = {name for service in services.values() for name in service.get("networks", {})}
     check(networks == {"cruddur"} and list(config["networks"]) == ["cruddur"],
           "every service is on the one network `cruddur`")
-    return set(env)
 
 
 def check_gitpod():
@@ -178,8 +201,10 @@ def check_env_example(variables):
                 undocumented.append(name)
         elif line.startswith("# "):
             described = True
-    missing = sorted(set(variables) - documented - {"AWS_XRAY_DAEMON_ADDRESS", "AWS_XRAY_URL"})
-    check(not missing, f"every variable is in .env.example (missing: {missing})")
+    missing = [name for name in passed_through(variables) if name not in documented]
+    check(not missing, f"every variable compose passes through is in .env.example (missing: {missing})")
+    misleading = sorted(documented & (set(SET_BY_THE_IMAGES) | set(SET_BY_COMPOSE)))
+    check(not misleading, f"none that compose would ignore is offered (offered: {misleading})")
     check(not undocumented, f"every variable has a comment (not: {undocumented})")
     active = [line for line in lines if line and not line.startswith("#")]
     check(not active, "nothing is set by default (an empty value would be a value)")
@@ -323,9 +348,11 @@ def run_binary(binary):
 
 
 def main():
-    if sys.argv[1:2] == ["static"]:
-        variables = check_compose("docker-compose.yml", "Dockerfile.dev")
-        variables |= check_compose("docker-compose.prod.yml", "Dockerfile")
+    if sys.argv[1:2] == ["static"] and len(sys.argv) == 3:
+        variables = help_variables(sys.argv[2])
+        print(f"-- {sys.argv[2]} --help names {len(variables)} variables")
+        check_compose("docker-compose.yml", "Dockerfile.dev", variables)
+        check_compose("docker-compose.prod.yml", "Dockerfile", variables)
         check_gitpod()
         check_env_example(variables)
         check_dockerfiles()
