@@ -3,7 +3,8 @@
   check_shipping.py static BINARY    compose files (as docker-compose resolves
                                      them), .gitpod.yml, .env.example, the
                                      Dockerfiles and .dockerignore, against
-                                     the variables BINARY's --help lists
+                                     the variables BINARY's --help lists;
+                                     the README's first screen and LICENSE
   check_shipping.py run BINARY       the release binary run the way the
                                      production Dockerfile's ENV, CMD and
                                      HEALTHCHECK run it, then SIGTERM
@@ -22,6 +23,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import tomllib
 import urllib.request
 
 import yaml
@@ -275,6 +277,43 @@ def check_dockerfiles():
           ".dockerignore lets in only Cargo.toml, Cargo.lock and backend/")
 
 
+def version(text):
+    """`1.94.1` as (1, 94, 1); anything else as () (older than any)."""
+    return tuple(int(part) for part in text.split(".")) if re.fullmatch(r"[0-9]+(\.[0-9]+)*", text) else ()
+
+
+def check_docs():
+    """What the README's first screen and the LICENSE promise, against
+    Cargo.toml and the Dockerfiles."""
+    print("-- README.md, LICENSE, Cargo.toml")
+    with open(os.path.join(ROOT, "Cargo.toml"), "rb") as file:
+        package = tomllib.load(file)["package"]
+    rust = package.get("rust-version", "")
+    check(rust, f"Cargo.toml names the Rust it needs (rust-version = {rust!r})")
+    with open(os.path.join(ROOT, "README.md")) as file:
+        first_screen = file.read().split("\n## ", 1)[0]
+    check(f"Rust {rust} or newer" in first_screen,
+          f"README's first screen says Rust {rust} or newer is needed")
+    check("apt-get" in first_screen and "root" in first_screen,
+          "README's first screen says the test command installs with apt-get, as root")
+    for path in ("Dockerfile", "Dockerfile.dev"):
+        with open(os.path.join(ROOT, path)) as file:
+            image_rust = re.search(r"^ARG RUST_VERSION=([0-9.]+)$", file.read(), re.M)
+        check(image_rust and version(rust) and version(image_rust.group(1)) >= version(rust),
+              f"{path} builds with Rust {image_rust and image_rust.group(1)} (at least {rust})")
+    license_path = os.path.join(ROOT, "LICENSE")
+    license_text = ""
+    if os.path.exists(license_path):
+        with open(license_path) as file:
+            license_text = " ".join(file.read().split())
+    check(package.get("license") == "MIT" and license_text.startswith("MIT License Copyright (c) ")
+          and "Permission is hereby granted, free of charge, to any person obtaining a copy" in license_text
+          and license_text.endswith("OTHER DEALINGS IN THE SOFTWARE."),
+          "LICENSE is the MIT License Cargo.toml names")
+    check("Copyright (c) 2026 the cruddur-backend authors" in license_text,
+          "LICENSE: Copyright (c) 2026 the cruddur-backend authors")
+
+
 def free_port():
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
@@ -356,6 +395,7 @@ def main():
         check_gitpod()
         check_env_example(variables)
         check_dockerfiles()
+        check_docs()
     elif sys.argv[1:2] == ["run"] and len(sys.argv) == 3:
         run_binary(sys.argv[2])
     else:
