@@ -80,6 +80,13 @@ pub trait Sink<T>: Send + 'static {
         &mut self,
         payload: &Self::Payload,
     ) -> impl Future<Output = Result<(), SendError>> + Send;
+
+    /// What the sink held back from the batches it encoded (the console's
+    /// unfinished traces), asked for once as its worker stops, after the
+    /// last batch.
+    fn finish(&mut self) -> Option<Self::Payload> {
+        None
+    }
 }
 
 /// What an item holds in memory, roughly (its heap parts and its own
@@ -393,6 +400,53 @@ mod tests {
             .begin_shutdown(Instant::now() + within)
             .recv_timeout(within)
             .is_ok()
+    }
+
+    /// Holds back the odd items it is given until its worker stops.
+    struct HoldingSink {
+        held: Vec<u32>,
+        sent: Batches,
+    }
+
+    impl Sink<u32> for HoldingSink {
+        type Payload = Vec<u32>;
+
+        fn encode(&mut self, batch: Vec<u32>) -> Vec<u32> {
+            let (odd, even): (Vec<u32>, Vec<u32>) = batch.into_iter().partition(|n| n % 2 == 1);
+            self.held.extend(odd);
+            even
+        }
+
+        async fn send(&mut self, payload: &Vec<u32>) -> Result<(), SendError> {
+            self.sent.lock().unwrap().push(payload.clone());
+            Ok(())
+        }
+
+        fn finish(&mut self) -> Option<Vec<u32>> {
+            (!self.held.is_empty()).then(|| std::mem::take(&mut self.held))
+        }
+    }
+
+    #[test]
+    fn what_a_sink_held_back_is_delivered_once_as_it_stops_not_on_a_flush() {
+        let sent: Batches = Arc::new(Mutex::new(Vec::new()));
+        let sink = HoldingSink {
+            held: Vec::new(),
+            sent: Arc::clone(&sent),
+        };
+        let sender = spawn(
+            SinkStats::new("holding", "memory".into()),
+            CONFIG,
+            move || Ok::<_, std::io::Error>(sink),
+        )
+        .unwrap();
+        for item in 0..6 {
+            sender.try_send(item);
+        }
+        assert!(sender.flush(Instant::now() + Duration::from_secs(5)));
+        assert_eq!(sent.lock().unwrap().concat(), [0, 2, 4]);
+        assert!(shutdown(&sender, Duration::from_secs(5)));
+        assert_eq!(*sent.lock().unwrap(), [vec![0, 2, 4], vec![1, 3, 5]]);
     }
 
     #[test]

@@ -135,6 +135,7 @@ impl<T: Weigh + Send + 'static, S: Sink<T>> Worker<T, S> {
             Control::Shutdown { done, .. } => {
                 self.waiting.closed.store(true, Ordering::Relaxed);
                 self.drain(deadline).await;
+                self.finish(deadline).await;
                 let _ = done.send(());
                 true
             }
@@ -142,8 +143,25 @@ impl<T: Weigh + Send + 'static, S: Sink<T>> Worker<T, S> {
                 // Every sender is gone: deliver what is left, then stop.
                 self.waiting.closed.store(true, Ordering::Relaxed);
                 self.drain(deadline).await;
+                self.finish(deadline).await;
                 true
             }
+        }
+    }
+
+    /// Delivers what the sink held back, once, before the deadline.
+    async fn finish(&mut self, deadline: Instant) {
+        let Some(payload) = self.sink.finish() else {
+            return;
+        };
+        let sent = tokio::time::timeout_at(deadline.into(), self.sink.send(&payload)).await;
+        match sent {
+            Ok(Ok(())) => {}
+            Ok(Err(err)) => self.stats.record_error(&err),
+            Err(_) => self.stats.record_error(&SendError::new(
+                "timed out delivering what the sink held back",
+                false,
+            )),
         }
     }
 
