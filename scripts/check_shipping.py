@@ -375,13 +375,14 @@ def run_binary(binary):
             stdout, stderr = server.communicate()
         check(server.returncode == 0, f"SIGTERM ends it with exit 0 (got {server.returncode})")
         check(os.path.exists(env["DATABASE_PATH"]), "the database is created under the data volume")
-        # Console span lines ("span ...") have their own text format; log lines follow LOG_FORMAT.
-        logs = [line for line in stdout.splitlines() if line.strip() and not line.startswith("span ")]
+        lines = [line for line in stdout.splitlines() if line.strip()]
         try:
-            parsed = all(isinstance(json.loads(line), dict) for line in logs)
+            records = [json.loads(line) for line in lines]
         except json.JSONDecodeError:
-            parsed = False
-        check(logs and parsed, f"LOG_FORMAT=json: all {len(logs)} log lines are JSON")
+            records = []
+        parsed = bool(records) and all(isinstance(record, dict) for record in records)
+        spans = sum(1 for record in records if "span" in record)
+        check(parsed and spans, f"LOG_FORMAT=json: all {len(lines)} lines are JSON, {spans} spans among them")
         if failures:
             print(stderr)
 

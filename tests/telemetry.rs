@@ -616,15 +616,27 @@ async fn the_console_shows_spans_and_logs_with_the_trace_id() {
     let trace = answered_trace_id(&response);
     let server = server.stop(Duration::from_secs(10)).await;
     let stdout = server.stdout();
-    let span_line = stdout
+    let lines: Vec<Value> = stdout
         .lines()
-        .find(|l| l.starts_with("span \"GET /api/activities/home\"") && l.contains(&trace))
+        .map(|line| {
+            serde_json::from_str(line)
+                .unwrap_or_else(|_| panic!("LOG_FORMAT=json, yet not JSON: {line}"))
+        })
+        .collect();
+    let span = lines
+        .iter()
+        .find(|l| l["span"] == "GET /api/activities/home" && l["trace_id"] == trace.as_str())
         .unwrap_or_else(|| panic!("no console span: {stdout}"));
-    assert!(span_line.contains("kind=server") && span_line.contains("http.response.status_code"));
-    assert!(span_line.contains("duration="));
-    let access: Value = stdout
-        .lines()
-        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+    assert_eq!(span["kind"], "server");
+    assert_eq!(span["attributes"]["http.response.status_code"], 200);
+    assert!(span["duration_ms"].as_f64().is_some_and(|ms| ms > 0.0));
+    let service = lines
+        .iter()
+        .find(|l| l["span"] == "home_activities" && l["trace_id"] == trace.as_str())
+        .unwrap_or_else(|| panic!("no service span: {stdout}"));
+    assert_eq!(service["parent_id"], span["span_id"]);
+    let access = lines
+        .iter()
         .find(|l| l["target"] == "cruddur::access" && l["trace_id"] == trace.as_str())
         .unwrap_or_else(|| panic!("no access log line: {stdout}"));
     assert_eq!(access["fields"]["route"], "/api/activities/home");
@@ -642,4 +654,62 @@ async fn the_console_shows_spans_and_logs_with_the_trace_id() {
             .stderr()
             .contains("telemetry: otlp off (not in OTEL_TRACES_EXPORTER)")
     );
+}
+
+/// The lines of the tree whose root line starts with `root` and names
+/// `trace`: that line and the branch lines under it.
+fn console_tree<'a>(stdout: &'a str, root: &str, trace: &str) -> Vec<&'a str> {
+    let mut lines = stdout.lines();
+    let first = lines
+        .by_ref()
+        .find(|line| line.starts_with(root) && line.contains(&format!("trace_id={trace}")))
+        .unwrap_or_else(|| panic!("no tree for {root} in {trace}:\n{stdout}"));
+    let branches = lines.take_while(|line| line.starts_with(['├', '└', '│', ' ']));
+    std::iter::once(first).chain(branches).collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_console_prints_each_trace_once_as_a_tree_root_first() {
+    let server = Server::start(&[
+        ("OTEL_TRACES_EXPORTER", "console"),
+        ("RUST_LOG", "info"),
+        ("LOG_FORMAT", "pretty"),
+    ]);
+    let response = reqwest::get(server.url("/api/activities/home"))
+        .await
+        .unwrap();
+    let trace = answered_trace_id(&response);
+    let server = server.stop(Duration::from_secs(10)).await;
+    let stdout = server.stdout();
+    assert!(!stdout.contains('\x1b'), "no colour when piped: {stdout}");
+
+    let tree = console_tree(&stdout, "GET /api/activities/home (server) ", &trace);
+    assert_eq!(tree.len(), 4, "{tree:#?}");
+    assert!(
+        tree[0].contains("ms http.response.status_code=200 trace_id="),
+        "{tree:#?}"
+    );
+    assert!(tree[1].starts_with("└─ home_activities "), "{tree:#?}");
+    assert!(tree[1].contains(" app.result_length="), "{tree:#?}");
+    assert!(
+        tree[2].starts_with("   ├─ SELECT activities home (client) "),
+        "{tree:#?}"
+    );
+    assert!(
+        tree[3].starts_with("   └─ SELECT replies (client) "),
+        "{tree:#?}"
+    );
+    let printed = stdout
+        .lines()
+        .filter(|line| line.starts_with(tree[0]))
+        .count();
+    assert_eq!(printed, 1, "the trace is printed once:\n{stdout}");
+
+    // The start-up seeding is one trace: repeated inserts share a line.
+    let seed = stdout
+        .lines()
+        .filter(|line| line.starts_with("open_database "))
+        .count();
+    assert_eq!(seed, 1, "{stdout}");
+    assert!(stdout.contains("├─ INSERT users (client) ×5 "), "{stdout}");
 }

@@ -88,12 +88,6 @@ pub trait SpanSink: Send + Sync {
         true
     }
 
-    /// The sink only reads spans (the console formats a line): it is handed
-    /// them borrowed, so it never costs a copy.
-    fn reads_only(&self) -> bool {
-        false
-    }
-
     fn send(&self, span: Cow<'_, SpanData>);
 }
 
@@ -112,9 +106,7 @@ impl std::fmt::Debug for SpanRouter {
 }
 
 impl SpanRouter {
-    pub fn new(mut sinks: Vec<Arc<dyn SpanSink>>) -> Self {
-        // Readers first: a reader is never the one that must be handed ownership.
-        sinks.sort_by_key(|sink| !sink.reads_only());
+    pub fn new(sinks: Vec<Arc<dyn SpanSink>>) -> Self {
         SpanRouter { sinks }
     }
 

@@ -1,23 +1,33 @@
-//! The console sink: finished spans and log lines on stdout, one line each,
-//! written by the sink's own thread so a slow terminal never slows a request.
-//! On by default, so `cargo run` shows traces and logs with no account.
+//! The console sink: log lines and finished traces on stdout, written by
+//! the sink's own thread so a slow terminal never slows a request. On by
+//! default, so `cargo run` shows traces and logs with no account.
+//!
+//! A trace prints once, when it has ended here, as an indented tree rather
+//! than a line per span as each ends (children before their parents):
+//! `traces` holds a trace's spans until then, `tree` puts them in their
+//! places, `pretty` draws them. `LOG_FORMAT=json` makes every line JSON,
+//! spans included (`json`).
+
+mod json;
+mod pretty;
+mod traces;
+mod tree;
 
 use std::borrow::Cow;
-use std::fmt::Write as _;
 use std::io::Write as _;
 use std::sync::Arc;
 use std::time::Duration;
 
 use clap::{Args, ValueEnum};
-use opentelemetry::trace::{SpanKind, Status};
 use opentelemetry_sdk::trace::SpanData;
 use tracing::{Event, Subscriber};
 use tracing_subscriber::layer::Context;
 use tracing_subscriber::registry::LookupSpan;
 use tracing_subscriber::{EnvFilter, Layer as _};
 
+use self::traces::{Limits, Trace, Traces};
 use super::logs::LogRecord;
-use super::queue::{self, QueueConfig, QueueSender, SendError, Sink, SinkStats};
+use super::queue::{self, QueueConfig, QueueSender, SendError, Sink, SinkStats, Weigh};
 use super::sink::{Shared, SinkParts, SpanSink, TelemetryError, TracesExporter};
 use crate::config::values::parse_filter;
 
@@ -25,7 +35,7 @@ use crate::config::values::parse_filter;
 /// `OTEL_TRACES_EXPORTER` names it (by default when OTLP is not on).
 #[derive(Debug, Clone, Args)]
 pub struct ConsoleSettings {
-    /// Console log format: `pretty`, `json`, or `auto` (pretty on a terminal)
+    /// Console format: `pretty` (log lines, and each trace as a tree), `json` (a JSON line per log event and per span), or `auto` (pretty on a terminal)
     #[arg(
         long,
         env = "LOG_FORMAT",
@@ -62,18 +72,67 @@ const QUEUE: QueueConfig = QueueConfig {
     initial_backoff: Duration::from_millis(0),
 };
 
-struct ConsoleSink;
+/// What the console queue carries: a formatted log line, or a finished
+/// span for the worker to place in its trace.
+enum Output {
+    Line(String),
+    Span(Box<SpanData>),
+}
 
-impl Sink<String> for ConsoleSink {
+impl Weigh for Output {
+    fn weight(&self) -> usize {
+        match self {
+            Output::Line(line) => line.weight(),
+            Output::Span(span) => std::mem::size_of::<Box<SpanData>>() + span.weight(),
+        }
+    }
+}
+
+/// Spans held for unfinished traces at most; the bytes are bounded by
+/// `TELEMETRY_QUEUE_MAX_BYTES`, as the queue is.
+const HELD_SPANS: usize = 16_384;
+
+struct ConsoleSink {
+    traces: Traces,
+    json: bool,
+    colour: bool,
+}
+
+impl ConsoleSink {
+    fn print(&self, trace: &Trace, text: &mut String) {
+        if self.json {
+            json::write(trace, text);
+        } else {
+            pretty::write(trace, self.colour, text);
+        }
+    }
+}
+
+impl Sink<Output> for ConsoleSink {
     type Payload = String;
 
-    fn encode(&mut self, batch: Vec<String>) -> String {
-        let mut text = batch.join("\n");
-        text.push('\n');
+    fn encode(&mut self, batch: Vec<Output>) -> String {
+        let mut text = String::new();
+        for item in batch {
+            match item {
+                Output::Line(line) => {
+                    text.push_str(&line);
+                    text.push('\n');
+                }
+                Output::Span(span) => {
+                    for trace in self.traces.add(*span) {
+                        self.print(&trace, &mut text);
+                    }
+                }
+            }
+        }
         text
     }
 
     async fn send(&mut self, payload: &String) -> Result<(), SendError> {
+        if payload.is_empty() {
+            return Ok(());
+        }
         let mut out = std::io::stdout().lock();
         out.write_all(payload.as_bytes())
             .and_then(|()| out.flush())
@@ -84,68 +143,21 @@ impl Sink<String> for ConsoleSink {
                 hint: None,
             })
     }
-}
 
-/// One readable line per span, like the Python ConsoleSpanExporter's
-/// essentials: name, ids, kind, duration, status and attributes.
-fn span_line(span: &SpanData) -> String {
-    let kind = match span.span_kind {
-        SpanKind::Server => "server",
-        SpanKind::Client => "client",
-        SpanKind::Producer => "producer",
-        SpanKind::Consumer => "consumer",
-        SpanKind::Internal => "internal",
-    };
-    let micros = span
-        .end_time
-        .duration_since(span.start_time)
-        .map_or(0, |d| d.as_micros());
-    let mut line = format!(
-        "span {:?} trace_id={:032x} span_id={:016x}",
-        span.name,
-        span.span_context.trace_id(),
-        span.span_context.span_id()
-    );
-    if span.parent_span_id != opentelemetry::trace::SpanId::INVALID {
-        let _ = write!(line, " parent_id={:016x}", span.parent_span_id);
-    }
-    let _ = write!(
-        line,
-        " kind={kind} duration={}.{:03}ms",
-        micros / 1000,
-        micros % 1000
-    );
-    match &span.status {
-        Status::Unset => {}
-        Status::Ok => line.push_str(" status=ok"),
-        Status::Error { description } => {
-            let _ = write!(line, " status=error({description})");
+    /// Traces whose root had not ended, printed as far as they got.
+    fn finish(&mut self) -> Option<String> {
+        let mut text = String::new();
+        for trace in self.traces.drain() {
+            self.print(&trace, &mut text);
         }
+        (!text.is_empty()).then_some(text)
     }
-    for kv in &span.attributes {
-        let _ = write!(line, " {}={:?}", kv.key, kv.value.as_str());
-    }
-    for event in span.events.iter() {
-        let _ = write!(line, " event={:?}", event.name);
-    }
-    line
 }
 
 /// A tracing layer that formats each event it sees and queues the line.
 struct ConsoleLogLayer {
-    lines: QueueSender<String>,
+    lines: QueueSender<Output>,
     json: bool,
-}
-
-impl ConsoleLogLayer {
-    fn new(lines: QueueSender<String>, format: LogFormat) -> Self {
-        let json = match format {
-            LogFormat::Json => true,
-            LogFormat::Pretty => false,
-            LogFormat::Auto => !std::io::IsTerminal::is_terminal(&std::io::stdout()),
-        };
-        ConsoleLogLayer { lines, json }
-    }
 }
 
 impl<S> tracing_subscriber::Layer<S> for ConsoleLogLayer
@@ -159,21 +171,17 @@ where
         } else {
             record.to_pretty()
         };
-        self.lines.try_send(line);
+        self.lines.try_send(Output::Line(line));
     }
 }
 
-/// The console queue as the span router sees it: it formats a line from
-/// a borrowed span.
-struct ConsoleSpans(QueueSender<String>);
+/// The console queue as the span router sees it: it keeps each span for
+/// the worker, which prints it with the rest of its trace.
+struct ConsoleSpans(QueueSender<Output>);
 
 impl SpanSink for ConsoleSpans {
-    fn reads_only(&self) -> bool {
-        true
-    }
-
     fn send(&self, span: Cow<'_, SpanData>) {
-        self.0.try_send(span_line(&span));
+        self.0.try_send(Output::Span(Box::new(span.into_owned())));
     }
 }
 
@@ -201,8 +209,22 @@ pub fn start(settings: &ConsoleSettings, shared: &Shared) -> Result<SinkParts, T
         max_bytes: shared.queue_max_bytes,
         ..QUEUE
     };
+    let terminal = std::io::IsTerminal::is_terminal(&std::io::stdout());
+    let json = match settings.log_format {
+        LogFormat::Json => true,
+        LogFormat::Pretty => false,
+        LogFormat::Auto => !terminal,
+    };
+    let sink = ConsoleSink {
+        traces: Traces::new(Limits {
+            spans: HELD_SPANS,
+            bytes: shared.queue_max_bytes,
+        }),
+        json,
+        colour: terminal,
+    };
     let lines = queue::spawn(SinkStats::new("console", "stdout".into()), queue, || {
-        Ok::<_, TelemetryError>(ConsoleSink)
+        Ok::<_, TelemetryError>(sink)
     })?;
     let mut parts = SinkParts::on(lines.clone());
     if spans_on {
@@ -211,7 +233,7 @@ pub fn start(settings: &ConsoleSettings, shared: &Shared) -> Result<SinkParts, T
     if logs_on {
         // Checked when the config was read (`parse_filter`).
         let filter = EnvFilter::new(&settings.log_filter);
-        let layer = ConsoleLogLayer::new(lines, settings.log_format).with_filter(filter);
+        let layer = ConsoleLogLayer { lines, json }.with_filter(filter);
         parts = parts.with_logs(Box::new(layer));
     }
     Ok(parts)
