@@ -105,6 +105,67 @@ mod tests {
         assert_eq!(spans[d.span].name, "d");
     }
 
+    mod properties {
+        use proptest::collection::vec;
+        use proptest::prelude::*;
+
+        use super::super::super::traces::{Ending, Limits, Traces};
+        use super::*;
+
+        /// A span id and the shapes below it, by id.
+        #[derive(Debug, PartialEq, Eq)]
+        struct Shape(u64, Vec<Shape>);
+
+        fn shape(spans: &[SpanData], node: &Node) -> Shape {
+            let id = u64::from_be_bytes(spans[node.span].span_context.span_id().to_bytes());
+            Shape(id, node.children.iter().map(|c| shape(spans, c)).collect())
+        }
+
+        /// Span `k` has id `k + 1` and starts at `k` ms; `parents[k - 1]` is an earlier span.
+        fn expected(parents: &[usize], k: usize) -> Shape {
+            let children = (1..=parents.len())
+                .filter(|&child| parents[child - 1] == k)
+                .map(|child| expected(parents, child))
+                .collect();
+            Shape(k as u64 + 1, children)
+        }
+
+        proptest! {
+            #![proptest_config(ProptestConfig::with_cases(64))]
+
+            /// Whatever order a trace's spans arrive in before its root,
+            /// the root's arrival hands over all of them, once, and they
+            /// form the tree they were, children in start order.
+            #[test]
+            fn any_arrival_order_prints_the_tree_once_whole(
+                picks in vec(any::<prop::sample::Index>(), 1..24),
+                order in vec(any::<u32>(), 24),
+            ) {
+                let parents: Vec<usize> = picks
+                    .iter()
+                    .enumerate()
+                    .map(|(k, pick)| pick.index(k + 1))
+                    .collect();
+                let mut arrival: Vec<usize> = (1..=parents.len()).collect();
+                arrival.sort_by_key(|&k| order[k - 1]);
+                let mut traces = Traces::new(Limits { spans: 100, bytes: usize::MAX });
+                for &k in &arrival {
+                    let parent = parents[k - 1] as u64 + 1;
+                    let held = traces.add(span(7, k as u64 + 1, parent, "s", k as u64, 1));
+                    prop_assert!(held.is_empty());
+                }
+                let ready = traces.add(span(7, 1, 0, "root", 0, 100));
+                prop_assert_eq!(ready.len(), 1);
+                prop_assert_eq!(ready[0].ending, Ending::Whole);
+                prop_assert_eq!(ready[0].spans.len(), parents.len() + 1);
+                let tree = forest(&ready[0].spans);
+                prop_assert_eq!(tree.len(), 1);
+                prop_assert_eq!(shape(&ready[0].spans, &tree[0]), expected(&parents, 0));
+                prop_assert!(traces.drain().is_empty());
+            }
+        }
+    }
+
     #[test]
     fn spans_whose_parent_is_missing_are_roots_in_start_order() {
         let spans = [span(1, 3, 8, "later", 5, 1), span(1, 2, 9, "earlier", 1, 1)];
