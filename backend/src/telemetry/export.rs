@@ -84,6 +84,35 @@ fn causes(err: &reqwest::Error) -> String {
 mod tests {
     use super::*;
 
+    /// A resolver that knows no host, as DNS answers for a mistyped one
+    /// (no query leaves the machine).
+    struct NoHost;
+
+    impl reqwest::dns::Resolve for NoHost {
+        fn resolve(&self, _: reqwest::dns::Name) -> reqwest::dns::Resolving {
+            Box::pin(async { Err(std::io::Error::other("no such host").into()) })
+        }
+    }
+
+    #[tokio::test]
+    async fn an_unresolvable_host_and_a_refused_connection_are_named() {
+        let client = reqwest::Client::builder()
+            .dns_resolver(std::sync::Arc::new(NoHost))
+            .build()
+            .unwrap();
+        let err = client
+            .get("http://collector.invalid:4318/v1/traces")
+            .send()
+            .await
+            .unwrap_err();
+        assert_eq!(describe(&err), "cannot resolve the host name");
+        let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let url = format!("http://{}/", closed.local_addr().unwrap());
+        drop(closed);
+        let err = reqwest::get(url).await.unwrap_err();
+        assert_eq!(describe(&err), "connection refused: nothing listens there");
+    }
+
     #[test]
     fn retry_after_takes_seconds_or_a_date_and_is_capped() {
         let now = SystemTime::UNIX_EPOCH + Duration::from_secs(1_784_000_000);
