@@ -3,7 +3,8 @@
 //! routes the product does not have, behind the same middleware and
 //! telemetry. `GET /storm/panic` panics in its handler; `GET /storm/logs`
 //! logs [`LINES`] info lines, a hundred times what a request normally
-//! logs. Not shipped: `cargo test --all-targets` and `bench/faults` build it.
+//! logs. Not shipped: the test command (`cargo build --example storm`) and
+//! `bench/faults` build it.
 
 use std::process::ExitCode;
 
