@@ -20,6 +20,7 @@ macro_rules! behaviour_suite {
             search_ignores_case_and_takes_wildcards_literally,
             expired_cruds_are_hidden_everywhere,
             replies_are_counted_and_listed_oldest_first,
+            cruds_and_replies_of_the_same_instant_keep_their_order,
             replying_to_an_unknown_or_expired_crud_answers_none,
             a_reply_to_a_reply_lands_in_its_cruds_thread,
             unknown_handles_answer_none,
@@ -214,6 +215,42 @@ pub(crate) async fn expired_cruds_are_hidden_everywhere(store: &dyn Store) {
         Some(expired.uuid),
         "live before it expired"
     );
+}
+
+/// Feeds list the newest crud first and a thread the oldest reply first;
+/// two of the same microsecond keep the order they were made in (a feed
+/// never reshuffles between two reads).
+pub(crate) async fn cruds_and_replies_of_the_same_instant_keep_their_order(store: &dyn Store) {
+    let garak = user(store, "garak", "Garak").await;
+    let at = now();
+    let older = post(store, &garak, "first of the instant", at).await;
+    let newer = post(store, &garak, "second of the instant", at).await;
+    let feed = store.user_activities(&garak, at).await.unwrap().unwrap();
+    let uuids: Vec<Uuid> = feed.iter().map(|a| a.uuid).collect();
+    assert_eq!(uuids, vec![newer.uuid, older.uuid], "newest made first");
+    let home = store.home_activities(at).await.unwrap();
+    let mine: Vec<Uuid> = home
+        .iter()
+        .filter(|a| a.handle == garak.as_str())
+        .map(|a| a.uuid)
+        .collect();
+    assert_eq!(mine, vec![newer.uuid, older.uuid]);
+
+    let one = reply(store, &garak, older.uuid, at + Duration::seconds(1))
+        .await
+        .unwrap();
+    let two = reply(store, &garak, older.uuid, at + Duration::seconds(1))
+        .await
+        .unwrap();
+    let earlier = reply(store, &garak, older.uuid, at).await.unwrap();
+    let shown = store.show_activity(older.uuid, at).await.unwrap().unwrap();
+    assert_eq!(
+        shown.replies,
+        vec![earlier.clone(), one.clone(), two.clone()]
+    );
+    let home = store.home_activities(at).await.unwrap();
+    let listed = home.iter().find(|a| a.uuid == older.uuid).unwrap();
+    assert_eq!(listed.replies, vec![earlier, one, two]);
 }
 
 pub(crate) async fn replies_are_counted_and_listed_oldest_first(store: &dyn Store) {

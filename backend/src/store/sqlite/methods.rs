@@ -11,7 +11,8 @@ use super::rows::{activity_from, message_from, message_group_from, micros, reply
 use crate::domain::{Activity, Handle, Message, MessageGroup, Reply};
 use crate::store::{NewActivity, NewMessage, NewReply, Store, StoreFuture};
 
-/// Fills in each activity's replies with one query for the whole page.
+/// Fills in each activity's replies with one query for the whole page,
+/// oldest first.
 fn with_replies(
     conn: &Connection,
     mut activities: Vec<Activity>,
@@ -25,7 +26,11 @@ fn with_replies(
         .map(|a| a.uuid.to_string())
         .collect();
     let list = serde_json::Value::from(uuids).to_string();
-    for reply in REPLIES_FOR.rows(conn, [list], reply_from)? {
+    let mut replies: Vec<(i64, Reply)> =
+        REPLIES_FOR.rows(conn, [list], |row| Ok((row.get(9)?, reply_from(row)?)))?;
+    // Oldest first, the insertion order breaking ties of the same microsecond.
+    replies.sort_unstable_by_key(|(rowid, reply)| (reply.created_at, *rowid));
+    for (_, reply) in replies {
         if let Some(activity) = activities
             .iter_mut()
             .find(|a| a.uuid == reply.reply_to_activity_uuid)

@@ -3,7 +3,10 @@
 
 use rusqlite::Connection;
 
-pub(super) const MIGRATIONS: &[&str] = &[include_str!("migrations/0001_init.sql")];
+pub(super) const MIGRATIONS: &[&str] = &[
+    include_str!("migrations/0001_init.sql"),
+    include_str!("migrations/0002_indexes_scanned_backwards.sql"),
+];
 
 pub(super) fn migrate(conn: &mut Connection) -> rusqlite::Result<()> {
     let applied: i64 = conn.pragma_query_value(None, "user_version", |row| row.get(0))?;

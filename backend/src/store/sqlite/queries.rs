@@ -105,11 +105,13 @@ pub(super) const REPLIES_FOR: Statement = Statement {
     name: "SELECT replies",
     operation: "SELECT",
     collection: "replies",
+    // Read per crud through replies_by_activity, with no ORDER BY: an IN
+    // list and an ORDER BY each cost a temporary b-tree per request
+    // (bench/README.md, "Data path"); `with_replies` orders the replies.
     sql: "SELECT r.uuid, r.reply_to_activity_uuid, u.display_name, r.user_handle, r.message, \
-          r.likes_count, r.replies_count, r.reposts_count, r.created_at \
-          FROM replies r JOIN users u ON u.handle = r.user_handle \
-          WHERE r.reply_to_activity_uuid IN (SELECT value FROM json_each(?1)) \
-          ORDER BY r.created_at, r.rowid",
+          r.likes_count, r.replies_count, r.reposts_count, r.created_at, r.rowid \
+          FROM json_each(?1) j CROSS JOIN replies r ON r.reply_to_activity_uuid = j.value \
+          JOIN users u ON u.handle = r.user_handle",
 };
 pub(super) const USER_DISPLAY_NAME: Statement = Statement {
     name: "SELECT users",
