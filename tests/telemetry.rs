@@ -603,18 +603,25 @@ async fn a_429_is_retried_no_sooner_than_its_retry_after() {
     );
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_console_shows_spans_and_logs_with_the_trace_id() {
+/// A server with console spans and logs in `format` that answered one
+/// `GET /api/activities/home`, stopped (its output complete), and the
+/// request's trace id.
+async fn one_request_on_the_console(format: &str) -> (Server, String) {
     let server = Server::start(&[
         ("OTEL_TRACES_EXPORTER", "console"),
         ("RUST_LOG", "info"),
-        ("LOG_FORMAT", "json"),
+        ("LOG_FORMAT", format),
     ]);
     let response = reqwest::get(server.url("/api/activities/home"))
         .await
         .unwrap();
     let trace = answered_trace_id(&response);
-    let server = server.stop(Duration::from_secs(10)).await;
+    (server.stop(Duration::from_secs(10)).await, trace)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_console_shows_spans_and_logs_with_the_trace_id() {
+    let (server, trace) = one_request_on_the_console("json").await;
     let stdout = server.stdout();
     let lines: Vec<Value> = stdout
         .lines()
@@ -670,16 +677,7 @@ fn console_tree<'a>(stdout: &'a str, root: &str, trace: &str) -> Vec<&'a str> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_console_prints_each_trace_once_as_a_tree_root_first() {
-    let server = Server::start(&[
-        ("OTEL_TRACES_EXPORTER", "console"),
-        ("RUST_LOG", "info"),
-        ("LOG_FORMAT", "pretty"),
-    ]);
-    let response = reqwest::get(server.url("/api/activities/home"))
-        .await
-        .unwrap();
-    let trace = answered_trace_id(&response);
-    let server = server.stop(Duration::from_secs(10)).await;
+    let (server, trace) = one_request_on_the_console("pretty").await;
     let stdout = server.stdout();
     assert!(!stdout.contains('\x1b'), "no colour when piped: {stdout}");
 

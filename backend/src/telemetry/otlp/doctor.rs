@@ -8,8 +8,8 @@ use std::time::Duration;
 use http::HeaderName;
 use serde::Deserialize;
 
+use super::OtlpSettings;
 use super::transport::OtlpSink;
-use super::{OtlpProtocol, OtlpSettings};
 use crate::config::values::Secret;
 use crate::telemetry::doctor::{Finding, Verdict};
 use crate::telemetry::export::describe;
@@ -28,23 +28,11 @@ pub async fn examine(settings: &OtlpSettings, shared: &Shared) -> Finding {
     }
     let url = settings.traces_url().unwrap_or_default();
     let headers = settings.headers();
-    let protocol = match settings.otlp_protocol {
-        OtlpProtocol::HttpProtobuf => "http/protobuf",
-        OtlpProtocol::Grpc => "grpc",
-    };
-    let shown: Vec<String> = headers
-        .iter()
-        .map(|(name, value)| format!("{name}={value}"))
-        .collect();
     let mut finding = Finding {
         sink: "otlp",
         verdict: Verdict::Fail,
         configured_by: configured_by(settings),
-        destination: Some(if shown.is_empty() {
-            format!("{url} ({protocol})")
-        } else {
-            format!("{url} ({protocol}), headers {}", shown.join(" "))
-        }),
+        destination: Some(settings.shown()),
         detail: String::new(),
         hint: mistake(&url, &headers),
     };

@@ -96,6 +96,30 @@ impl OtlpSettings {
         })
     }
 
+    pub fn protocol_name(&self) -> &'static str {
+        match self.otlp_protocol {
+            OtlpProtocol::HttpProtobuf => "http/protobuf",
+            OtlpProtocol::Grpc => "grpc",
+        }
+    }
+
+    /// Where exports go, as the start-up line and the doctor show it:
+    /// `{url} ({protocol}), headers name=…abcd` (secrets' last four only).
+    pub fn shown(&self) -> String {
+        let url = self.traces_url().unwrap_or_default();
+        let headers: Vec<String> = self
+            .headers()
+            .iter()
+            .map(|(name, value)| format!("{name}={value}"))
+            .collect();
+        let protocol = self.protocol_name();
+        if headers.is_empty() {
+            format!("{url} ({protocol})")
+        } else {
+            format!("{url} ({protocol}), headers {}", headers.join(" "))
+        }
+    }
+
     /// Every header an OTLP export carries; the Honeycomb key becomes
     /// `x-honeycomb-team` unless the header list already sets it.
     pub fn headers(&self) -> Vec<(HeaderName, Secret)> {
@@ -155,23 +179,8 @@ pub fn start(settings: &OtlpSettings, shared: &Shared) -> Result<SinkParts, Tele
     }
     let url = settings.traces_url().unwrap_or_default();
     let headers = settings.headers();
-    let protocol = match settings.otlp_protocol {
-        OtlpProtocol::HttpProtobuf => "http/protobuf",
-        OtlpProtocol::Grpc => "grpc",
-    };
-    let shown_headers: Vec<String> = headers
-        .iter()
-        .map(|(name, value)| format!("{name}={value}"))
-        .collect();
-    eprintln!(
-        "telemetry: otlp on: {url} ({protocol}){}",
-        if shown_headers.is_empty() {
-            String::new()
-        } else {
-            format!(", headers {}", shown_headers.join(" "))
-        }
-    );
-    let stats = SinkStats::new("otlp", format!("{url} ({protocol})"));
+    eprintln!("telemetry: otlp on: {}", settings.shown());
+    let stats = SinkStats::new("otlp", format!("{url} ({})", settings.protocol_name()));
     let queue = QueueConfig {
         capacity: settings.bsp_max_queue_size as usize,
         max_bytes: shared.queue_max_bytes,
