@@ -165,30 +165,30 @@ pub const AWS_SIGNS: &[&str] = &[
     "AWS_CONTAINER_CREDENTIALS_FULL_URI",
 ];
 
-/// Which of [`AWS_SIGNS`] are set and not empty (names only: their values
-/// stay with the SDK, which reads them itself).
-pub fn aws_signs() -> Vec<&'static str> {
-    AWS_SIGNS
-        .iter()
-        .copied()
-        .filter(|name| std::env::var_os(name).is_some_and(|value| !value.is_empty()))
-        .collect()
-}
-
-/// `AWS_REGION` and `AWS_DEFAULT_REGION` as set (not secrets): the SDK
-/// takes the first, some tools the second, and the doctor says when they
-/// differ.
+/// What this environment says of AWS, read with the rest of the
+/// configuration: which of [`AWS_SIGNS`] are set (names only: their values
+/// stay with the SDK, which reads them itself), and the two region
+/// variables, which are not secrets: the SDK takes `AWS_REGION`, some tools
+/// `AWS_DEFAULT_REGION`, and the doctor says when they differ.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct AwsRegions {
+pub struct AwsEnvironment {
+    pub signs: Vec<&'static str>,
     pub region: Option<String>,
     pub default_region: Option<String>,
 }
 
-pub fn aws_regions() -> AwsRegions {
-    let read = |name| std::env::var(name).ok().filter(|value| !value.is_empty());
-    AwsRegions {
-        region: read("AWS_REGION"),
-        default_region: read("AWS_DEFAULT_REGION"),
+impl AwsEnvironment {
+    pub fn read() -> Self {
+        let read = |name| std::env::var(name).ok().filter(|value| !value.is_empty());
+        AwsEnvironment {
+            signs: AWS_SIGNS
+                .iter()
+                .copied()
+                .filter(|name| std::env::var_os(name).is_some_and(|value| !value.is_empty()))
+                .collect(),
+            region: read("AWS_REGION"),
+            default_region: read("AWS_DEFAULT_REGION"),
+        }
     }
 }
 

@@ -9,7 +9,7 @@ use aws_sdk_cloudwatchlogs::types::InputLogEvent;
 use super::client::describe;
 use super::{CloudWatchSettings, Resolved, Switch, client, endpoint, off_by_settings, resolved};
 use super::{region_source, resolve_aws_hint};
-use crate::config::AwsRegions;
+use crate::config::AwsEnvironment;
 use crate::telemetry::doctor::{Finding, Verdict};
 use crate::telemetry::queue::SendError;
 
@@ -20,7 +20,7 @@ pub async fn examine(config: &CloudWatchSettings, write: bool) -> Finding {
     if let Some(why) = off_by_settings(config) {
         return Finding::off("cloudwatch", why);
     }
-    let mut configured_by = config.aws_signs.clone();
+    let mut configured_by = config.aws.signs.clone();
     if config.switch == Switch::On {
         configured_by.push("CLOUDWATCH_LOGS");
     }
@@ -51,7 +51,7 @@ pub async fn examine(config: &CloudWatchSettings, write: bool) -> Finding {
     finding.destination = Some(format!("{endpoint} ({region}) log group {group}"));
     finding.detail = format!(
         "region {region} from {}, credentials from {credentials_from}",
-        region_source(&config.aws_signs)
+        region_source(&config.aws.signs)
     );
     let logs = client(&sdk, config.timeout);
     let groups = logs
@@ -85,7 +85,7 @@ pub async fn examine(config: &CloudWatchSettings, write: bool) -> Finding {
         }
     };
     finding.detail = format!("{}; {state}", finding.detail);
-    finding.hint = regions_differ(&config.aws_regions);
+    finding.hint = regions_differ(&config.aws);
     if write {
         if let Err(err) = write_test_event(&logs, group, exists).await {
             finding.detail = format!(
@@ -104,7 +104,7 @@ pub async fn examine(config: &CloudWatchSettings, write: bool) -> Finding {
 /// The bootcamp's Gitpod sets `AWS_DEFAULT_REGION`; the SDK reads
 /// `AWS_REGION` first, so two different values send logs where the user
 /// does not look.
-fn regions_differ(regions: &AwsRegions) -> Option<String> {
+fn regions_differ(regions: &AwsEnvironment) -> Option<String> {
     match (&regions.region, &regions.default_region) {
         (Some(region), Some(default)) if region != default => Some(format!(
             "AWS_REGION={region} and AWS_DEFAULT_REGION={default} differ: the backend \
@@ -165,7 +165,8 @@ mod tests {
 
     #[test]
     fn different_region_variables_are_named() {
-        let regions = |region: Option<&str>, default: Option<&str>| AwsRegions {
+        let regions = |region: Option<&str>, default: Option<&str>| AwsEnvironment {
+            signs: Vec::new(),
             region: region.map(str::to_owned),
             default_region: default.map(str::to_owned),
         };

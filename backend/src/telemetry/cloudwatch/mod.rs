@@ -60,13 +60,9 @@ pub struct CloudWatchSettings {
         default_value = "auto"
     )]
     pub switch: Switch,
-    /// Which of `config::AWS_SIGNS` this environment sets, read with the
-    /// rest of the configuration.
-    #[arg(skip = crate::config::aws_signs())]
-    pub aws_signs: Vec<&'static str>,
-    /// `AWS_REGION` and `AWS_DEFAULT_REGION`, for the doctor.
-    #[arg(skip = crate::config::aws_regions())]
-    pub aws_regions: crate::config::AwsRegions,
+    /// What the environment says of AWS (`config::AWS_SIGNS`, the regions).
+    #[arg(skip = crate::config::AwsEnvironment::read())]
+    pub aws: crate::config::AwsEnvironment,
     /// Log group every log event goes to
     #[arg(
         id = "cloudwatch-log-group",
@@ -295,7 +291,7 @@ fn off_by_settings(config: &CloudWatchSettings) -> Option<String> {
     }
     match config.switch {
         Switch::Off => Some("CLOUDWATCH_LOGS=false".into()),
-        Switch::Auto if config.aws_signs.is_empty() => Some(
+        Switch::Auto if config.aws.signs.is_empty() => Some(
             "no AWS configured: set AWS_REGION and credentials, \
              or CLOUDWATCH_LOGS=true to use an instance role"
                 .into(),
@@ -377,7 +373,7 @@ pub fn start(config: &CloudWatchSettings, shared: &Shared) -> Result<SinkParts, 
         "telemetry: cloudwatch on: group {} stream {stream}, region {region} (from {}), \
          credentials from {credentials_from}, endpoint {endpoint}, level {}",
         config.log_group,
-        region_source(&config.aws_signs),
+        region_source(&config.aws.signs),
         config.log_level
     );
     let stats = SinkStats::new("cloudwatch", destination);
