@@ -201,10 +201,7 @@ impl Health {
 
     /// The doctor's findings (rate limited), when the probes are wired in.
     pub async fn deep(&self) -> Option<DeepFindings> {
-        match &self.deep {
-            Some(deep) => Some(deep.findings().await),
-            None => None,
-        }
+        Some(self.deep.as_ref()?.findings().await)
     }
 
     /// Each sink by name.

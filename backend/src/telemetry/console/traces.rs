@@ -99,27 +99,28 @@ impl Traces {
         self.hold(span);
         let mut ready = Vec::new();
         while self.spans > self.limits.spans || self.bytes > self.limits.bytes {
-            let Some(oldest) = self.arrival.pop_front() else {
+            let Some(oldest) = self.pop_oldest() else {
                 break;
             };
-            if let Some(spans) = self.held.remove(&oldest) {
-                self.forget(&spans);
-                ready.push(self.hand_over(spans, Ending::Unfinished));
-            }
+            ready.push(oldest);
         }
         ready
     }
 
     /// Everything still held, oldest trace first: the console is stopping.
     pub fn drain(&mut self) -> Vec<Trace> {
-        let mut ready = Vec::new();
+        std::iter::from_fn(|| self.pop_oldest()).collect()
+    }
+
+    /// The oldest trace held, as far as it got.
+    fn pop_oldest(&mut self) -> Option<Trace> {
         while let Some(oldest) = self.arrival.pop_front() {
             if let Some(spans) = self.held.remove(&oldest) {
                 self.forget(&spans);
-                ready.push(self.hand_over(spans, Ending::Unfinished));
+                return Some(self.hand_over(spans, Ending::Unfinished));
             }
         }
-        ready
+        None
     }
 
     fn hold(&mut self, span: SpanData) {

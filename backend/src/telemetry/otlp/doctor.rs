@@ -5,7 +5,7 @@
 
 use std::time::Duration;
 
-use http::HeaderName;
+use http::{HeaderName, Uri};
 use serde::Deserialize;
 
 use super::OtlpSettings;
@@ -107,7 +107,11 @@ fn mistake(url: &str, headers: &[(HeaderName, Secret)]) -> Option<String> {
                 .into(),
         );
     }
-    if team.is_none() && host_of(url).is_some_and(|host| host.ends_with("honeycomb.io")) {
+    let honeycomb = url.parse::<Uri>().is_ok_and(|uri| {
+        uri.host()
+            .is_some_and(|host| host.ends_with("honeycomb.io"))
+    });
+    if team.is_none() && honeycomb {
         return Some(
             "Honeycomb needs the key in x-honeycomb-team: set HONEYCOMB_API_KEY \
              (or x-honeycomb-team=... in OTEL_EXPORTER_OTLP_HEADERS)"
@@ -115,16 +119,6 @@ fn mistake(url: &str, headers: &[(HeaderName, Secret)]) -> Option<String> {
         );
     }
     None
-}
-
-fn host_of(url: &str) -> Option<&str> {
-    let rest = url.split_once("://")?.1;
-    let authority = rest.split('/').next()?;
-    Some(
-        authority
-            .rsplit_once(':')
-            .map_or(authority, |(host, _)| host),
-    )
 }
 
 /// What Honeycomb's `GET /1/auth` answers about a key.
@@ -153,10 +147,12 @@ async fn honeycomb_auth(
     timeout: Duration,
     finding: &mut Finding,
 ) {
-    let Some((scheme, rest)) = url.split_once("://") else {
+    let Ok(uri) = url.parse::<Uri>() else {
         return;
     };
-    let authority = rest.split('/').next().unwrap_or_default();
+    let (Some(scheme), Some(authority)) = (uri.scheme_str(), uri.authority()) else {
+        return;
+    };
     let auth_url = format!("{scheme}://{authority}/1/auth");
     let Ok(client) = reqwest::Client::builder().timeout(timeout).build() else {
         return;
