@@ -105,6 +105,7 @@ async fn baseline_every_span_segment_log_event_and_item_arrives() {
     // at the OTLP receiver as segment parts at the daemon.
     let spans = rig.otlp.spans();
     let datagrams = rig.xray_datagrams();
+    let mut widest_read = 0;
     for (kind, trace) in outcomes
         .iter()
         .filter_map(|o| o.trace.as_ref().map(|t| (o.kind, t)))
@@ -117,10 +118,17 @@ async fn baseline_every_span_segment_log_event_and_item_arrives() {
             .map(|d| support::xray::all_parts(&d.document).len())
             .sum();
         if kind == Kind::Read {
-            assert!(otlp >= 3, "server, service and query spans: {otlp}");
+            assert!(otlp >= 2, "server and service spans: {otlp}");
+            widest_read = widest_read.max(otlp);
         }
         assert_eq!(otlp, xray, "trace {trace}: OTLP spans vs X-Ray parts");
     }
+    // A read the feed cache answers has no query span; the first of each
+    // feed cannot be answered so, and its query spans arrive like the rest.
+    assert!(
+        widest_read >= 3,
+        "server, service and query spans: {widest_read}"
+    );
     let after = rig.all_counters().await;
     for (sink, counters) in SINKS.iter().zip(after) {
         assert_eq!(counters.lost(), 0, "{sink:?}: {counters:?}");

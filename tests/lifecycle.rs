@@ -158,6 +158,14 @@ fn bad_settings_stop_start_up_with_one_line_naming_the_variable() {
             vec![("TELEMETRY_QUEUE_MAX_BYTES", "8MB")],
             "TELEMETRY_QUEUE_MAX_BYTES=\"8MB\" is invalid",
         ),
+        (
+            vec![("FEED_CACHE_MAX_BYTES", "off")],
+            "FEED_CACHE_MAX_BYTES=\"off\" is invalid",
+        ),
+        (
+            vec![("FEED_CACHE_MAX_BYTES", "-1")],
+            "FEED_CACHE_MAX_BYTES=\"-1\" is invalid",
+        ),
     ];
     for (env, expected) in cases {
         let (code, _, stderr) = run_to_end(&env, &[]);

@@ -178,7 +178,7 @@ async fn every_span_of_k_requests_arrives_after_sigterm() {
     env.push(("OTEL_BSP_MAX_EXPORT_BATCH_SIZE", "4096".into()));
     let server = start(&env);
     let client = reqwest::Client::new();
-    let mut traces = BTreeSet::new();
+    let mut sent = Vec::new();
     for i in 0..150 {
         let response = if i % 3 == 0 {
             client
@@ -195,8 +195,9 @@ async fn every_span_of_k_requests_arrives_after_sigterm() {
                 .unwrap()
         };
         assert_eq!(response.status(), 200);
-        traces.insert(answered_trace_id(&response));
+        sent.push(answered_trace_id(&response));
     }
+    let traces: BTreeSet<String> = sent.iter().cloned().collect();
     assert_eq!(receiver.requests(), 0, "nothing exported before shutdown");
     server.stop(Duration::from_secs(15)).await;
     let spans = receiver.spans();
@@ -208,12 +209,24 @@ async fn every_span_of_k_requests_arrives_after_sigterm() {
     assert_eq!(servers, traces, "one server span per request, none lost");
     let creates = spans.iter().filter(|s| s.name == "create_activity").count();
     assert_eq!(creates, 50, "every third request was a create");
-    for trace in &traces {
+    for (i, trace) in sent.iter().enumerate() {
         let trace_spans = by_trace(&spans, trace);
+        // A create, then a read that must query (the create changed the
+        // feed), then one the feed cache answers: request and service only.
+        if i % 3 == 2 {
+            assert_eq!(trace_spans.len(), 2, "request and service: {trace_spans:?}");
+            let home = named(&trace_spans, "home_activities");
+            assert_eq!(home.bool_attr("app.cache_hit"), Some(true));
+            continue;
+        }
         assert!(
             trace_spans.len() >= 3,
             "request, service and query spans: {trace_spans:?}"
         );
+        if i % 3 == 1 {
+            let home = named(&trace_spans, "home_activities");
+            assert_eq!(home.bool_attr("app.cache_hit"), Some(false));
+        }
         // Writes run on the blocking pool: their spans still nest under the service.
         if let Some(create) = trace_spans.iter().find(|s| s.name == "create_activity") {
             let insert = named(&trace_spans, "INSERT activities");

@@ -27,6 +27,7 @@ use crate::middleware::timeout::limit_time;
 use crate::openapi;
 use crate::routes::{self, AppState};
 use crate::server::{self, ServerSettings};
+use crate::services::cache::FeedCache;
 use crate::store::{self, OpenError, Store, StoreError};
 use crate::telemetry::{self, Telemetry};
 
@@ -125,6 +126,7 @@ impl App {
             .await?;
         let state = AppState::new(
             Arc::clone(&store),
+            FeedCache::new(config.store.feed_cache_max_bytes),
             config.default_user.clone(),
             telemetry.health.clone(),
         );
@@ -339,7 +341,8 @@ mod tests {
             ..Telemetry::default()
         };
         let store = store::open(&config.store, Utc::now()).unwrap();
-        let state = AppState::new(store, config.default_user, Health::default());
+        let cache = FeedCache::new(config.store.feed_cache_max_bytes);
+        let state = AppState::new(store, cache, config.default_user, Health::default());
         routes(state, &telemetry)
     }
 

@@ -100,6 +100,15 @@ pub fn parse_nonzero_duration(raw: &str) -> Result<Duration, String> {
 /// A size in bytes: a bare number, or one with `KiB`, `MiB` or `GiB`
 /// (`8MiB`, `512 KiB`); more than zero.
 pub fn parse_bytes(raw: &str) -> Result<usize, String> {
+    match parse_bytes_or_zero(raw)? {
+        0 => Err("must be more than zero".into()),
+        bytes => Ok(bytes),
+    }
+}
+
+/// A size as [`parse_bytes`] reads it, where zero (turning something off)
+/// is allowed.
+pub fn parse_bytes_or_zero(raw: &str) -> Result<usize, String> {
     let raw = raw.trim();
     let split = raw.find(|c: char| !c.is_ascii_digit()).unwrap_or(raw.len());
     let (number, unit) = raw.split_at(split);
@@ -115,7 +124,6 @@ pub fn parse_bytes(raw: &str) -> Result<usize, String> {
         .ok()
         .and_then(|n| n.checked_mul(1 << shift))
     {
-        Some(0) => Err("must be more than zero".into()),
         Some(bytes) => Ok(bytes),
         None => Err(format!("not a size: {raw:?} (try 8MiB or 512KiB)")),
     }
@@ -237,6 +245,12 @@ mod tests {
             "99999999999999999999GiB",
         ] {
             assert!(parse_bytes(bad).is_err(), "{bad}");
+        }
+        assert_eq!(parse_bytes_or_zero("0"), Ok(0));
+        assert_eq!(parse_bytes_or_zero("0KiB"), Ok(0));
+        assert_eq!(parse_bytes_or_zero("8MiB"), Ok(8 << 20));
+        for bad in ["", "off", "8MB", "-1"] {
+            assert!(parse_bytes_or_zero(bad).is_err(), "{bad}");
         }
     }
 

@@ -1,5 +1,8 @@
 use axum::Json;
 use axum::extract::{Query, State};
+use axum::http::HeaderValue;
+use axum::http::header::CONTENT_TYPE;
+use axum::response::{IntoResponse, Response};
 use chrono::Utc;
 use serde::Deserialize;
 use utoipa::openapi::Required;
@@ -17,6 +20,7 @@ use crate::openapi::answers::{
 use crate::openapi::{CRUDS, fields};
 use crate::services::PathHandleInvalid;
 use crate::services::activities::{self, CreateInvalid, ReplyInvalid, SearchInvalid};
+use crate::services::cache::Feed;
 
 pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
@@ -31,6 +35,17 @@ pub fn router() -> OpenApiRouter<AppState> {
 
 type Answer<T> = Result<Json<T>, ApiError>;
 
+/// A feed, as the service made it or kept it: JSON, ready to send.
+type FeedAnswer = Result<Feed, ApiError>;
+
+impl IntoResponse for Feed {
+    fn into_response(self) -> Response {
+        ([(CONTENT_TYPE, APPLICATION_JSON)], self.0).into_response()
+    }
+}
+
+const APPLICATION_JSON: HeaderValue = HeaderValue::from_static("application/json");
+
 /// Live cruds, newest first, each with its replies.
 #[utoipa::path(
     get,
@@ -39,8 +54,8 @@ type Answer<T> = Result<Json<T>, ApiError>;
     operation_id = "home_activities",
     responses((status = 200, description = "live cruds, newest first", body = Vec<Activity>), StoreErrors),
 )]
-async fn home(State(state): State<AppState>) -> Answer<Vec<Activity>> {
-    Ok(Json(activities::home(state.store(), Utc::now()).await?))
+async fn home(State(state): State<AppState>) -> FeedAnswer {
+    Ok(activities::home(state.store(), state.cache(), Utc::now()).await?)
 }
 
 /// Cruds that mention the acting user, and the acting user's cruds that got replies.
@@ -51,10 +66,9 @@ async fn home(State(state): State<AppState>) -> Answer<Vec<Activity>> {
     operation_id = "notifications_activities",
     responses((status = 200, description = "the acting user's notifications, newest first", body = Vec<Activity>), StoreErrors),
 )]
-async fn notifications(State(state): State<AppState>) -> Answer<Vec<Activity>> {
-    Ok(Json(
-        activities::notifications(state.store(), &state.user, Utc::now()).await?,
-    ))
+async fn notifications(State(state): State<AppState>) -> FeedAnswer {
+    let (store, cache) = (state.store(), state.cache());
+    Ok(activities::notifications(store, cache, &state.user, Utc::now()).await?)
 }
 
 /// One user's live cruds.
@@ -74,10 +88,8 @@ async fn notifications(State(state): State<AppState>) -> Answer<Vec<Activity>> {
 async fn user_feed(
     State(state): State<AppState>,
     ApiPath(HandlePath { handle }): ApiPath<HandlePath>,
-) -> Answer<Vec<Activity>> {
-    Ok(Json(
-        activities::user_feed(state.store(), &handle, Utc::now()).await?,
-    ))
+) -> FeedAnswer {
+    Ok(activities::user_feed(state.store(), state.cache(), &handle, Utc::now()).await?)
 }
 
 /// `term` is an `Option` so that a missing one is a 422 (`search_term_blank`).
@@ -114,11 +126,10 @@ impl IntoParams for SearchQuery {
 async fn search(
     State(state): State<AppState>,
     query: Result<Query<SearchQuery>, axum::extract::rejection::QueryRejection>,
-) -> Answer<Vec<Activity>> {
+) -> FeedAnswer {
     let Query(query) = query?;
-    Ok(Json(
-        activities::search(state.store(), query.term.as_deref(), Utc::now()).await?,
-    ))
+    let term = query.term.as_deref();
+    Ok(activities::search(state.store(), state.cache(), term, Utc::now()).await?)
 }
 
 /// One live crud with its replies.
@@ -134,10 +145,8 @@ async fn search(
         StoreErrors,
     ),
 )]
-async fn show(State(state): State<AppState>, ApiPath(uuid): ApiPath<String>) -> Answer<Activity> {
-    Ok(Json(
-        activities::show(state.store(), &uuid, Utc::now()).await?,
-    ))
+async fn show(State(state): State<AppState>, ApiPath(uuid): ApiPath<String>) -> FeedAnswer {
+    Ok(activities::show(state.store(), state.cache(), &uuid, Utc::now()).await?)
 }
 
 /// A new crud by the acting user.

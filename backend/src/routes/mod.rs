@@ -15,6 +15,7 @@ use utoipa_axum::router::OpenApiRouter;
 
 use crate::domain::Handle;
 use crate::openapi::fields;
+use crate::services::cache::FeedCache;
 use crate::store::Store;
 use crate::telemetry::Health;
 
@@ -22,15 +23,17 @@ use crate::telemetry::Health;
 #[derive(Clone)]
 pub struct AppState {
     store: Arc<dyn Store>,
+    cache: Arc<FeedCache>,
     /// The acting user until sign-in exists.
     pub user: Handle,
     pub health: Health,
 }
 
 impl AppState {
-    pub fn new(store: Arc<dyn Store>, user: Handle, health: Health) -> Self {
+    pub fn new(store: Arc<dyn Store>, cache: FeedCache, user: Handle, health: Health) -> Self {
         AppState {
             store,
+            cache: Arc::new(cache),
             user,
             health,
         }
@@ -38,6 +41,10 @@ impl AppState {
 
     pub fn store(&self) -> &dyn Store {
         self.store.as_ref()
+    }
+
+    pub fn cache(&self) -> &FeedCache {
+        &self.cache
     }
 }
 

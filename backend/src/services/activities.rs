@@ -4,7 +4,8 @@ use chrono::{DateTime, Utc};
 use tracing::field::Empty;
 use uuid::Uuid;
 
-use super::{NO_SUCH_USER, ServiceError, check_message, counted, path_handle, validation_codes};
+use super::cache::{Feed, FeedCache, FeedKey, Page, earliest_expiry};
+use super::{NO_SUCH_USER, ServiceError, check_message, path_handle, validation_codes};
 use crate::domain::{
     Activity, Handle, MAX_ACTIVITY_CHARS, MAX_MESSAGE_CHARS, MAX_SEARCH_CHARS, Reply, Ttl,
     api_time, mentions,
@@ -40,56 +41,98 @@ validation_codes! {
     }
 }
 
-#[tracing::instrument(name = "home_activities", skip_all, fields(app.now = api_time(now), app.result_length = Empty))]
-pub async fn home(store: &dyn Store, now: DateTime<Utc>) -> Result<Vec<Activity>, ServiceError> {
-    Ok(counted(store.home_activities(now).await?))
+#[tracing::instrument(
+    name = "home_activities",
+    skip_all,
+    fields(app.now = api_time(now), app.result_length = Empty, app.cache_hit = Empty)
+)]
+pub async fn home(
+    store: &dyn Store,
+    cache: &FeedCache,
+    now: DateTime<Utc>,
+) -> Result<Feed, ServiceError> {
+    cache
+        .answer(store, FeedKey::Home, now, || async {
+            Ok(feed_page(store.home_activities(now).await?))
+        })
+        .await
+}
+
+/// A feed as the store answered it, holding until its first crud expires.
+fn feed_page(cruds: Vec<Activity>) -> Page<Vec<Activity>> {
+    let (length, valid_until) = (cruds.len(), earliest_expiry(&cruds));
+    Page {
+        value: cruds,
+        length,
+        valid_until,
+    }
 }
 
 #[tracing::instrument(
     name = "notifications_activities",
     skip_all,
-    fields(app.now = api_time(now), app.user_handle = user.as_str(), app.result_length = Empty)
+    fields(app.now = api_time(now), app.user_handle = user.as_str(), app.result_length = Empty, app.cache_hit = Empty)
 )]
 pub async fn notifications(
     store: &dyn Store,
+    cache: &FeedCache,
     user: &Handle,
     now: DateTime<Utc>,
-) -> Result<Vec<Activity>, ServiceError> {
-    let candidates = store.notification_candidates(user, now).await?;
-    let notifications = candidates
-        .into_iter()
-        .filter(|a| a.handle == user.as_str() || mentions(&a.message, user))
-        .collect();
-    Ok(counted(notifications))
+) -> Result<Feed, ServiceError> {
+    let key = FeedKey::Notifications(user.clone());
+    cache
+        .answer(store, key, now, || async {
+            let candidates = store.notification_candidates(user, now).await?;
+            // One candidate expiring may let another in: the page holds
+            // until the first of them all expires.
+            let valid_until = earliest_expiry(&candidates);
+            let notifications: Vec<Activity> = candidates
+                .into_iter()
+                .filter(|a| a.handle == user.as_str() || mentions(&a.message, user))
+                .collect();
+            Ok(Page {
+                length: notifications.len(),
+                value: notifications,
+                valid_until,
+            })
+        })
+        .await
 }
 
 #[tracing::instrument(
     name = "user_activities",
     skip_all,
-    fields(app.now = api_time(now), app.user_handle = handle, app.result_length = Empty)
+    fields(app.now = api_time(now), app.user_handle = handle, app.result_length = Empty, app.cache_hit = Empty)
 )]
 pub async fn user_feed(
     store: &dyn Store,
+    cache: &FeedCache,
     handle: &str,
     now: DateTime<Utc>,
-) -> Result<Vec<Activity>, ServiceError> {
+) -> Result<Feed, ServiceError> {
     let handle = path_handle(handle)?;
-    match store.user_activities(&handle, now).await? {
-        Some(feed) => Ok(counted(feed)),
-        None => Err(ServiceError::NotFound(NO_SUCH_USER)),
-    }
+    let key = FeedKey::User(handle.clone());
+    cache
+        .answer(store, key, now, || async {
+            match store.user_activities(&handle, now).await? {
+                Some(feed) => Ok(feed_page(feed)),
+                None => Err(ServiceError::NotFound(NO_SUCH_USER)),
+            }
+        })
+        .await
 }
 
 #[tracing::instrument(
     name = "search_activities",
     skip_all,
-    fields(app.now = api_time(now), app.search_term_length = term.map_or(0, |t| t.chars().count() as i64), app.result_length = Empty)
+    fields(app.now = api_time(now), app.search_term_length = term.map_or(0, |t| t.chars().count() as i64), app.result_length = Empty, app.cache_hit = Empty)
 )]
 pub async fn search(
     store: &dyn Store,
+    cache: &FeedCache,
     term: Option<&str>,
     now: DateTime<Utc>,
-) -> Result<Vec<Activity>, ServiceError> {
+) -> Result<Feed, ServiceError> {
     let term = term.unwrap_or_default();
     if term.trim().is_empty() {
         return Err(vec![SearchInvalid::SearchTermBlank].into());
@@ -99,27 +142,41 @@ pub async fn search(
         return Err(vec![SearchInvalid::SearchTermExceedMaxChars].into());
     }
     let term = term.trim();
-    Ok(counted(store.search_activities(term, now).await?))
+    let key = FeedKey::Search(term.to_owned());
+    cache
+        .answer(store, key, now, || async {
+            Ok(feed_page(store.search_activities(term, now).await?))
+        })
+        .await
 }
 
+/// `app.result_length` is the crud's number of replies.
 #[tracing::instrument(
     name = "show_activity",
     skip_all,
-    fields(app.now = api_time(now), app.activity_uuid = uuid, app.result_length = Empty)
+    fields(app.now = api_time(now), app.activity_uuid = uuid, app.result_length = Empty, app.cache_hit = Empty)
 )]
 pub async fn show(
     store: &dyn Store,
+    cache: &FeedCache,
     uuid: &str,
     now: DateTime<Utc>,
-) -> Result<Activity, ServiceError> {
+) -> Result<Feed, ServiceError> {
     let not_found = || ServiceError::NotFound(NO_SUCH_CRUD);
     let uuid = Uuid::parse_str(uuid).map_err(|_| not_found())?;
-    let activity = store
-        .show_activity(uuid, now)
-        .await?
-        .ok_or_else(not_found)?;
-    tracing::Span::current().record("app.result_length", activity.replies.len() as i64);
-    Ok(activity)
+    cache
+        .answer(store, FeedKey::Show(uuid), now, || async {
+            let crud = store
+                .show_activity(uuid, now)
+                .await?
+                .ok_or_else(not_found)?;
+            Ok(Page {
+                length: crud.replies.len(),
+                valid_until: Some(crud.expires_at),
+                value: crud,
+            })
+        })
+        .await
 }
 
 #[tracing::instrument(
@@ -248,8 +305,11 @@ mod tests {
             .unwrap();
         let uuid = own.uuid.to_string();
         reply(&store, &quark, &uuid, Some("No"), now).await.unwrap();
-        let found = notifications(&store, &odo, now).await.unwrap();
-        let found: Vec<_> = found.iter().map(|a| a.uuid).collect();
-        assert_eq!(found, vec![own.uuid, posted[0].uuid]);
+        let cache = FeedCache::new(0);
+        let found = notifications(&store, &cache, &odo, now).await.unwrap();
+        let found: Vec<serde_json::Value> = serde_json::from_slice(&found.0).unwrap();
+        let found: Vec<_> = found.iter().map(|a| a["uuid"].as_str().unwrap()).collect();
+        let expected = [own.uuid.to_string(), posted[0].uuid.to_string()];
+        assert_eq!(found, expected);
     }
 }

@@ -2,6 +2,7 @@
 //! person filtering traces needs. No HTTP types and no environment here.
 
 pub mod activities;
+pub mod cache;
 pub mod messages;
 
 use tracing::Span;

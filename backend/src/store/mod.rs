@@ -37,6 +37,15 @@ pub struct StoreSettings {
         default_value = "./data/cruddur.db"
     )]
     pub database_path: String,
+    /// Memory for the feeds' ready-made answers (`8MiB`, `512KiB`); 0 turns the feed cache off
+    #[arg(
+        long = "feed-cache-max-bytes",
+        env = "FEED_CACHE_MAX_BYTES",
+        value_name = "FEED_CACHE_MAX_BYTES",
+        default_value = "8MiB",
+        value_parser = crate::config::values::parse_bytes_or_zero
+    )]
+    pub feed_cache_max_bytes: usize,
 }
 
 /// Opens the store the settings select, ready to answer: schema migrated,
@@ -84,6 +93,25 @@ pub enum StoreError {
     Internal(BoxError),
 }
 
+/// Where the stored data stands: two versions are equal only if no write
+/// that could change an answer was committed between them, by this process
+/// or any other that shares the data. Caches keep an answer with the
+/// version read before it was computed and serve it while the version holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StoreVersion {
+    /// Writes committed through this store object.
+    local: u64,
+    /// What the backend says of everyone's writes (SQLite's `data_version`;
+    /// for a server database, the change notifications received).
+    shared: u64,
+}
+
+impl StoreVersion {
+    pub fn new(local: u64, shared: u64) -> Self {
+        StoreVersion { local, shared }
+    }
+}
+
 pub type StoreResult<T> = Result<T, StoreError>;
 pub type StoreFuture<'a, T> = Pin<Box<dyn Future<Output = StoreResult<T>> + Send + 'a>>;
 
@@ -113,6 +141,10 @@ pub struct NewMessage {
 /// first; an `Option` answer is `None` when the thing it hangs off does not
 /// exist. Business rules stay in the services: a store answers what is stored.
 pub trait Store: Send + Sync + 'static {
+    /// Where the data stands now (see [`StoreVersion`]). Called before
+    /// every cached read, so it must cost far less than a feed query, and
+    /// it runs in no span of its own.
+    fn version(&self) -> StoreFuture<'_, StoreVersion>;
     /// Creates the user unless one has that handle already.
     fn ensure_user<'a>(&'a self, handle: &'a Handle, display_name: &'a str) -> StoreFuture<'a, ()>;
     fn home_activities(&self, now: DateTime<Utc>) -> StoreFuture<'_, Vec<Activity>>;

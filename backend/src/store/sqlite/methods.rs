@@ -9,7 +9,7 @@ use super::SqliteStore;
 use super::queries::*;
 use super::rows::{activity_from, message_from, message_group_from, micros, reply_from, uuid_at};
 use crate::domain::{Activity, Handle, Message, MessageGroup, Reply};
-use crate::store::{NewActivity, NewMessage, NewReply, Store, StoreFuture};
+use crate::store::{NewActivity, NewMessage, NewReply, Store, StoreFuture, StoreVersion};
 
 /// Fills in each activity's replies with one query for the whole page,
 /// oldest first.
@@ -60,6 +60,18 @@ fn display_name(conn: &Connection, handle: &Handle) -> rusqlite::Result<Option<S
 }
 
 impl Store for SqliteStore {
+    fn version(&self) -> StoreFuture<'_, StoreVersion> {
+        self.read(|conn| {
+            // The local count first: a write counted after this read began
+            // moves one half or the other.
+            let local = self.writes.load(std::sync::atomic::Ordering::Acquire);
+            let shared: i64 = conn
+                .prepare_cached(DATA_VERSION)?
+                .query_row([], |row| row.get(0))?;
+            Ok(StoreVersion::new(local, shared as u64))
+        })
+    }
+
     fn ensure_user<'a>(&'a self, handle: &'a Handle, display_name: &'a str) -> StoreFuture<'a, ()> {
         let (handle, display_name) = (handle.to_string(), display_name.to_owned());
         self.write(move |conn| {

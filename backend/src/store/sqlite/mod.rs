@@ -14,6 +14,7 @@ mod rows;
 mod seed;
 
 use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 
 use chrono::{DateTime, Utc};
@@ -52,6 +53,13 @@ pub struct SqliteStore {
     /// of microseconds, less than handing it to another thread costs. An
     /// in-memory database has one connection for both.
     reader: Arc<Mutex<Connection>>,
+    /// Writes finished through `writer`, counted after their commit: the
+    /// local half of [`StoreVersion`](super::StoreVersion). The reader's
+    /// `PRAGMA data_version` is the shared half: it moves with every commit
+    /// by another connection, this process's writer and other processes
+    /// on the same file alike, but an in-memory database has one
+    /// connection, whose own commits it does not count.
+    writes: Arc<AtomicU64>,
 }
 
 impl SqliteStore {
@@ -99,7 +107,11 @@ impl SqliteStore {
             tune(&reader).map_err(open_error)?;
             Arc::new(Mutex::new(reader))
         };
-        Ok(SqliteStore { writer, reader })
+        Ok(SqliteStore {
+            writer,
+            reader,
+            writes: Arc::new(AtomicU64::new(0)),
+        })
     }
 
     /// Runs a read inline, inside the caller's span.
@@ -122,12 +134,17 @@ impl SqliteStore {
         F: FnOnce(&mut Connection) -> rusqlite::Result<T> + Send + 'static,
     {
         let conn = Arc::clone(&self.writer);
+        let writes = Arc::clone(&self.writes);
         let span = Span::current();
         Box::pin(async move {
             let answer = tokio::task::spawn_blocking(move || {
                 span.in_scope(|| {
                     let mut conn = conn.lock().unwrap_or_else(PoisonError::into_inner);
-                    work(&mut conn)
+                    let answer = work(&mut conn);
+                    // Counted whatever the outcome, before the caller can
+                    // answer: a cached read after this sees a new version.
+                    writes.fetch_add(1, Ordering::Release);
+                    answer
                 })
             })
             .await

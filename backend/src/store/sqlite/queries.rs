@@ -197,6 +197,11 @@ pub(super) const INSERT_MESSAGE: Statement = Statement {
           VALUES (?1, ?2, ?3, ?4, ?5)",
 };
 
+/// Moves whenever another connection commits (see `SqliteStore::writes`).
+/// Run without a span: it is the feed cache's check before every read, not
+/// a query of the data.
+pub(super) const DATA_VERSION: &str = "PRAGMA data_version";
+
 /// The two handles of a conversation in the order message_groups keeps them.
 pub(super) fn ordered<'h>(one: &'h str, other: &'h str) -> (&'h str, &'h str) {
     if one <= other {
