@@ -227,7 +227,7 @@ async fn every_span_of_k_requests_arrives_after_sigterm() {
             let home = named(&trace_spans, "home_activities");
             assert_eq!(home.bool_attr("app.cache_hit"), Some(false));
         }
-        // Writes run on the blocking pool: their spans still nest under the service.
+        // Writes run on the writer thread: their spans still nest under the service.
         if let Some(create) = trace_spans.iter().find(|s| s.name == "create_activity") {
             let insert = named(&trace_spans, "INSERT activities");
             assert_eq!(insert.parent_span_id, create.span_id);

@@ -1,5 +1,5 @@
 //! The [`Store`] methods: each runs a few statements from `queries` on the
-//! reader inline or in one write transaction on the blocking pool.
+//! reader inline or as one write on the writer thread.
 
 use chrono::{DateTime, Utc};
 use rusqlite::{Connection, params};
@@ -156,7 +156,7 @@ impl Store for SqliteStore {
     }
 
     fn create_activity(&self, new: NewActivity) -> StoreFuture<'_, Activity> {
-        self.in_transaction(move |tx| {
+        self.write(move |tx| {
             let display_name =
                 display_name(tx, &new.handle)?.unwrap_or_else(|| new.handle.to_string());
             let uuid = Uuid::new_v4();
@@ -186,7 +186,7 @@ impl Store for SqliteStore {
     }
 
     fn create_reply(&self, new: NewReply) -> StoreFuture<'_, Option<Reply>> {
-        self.in_transaction(move |tx| {
+        self.write(move |tx| {
             let thread = THREAD.row(
                 tx,
                 params![new.activity_uuid.to_string(), micros(new.created_at)],
@@ -245,7 +245,7 @@ impl Store for SqliteStore {
     }
 
     fn create_message(&self, new: NewMessage) -> StoreFuture<'_, Option<Message>> {
-        self.in_transaction(move |tx| {
+        self.write(move |tx| {
             if display_name(tx, &new.receiver)?.is_none() {
                 return Ok(None);
             }
@@ -278,7 +278,7 @@ impl Store for SqliteStore {
     /// to the file closes, which is not this process's while a sqlite3
     /// shell or a backup tool has the file open.
     fn checkpoint(&self) -> StoreFuture<'_, ()> {
-        self.write(|conn| {
+        Box::pin(self.writes_to.alone(|conn| {
             // The first column says whether a reader kept it from finishing.
             let blocked: i64 =
                 conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |row| row.get(0))?;
@@ -289,7 +289,7 @@ impl Store for SqliteStore {
                 ));
             }
             Ok(())
-        })
+        }))
     }
 }
 

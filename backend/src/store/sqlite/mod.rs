@@ -1,9 +1,9 @@
 //! The SQLite store: the embedded database the app starts with. A writer
-//! connection used from the blocking pool and a reader used inline.
+//! connection owned by one thread (group commit) and a reader used inline.
 //!
 //! Split by concern: `queries` holds every statement, `rows` decodes rows,
-//! `methods` answers the [`Store`](super::Store) trait, `migrate` applies
-//! the schema and `seed` inserts the seed data. This folder is the only code
+//! `methods` answers the [`Store`](super::Store) trait, `writer` runs the
+//! writes, `migrate` applies the schema and `seed` inserts the seed data. This folder is the only code
 //! that names rusqlite: what leaves it are domain values, [`StoreError`]s
 //! and [`OpenError`]s, the same as any other backend's.
 
@@ -12,17 +12,18 @@ mod migrate;
 mod queries;
 mod rows;
 mod seed;
+mod writer;
 
 use std::path::Path;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, Mutex, PoisonError};
 
 use chrono::{DateTime, Utc};
 use rusqlite::config::DbConfig;
-use rusqlite::{Connection, ErrorCode, OpenFlags, Transaction};
-use tracing::Span;
+use rusqlite::{Connection, ErrorCode, OpenFlags};
 
-use super::{OpenError, StoreError, StoreFuture};
+use super::{BoxError, OpenError, StoreError, StoreFuture};
+use writer::Writer;
 
 /// The setting the database path comes from, named when it cannot be opened.
 const SETTING: &str = "DATABASE_PATH";
@@ -45,15 +46,15 @@ fn tune(conn: &Connection) -> rusqlite::Result<()> {
 
 #[derive(Clone)]
 pub struct SqliteStore {
-    /// Writes go through one connection on the blocking pool: a commit may
-    /// wait on the disk.
-    writer: Arc<Mutex<Connection>>,
+    /// Hands writes to the thread that owns the writer connection (see
+    /// `writer`): a commit may wait on the disk.
+    writes_to: Writer,
     /// Reads use their own connection, inline on the caller's task: WAL lets
     /// them run beside a write, and a read of a database this size takes tens
     /// of microseconds, less than handing it to another thread costs. An
     /// in-memory database has one connection for both.
     reader: Arc<Mutex<Connection>>,
-    /// Writes finished through `writer`, counted after their commit: the
+    /// Commits of the writer thread, counted before it answers: the
     /// local half of [`StoreVersion`](super::StoreVersion). The reader's
     /// `PRAGMA data_version` is the shared half: it moves with every commit
     /// by another connection, this process's writer and other processes
@@ -107,10 +108,15 @@ impl SqliteStore {
             tune(&reader).map_err(open_error)?;
             Arc::new(Mutex::new(reader))
         };
+        let writes = Arc::new(AtomicU64::new(0));
+        let writes_to =
+            Writer::start(Arc::clone(&writer), Arc::clone(&writes)).map_err(|cause| {
+                OpenError::new(SETTING, "start the database writer thread".into(), cause)
+            })?;
         Ok(SqliteStore {
-            writer,
+            writes_to,
             reader,
-            writes: Arc::new(AtomicU64::new(0)),
+            writes,
         })
     }
 
@@ -126,56 +132,36 @@ impl SqliteStore {
         })
     }
 
-    /// Runs a write on the blocking pool inside the caller's span, so query
-    /// spans nest under the service span that asked for them.
+    /// Runs a write in a transaction (shared with the writes waiting beside
+    /// it) on the writer thread, inside the caller's span, so query spans
+    /// nest under the service span that asked for them.
     fn write<T, F>(&self, work: F) -> StoreFuture<'_, T>
     where
         T: Send + 'static,
-        F: FnOnce(&mut Connection) -> rusqlite::Result<T> + Send + 'static,
+        F: FnOnce(&Connection) -> rusqlite::Result<T> + Send + 'static,
     {
-        let conn = Arc::clone(&self.writer);
-        let writes = Arc::clone(&self.writes);
-        let span = Span::current();
-        Box::pin(async move {
-            let answer = tokio::task::spawn_blocking(move || {
-                span.in_scope(|| {
-                    let mut conn = conn.lock().unwrap_or_else(PoisonError::into_inner);
-                    let answer = work(&mut conn);
-                    // Counted whatever the outcome, before the caller can
-                    // answer: a cached read after this sees a new version.
-                    writes.fetch_add(1, Ordering::Release);
-                    answer
-                })
-            })
-            .await
-            .map_err(|failed| StoreError::Internal(failed.into()))?;
-            answer.map_err(store_error)
-        })
-    }
-
-    fn in_transaction<T, F>(&self, work: F) -> StoreFuture<'_, T>
-    where
-        T: Send + 'static,
-        F: FnOnce(&Transaction<'_>) -> rusqlite::Result<T> + Send + 'static,
-    {
-        self.write(move |conn| {
-            let tx = conn.transaction()?;
-            let answer = work(&tx)?;
-            tx.commit()?;
-            Ok(answer)
-        })
+        Box::pin(self.writes_to.write(work))
     }
 }
 
 /// Busy or locked once the busy timeout has passed is worth a retry; a
 /// broken constraint is a conflict; anything else is internal.
 fn store_error(err: rusqlite::Error) -> StoreError {
+    let kind = kind_of(&err);
+    kind(err.into())
+}
+
+/// The error of a commit every write of its batch answers with: the same
+/// kind for each, its text as the cause.
+fn shared_error(err: &rusqlite::Error) -> StoreError {
+    kind_of(err)(err.to_string().into())
+}
+
+fn kind_of(err: &rusqlite::Error) -> fn(BoxError) -> StoreError {
     match err.sqlite_error_code() {
-        Some(ErrorCode::DatabaseBusy | ErrorCode::DatabaseLocked) => {
-            StoreError::Unavailable(err.into())
-        }
-        Some(ErrorCode::ConstraintViolation) => StoreError::Conflict(err.into()),
-        _ => StoreError::Internal(err.into()),
+        Some(ErrorCode::DatabaseBusy | ErrorCode::DatabaseLocked) => StoreError::Unavailable,
+        Some(ErrorCode::ConstraintViolation) => StoreError::Conflict,
+        _ => StoreError::Internal,
     }
 }
 
@@ -212,7 +198,7 @@ mod tests {
         let now = Utc::now();
         drop(SqliteStore::open(path, now).unwrap());
         let store = SqliteStore::open(path, now).unwrap();
-        let conn = store.writer.lock().unwrap();
+        let conn = store.reader.lock().unwrap();
         let users: i64 = conn
             .query_row("SELECT count(*) FROM users", [], |row| row.get(0))
             .unwrap();
