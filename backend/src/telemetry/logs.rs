@@ -99,25 +99,39 @@ impl LogRecord {
     }
 
     /// One JSON object: timestamp, level, target, message, fields, and
-    /// `trace_id`, `span_id`, `xray_trace_id` when traced.
+    /// `trace_id`, `span_id`, `xray_trace_id` when traced; keys in
+    /// alphabetical order. Written straight from the record: building a
+    /// `serde_json::Value` first (a copy of the message and of every field)
+    /// was a sixth of the CloudWatch sink's cost a request.
     pub fn to_json(&self) -> String {
-        let mut record = Map::new();
-        record.insert(
-            "timestamp".into(),
-            self.timestamp
-                .to_rfc3339_opts(SecondsFormat::Micros, true)
-                .into(),
-        );
-        record.insert("level".into(), self.level.as_str().into());
-        record.insert("target".into(), self.target.into());
-        record.insert("message".into(), self.message.clone().into());
-        record.insert("fields".into(), Value::Object(self.fields.clone()));
-        if let Some(ids) = &self.ids {
-            record.insert("trace_id".into(), format!("{:032x}", ids.trace_id).into());
-            record.insert("span_id".into(), format!("{:016x}", ids.span_id).into());
-            record.insert("xray_trace_id".into(), xray_trace_id(ids.trace_id).into());
+        #[derive(serde::Serialize)]
+        struct Json<'a> {
+            fields: &'a Map<String, Value>,
+            level: &'a str,
+            message: &'a str,
+            #[serde(skip_serializing_if = "Option::is_none")]
+            span_id: Option<String>,
+            target: &'a str,
+            timestamp: String,
+            #[serde(skip_serializing_if = "Option::is_none")]
+            trace_id: Option<String>,
+            #[serde(skip_serializing_if = "Option::is_none")]
+            xray_trace_id: Option<String>,
         }
-        Value::Object(record).to_string()
+        let ids = self.ids.as_ref();
+        let json = Json {
+            fields: &self.fields,
+            level: self.level.as_str(),
+            message: &self.message,
+            span_id: ids.map(|ids| format!("{:016x}", ids.span_id)),
+            target: self.target,
+            timestamp: self.timestamp.to_rfc3339_opts(SecondsFormat::Micros, true),
+            trace_id: ids.map(|ids| format!("{:032x}", ids.trace_id)),
+            xray_trace_id: ids.map(|ids| xray_trace_id(ids.trace_id)),
+        };
+        // Borrowed strings and a map of strings to values: nothing here
+        // can fail to serialize.
+        serde_json::to_string(&json).expect("a log record always serializes")
     }
 
     /// One readable line: time, level, target, message, fields, ids.
@@ -154,4 +168,47 @@ where
     let extensions = span.extensions();
     let (trace_id, span_id) = extensions.get::<Recording>()?.ids();
     Some(TraceIds { trace_id, span_id })
+}
+
+#[cfg(test)]
+mod tests {
+    use opentelemetry::trace::SpanId;
+    use serde_json::json;
+
+    use super::*;
+
+    #[test]
+    fn a_json_line_has_every_part_keys_in_order_and_ids_only_when_traced() {
+        let mut fields = Map::new();
+        fields.insert("status".into(), json!(200));
+        fields.insert("path".into(), json!("/api/\"quoted\"\n"));
+        let mut record = LogRecord {
+            timestamp: DateTime::from_timestamp_micros(1_796_515_134_146_149).unwrap(),
+            level: Level::INFO,
+            target: "cruddur_backend::access",
+            message: "GET /api/activities/home 200 \u{1F680}".into(),
+            fields,
+            ids: Some(TraceIds {
+                trace_id: TraceId::from_hex("6b14a53e00bcc3884d8d942246f3200b").unwrap(),
+                span_id: SpanId::from_hex("53995c3f42cd8ad8").unwrap(),
+            }),
+        };
+        let expected = json!({
+            "fields": {"path": "/api/\"quoted\"\n", "status": 200},
+            "level": "INFO",
+            "message": "GET /api/activities/home 200 \u{1F680}",
+            "span_id": "53995c3f42cd8ad8",
+            "target": "cruddur_backend::access",
+            "timestamp": "2026-12-05T23:58:54.146149Z",
+            "trace_id": "6b14a53e00bcc3884d8d942246f3200b",
+            "xray_trace_id": "1-6b14a53e-00bcc3884d8d942246f3200b",
+        });
+        assert_eq!(record.to_json(), expected.to_string());
+        record.ids = None;
+        let mut untraced = expected;
+        for key in ["span_id", "trace_id", "xray_trace_id"] {
+            untraced.as_object_mut().unwrap().remove(key);
+        }
+        assert_eq!(record.to_json(), untraced.to_string());
+    }
 }
