@@ -714,24 +714,16 @@ async fn health_check_answers_success() {
 
 #[tokio::test]
 async fn expired_cruds_disappear_from_feeds() {
-    use cruddur_backend::domain::Handle;
-    use cruddur_backend::store::{NewActivity, SqliteStore, Store};
     let dir = tempfile::tempdir().unwrap();
-    let db = dir.path().join("cruddur.db");
-    let db = db.to_str().unwrap();
     let now = chrono::Utc::now();
-    let store = SqliteStore::open(db, now).unwrap();
-    let worf: Handle = "worf".parse().unwrap();
-    let expired = store
-        .create_activity(NewActivity {
-            handle: worf.clone(),
-            message: "gone already".into(),
-            created_at: now - chrono::Duration::hours(2),
-            expires_at: now - chrono::Duration::hours(1),
-        })
-        .await
-        .unwrap();
-    drop(store);
+    let (db, expired) = support::app::database_with_crud(
+        dir.path(),
+        "gone already",
+        now - chrono::Duration::hours(2),
+        now - chrono::Duration::hours(1),
+    )
+    .await;
+    let db = db.as_str();
     let app = TestApp::start(&["--database-path", db]).await;
     for path in [
         "/api/activities/home",
@@ -743,17 +735,15 @@ async fn expired_cruds_disappear_from_feeds() {
             list.as_array()
                 .unwrap()
                 .iter()
-                .all(|a| a["uuid"] != expired.uuid.to_string()),
+                .all(|a| a["uuid"] != expired.as_str()),
             "{path}"
         );
     }
-    let (status, _) = app
-        .get_json(&format!("/api/activities/{}", expired.uuid))
-        .await;
+    let (status, _) = app.get_json(&format!("/api/activities/{expired}")).await;
     assert_eq!(status, 404);
     let (status, _) = app
         .post_json(
-            &format!("/api/activities/{}/reply", expired.uuid),
+            &format!("/api/activities/{expired}/reply"),
             json!({"message": "too late"}),
         )
         .await;

@@ -26,6 +26,12 @@ async fn get(client: &reqwest::Client, url: &str) -> Value {
     response.json().await.unwrap()
 }
 
+async fn post(client: &reqwest::Client, url: &str, body: Value) -> Value {
+    let response = client.post(url).json(&body).send().await.unwrap();
+    assert_eq!(response.status(), 200, "{url}");
+    response.json().await.unwrap()
+}
+
 fn uuids(feed: &Value) -> Vec<&str> {
     feed.as_array()
         .unwrap()
@@ -112,29 +118,25 @@ async fn two_processes_on_one_database_never_read_stale() {
         prime(&client, &urls).await;
         // Worf writes through the other process; each answer of andrew's
         // after worf's 200 must show it.
-        let created: Value = client
-            .post(worf.url("/api/activities"))
-            .json(&json!({"message": format!("@andrewbrown tribble {round}"), "ttl": "1-day"}))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let message = format!("@andrewbrown tribble {round}");
+        let created = post(
+            &client,
+            &worf.url("/api/activities"),
+            json!({"message": message, "ttl": "1-day"}),
+        )
+        .await;
         let uuid = created["uuid"].as_str().unwrap();
         for url in &urls[..4] {
             let feed = get(&client, url).await;
             assert_eq!(uuids(&feed)[0], uuid, "round {round}: {url}");
         }
-        let reply: Value = client
-            .post(worf.url(&format!("{show}/reply")))
-            .json(&json!({"message": format!("qapla {round}")}))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let reply_url = worf.url(&format!("{show}/reply"));
+        let reply = post(
+            &client,
+            &reply_url,
+            json!({"message": format!("qapla {round}")}),
+        )
+        .await;
         let shown = get(&client, &urls[4]).await;
         let last = shown["replies"].as_array().unwrap().last().unwrap().clone();
         assert_eq!(last["uuid"], reply["uuid"], "round {round}");
@@ -143,26 +145,12 @@ async fn two_processes_on_one_database_never_read_stale() {
 
 #[tokio::test]
 async fn a_cached_feed_loses_a_crud_the_moment_it_expires() {
-    use cruddur_backend::domain::Handle;
-    use cruddur_backend::store::{NewActivity, SqliteStore, Store};
     let dir = tempfile::tempdir().unwrap();
-    let db = dir.path().join("cruddur.db");
-    let db = db.to_str().unwrap();
     let now = chrono::Utc::now();
-    let store = SqliteStore::open(db, now).unwrap();
-    let worf: Handle = "worf".parse().unwrap();
     let expires_at = now + chrono::Duration::milliseconds(1500);
-    let brief = store
-        .create_activity(NewActivity {
-            handle: worf,
-            message: "a brief kestrel".into(),
-            created_at: now,
-            expires_at,
-        })
-        .await
-        .unwrap();
-    drop(store);
-    let brief = brief.uuid.to_string();
+    let (db, brief) =
+        support::app::database_with_crud(dir.path(), "a brief kestrel", now, expires_at).await;
+    let db = db.as_str();
     let app = TestApp::start(&["--database-path", db]).await;
     let paths = [
         "/api/activities/home".to_owned(),

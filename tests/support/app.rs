@@ -118,3 +118,27 @@ impl TestApp {
         home.as_array().expect("home is a list").len()
     }
 }
+
+/// A seeded database file in `dir` with one more crud, worf's, written
+/// straight to the store (so its times can be in the past or seconds
+/// away); answers the file's path and the crud's uuid.
+pub async fn database_with_crud(
+    dir: &std::path::Path,
+    message: &str,
+    created_at: chrono::DateTime<chrono::Utc>,
+    expires_at: chrono::DateTime<chrono::Utc>,
+) -> (String, String) {
+    use cruddur_backend::store::{NewActivity, SqliteStore, Store};
+    let db = dir.join("cruddur.db").to_str().unwrap().to_owned();
+    let store = SqliteStore::open(&db, chrono::Utc::now()).unwrap();
+    let crud = store
+        .create_activity(NewActivity {
+            handle: "worf".parse().unwrap(),
+            message: message.into(),
+            created_at,
+            expires_at,
+        })
+        .await
+        .unwrap();
+    (db, crud.uuid.to_string())
+}

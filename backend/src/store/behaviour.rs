@@ -26,6 +26,7 @@ macro_rules! behaviour_suite {
             unknown_handles_answer_none,
             notification_candidates_are_mentions_and_replied_own_cruds,
             messages_are_grouped_and_listed_in_order,
+            the_version_moves_with_every_write_and_only_then,
         ]);
     };
     (@tests $suite:ident, $open:expr, [$($behaviour:ident),* $(,)?]) => {
@@ -430,5 +431,35 @@ pub(crate) async fn messages_are_grouped_and_listed_in_order(store: &dyn Store) 
     assert_eq!(
         (groups[0].handle.as_str(), groups[0].message.as_str()),
         ("quark", "Two")
+    );
+}
+
+/// The feed cache serves an answer while the version holds: every kind of
+/// write must move it, and reads must not.
+pub(crate) async fn the_version_moves_with_every_write_and_only_then(store: &dyn Store) {
+    let at = now();
+    let mut seen = vec![store.version().await.unwrap()];
+    let mut check = |version, what: &str| {
+        assert!(!seen.contains(&version), "{what} did not move the version");
+        seen.push(version);
+    };
+    let kira = user(store, "kira", "Kira Nerys").await;
+    check(store.version().await.unwrap(), "a new user");
+    let crud = post(store, &kira, "Bajor first", at).await;
+    check(store.version().await.unwrap(), "a crud");
+    reply(store, &kira, crud.uuid, at).await.unwrap();
+    check(store.version().await.unwrap(), "a reply");
+    send(store, &kira, &kira, "a note to self", at)
+        .await
+        .unwrap();
+    check(store.version().await.unwrap(), "a message");
+    let before = store.version().await.unwrap();
+    store.home_activities(at).await.unwrap();
+    store.search_activities("bajor", at).await.unwrap();
+    store.show_activity(crud.uuid, at).await.unwrap();
+    assert_eq!(
+        store.version().await.unwrap(),
+        before,
+        "reads moved the version"
     );
 }
