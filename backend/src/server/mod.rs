@@ -25,6 +25,7 @@ use tower::ServiceExt;
 
 use self::conn::{Deadlines, Tracked};
 use crate::config::values::{parse_nonzero_duration, parse_positive};
+use crate::middleware::request_span::PeerIp;
 
 /// The largest request head (request line and headers) read; a larger one
 /// answers 431. Load balancers stop at the same size (ALB: 64 KiB).
@@ -98,12 +99,15 @@ pub async fn serve(
             continue;
         };
         let (io, tracker) = deadlines.watch(stream);
+        let peer_ip = PeerIp::of(peer);
         let service =
             router
                 .clone()
                 .map_request(move |request: http::Request<hyper::body::Incoming>| {
                     let mut request = request.map(Body::new);
-                    request.extensions_mut().insert(ConnectInfo(peer));
+                    let extensions = request.extensions_mut();
+                    extensions.insert(ConnectInfo(peer));
+                    extensions.insert(peer_ip.clone());
                     request
                 });
         let service = Tracked::new(service, tracker);
