@@ -19,12 +19,62 @@ pub const MAX_SEARCH_CHARS: usize = MAX_ACTIVITY_CHARS;
 /// Serializes timestamps as RFC 3339 with microseconds and an explicit offset
 /// (`2026-11-21T10:00:00.123456+00:00`), the form the Flask backend produced.
 fn rfc3339<S: Serializer>(at: &DateTime<Utc>, serializer: S) -> Result<S::Ok, S::Error> {
-    serializer.serialize_str(&api_time(*at))
+    let mut text = [0; API_TIME_LEN];
+    match api_time_into(*at, &mut text) {
+        Some(text) => serializer.serialize_str(text),
+        None => serializer.serialize_str(&api_time(*at)),
+    }
 }
 
 /// A timestamp as the API spells it.
 pub fn api_time(at: DateTime<Utc>) -> String {
-    at.to_rfc3339_opts(SecondsFormat::Micros, false)
+    let mut text = [0; API_TIME_LEN];
+    match api_time_into(at, &mut text) {
+        Some(text) => text.to_owned(),
+        None => at.to_rfc3339_opts(SecondsFormat::Micros, false),
+    }
+}
+
+/// `2026-11-21T10:00:00.123456+00:00`
+const API_TIME_LEN: usize = 32;
+
+/// A timestamp as the API spells it, written into `text` digit by digit:
+/// every feed item carries two, and chrono's general formatter cost a
+/// sixth of a feed's JSON (bench/README.md, "Data path"). `None` for the
+/// times chrono spells differently (years outside 0 to 9999, a leap
+/// second), which the caller formats with chrono.
+fn api_time_into(at: DateTime<Utc>, text: &mut [u8; API_TIME_LEN]) -> Option<&str> {
+    use chrono::{Datelike, Timelike};
+    let (year, micros) = (at.year(), at.nanosecond() / 1000);
+    if !(0..=9999).contains(&year) || micros >= 1_000_000 {
+        return None;
+    }
+    let mut put = |at: usize, value: u32, digits: usize| {
+        let mut value = value;
+        for place in (at..at + digits).rev() {
+            text[place] = b'0' + (value % 10) as u8;
+            value /= 10;
+        }
+    };
+    put(0, year as u32, 4);
+    put(5, at.month(), 2);
+    put(8, at.day(), 2);
+    put(11, at.hour(), 2);
+    put(14, at.minute(), 2);
+    put(17, at.second(), 2);
+    put(20, micros, 6);
+    for (place, byte) in [
+        (4, b'-'),
+        (7, b'-'),
+        (10, b'T'),
+        (13, b':'),
+        (16, b':'),
+        (19, b'.'),
+    ] {
+        text[place] = byte;
+    }
+    text[26..].copy_from_slice(b"+00:00");
+    std::str::from_utf8(text).ok()
 }
 
 /// A user handle: lowercase ASCII letters, digits and `_`, 1 to 32 characters.
@@ -229,6 +279,36 @@ mod tests {
             assert_eq!(bad.parse::<Handle>(), Err(HandleError::Invalid), "{bad}");
         }
         assert!("a".repeat(32).parse::<Handle>().is_ok());
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn api_times_are_spelled_as_chrono_spells_them(micros in -70_000_000_000_000_000i64..300_000_000_000_000_000) {
+            let at = DateTime::from_timestamp_micros(micros).unwrap();
+            proptest::prop_assert_eq!(api_time(at), at.to_rfc3339_opts(SecondsFormat::Micros, false));
+        }
+    }
+
+    #[test]
+    fn api_times_of_every_kind() {
+        for micros in [
+            0,
+            1,
+            999_999,
+            1_796_515_134_146_149,
+            -1,
+            -62_167_219_200_000_000,
+        ] {
+            let at = DateTime::from_timestamp_micros(micros).unwrap();
+            assert_eq!(
+                api_time(at),
+                at.to_rfc3339_opts(SecondsFormat::Micros, false)
+            );
+        }
+        assert_eq!(
+            api_time(DateTime::from_timestamp_micros(1_796_515_134_000_042).unwrap()),
+            "2026-12-05T23:58:54.000042+00:00"
+        );
     }
 
     #[test]
