@@ -25,6 +25,8 @@ pub mod queue;
 pub mod rollbar;
 pub mod sink;
 pub mod spans;
+#[cfg(test)]
+mod test_span;
 pub mod xray;
 
 use std::process::ExitCode;

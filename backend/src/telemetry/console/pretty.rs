@@ -208,8 +208,8 @@ fn line(painter: &Painter, spans: &[SpanData], entry: &Entry<'_>, out: &mut Stri
 pub(super) mod tests {
     use opentelemetry::KeyValue;
 
-    use super::super::traces::tests::span;
     use super::*;
+    use crate::telemetry::test_span::span;
 
     /// A feed request: server, service, two queries, as they end.
     pub(in crate::telemetry::console) fn request() -> Trace {

@@ -187,48 +187,9 @@ impl Traces {
 }
 
 #[cfg(test)]
-pub(super) mod tests {
-    use std::time::{Duration, UNIX_EPOCH};
-
-    use opentelemetry::InstrumentationScope;
-    use opentelemetry::trace::{SpanContext, SpanKind, Status, TraceFlags, TraceState};
-    use opentelemetry_sdk::trace::{SpanEvents, SpanLinks};
-
+mod tests {
     use super::*;
-
-    /// A finished span: `id` in trace `trace`, under `parent` (0: none),
-    /// started `start` ms after the epoch, lasting `length` ms.
-    pub(in crate::telemetry::console) fn span(
-        trace: u128,
-        id: u64,
-        parent: u64,
-        name: &'static str,
-        start: u64,
-        length: u64,
-    ) -> SpanData {
-        let start_time = UNIX_EPOCH + Duration::from_millis(start);
-        SpanData {
-            span_context: SpanContext::new(
-                TraceId::from(trace),
-                SpanId::from(id),
-                TraceFlags::SAMPLED,
-                false,
-                TraceState::default(),
-            ),
-            parent_span_id: SpanId::from(parent),
-            parent_span_is_remote: false,
-            span_kind: SpanKind::Internal,
-            name: name.into(),
-            start_time,
-            end_time: start_time + Duration::from_millis(length),
-            attributes: Vec::new(),
-            dropped_attributes_count: 0,
-            events: SpanEvents::default(),
-            links: SpanLinks::default(),
-            status: Status::Unset,
-            instrumentation_scope: InstrumentationScope::builder("test").build(),
-        }
-    }
+    use crate::telemetry::test_span::span;
 
     fn roomy() -> Traces {
         Traces::new(Limits {

@@ -53,8 +53,8 @@ fn grow(span: usize, children: &mut [Vec<usize>]) -> Node {
 
 #[cfg(test)]
 mod tests {
-    use super::super::traces::tests::span;
     use super::*;
+    use crate::telemetry::test_span::span;
 
     fn leaf(span: usize) -> Node {
         Node {

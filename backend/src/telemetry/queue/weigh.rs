@@ -53,29 +53,16 @@ impl Weigh for SpanData {
 
 #[cfg(test)]
 mod tests {
-    use std::time::UNIX_EPOCH;
-
-    use opentelemetry::InstrumentationScope;
-    use opentelemetry::trace::{SpanContext, SpanKind, Status};
-    use opentelemetry_sdk::trace::{SpanEvents, SpanLinks};
+    use opentelemetry::trace::SpanKind;
 
     use super::*;
+    use crate::telemetry::test_span;
 
     fn span(attributes: Vec<KeyValue>) -> SpanData {
         SpanData {
-            span_context: SpanContext::empty_context(),
-            parent_span_id: opentelemetry::trace::SpanId::INVALID,
-            parent_span_is_remote: false,
             span_kind: SpanKind::Server,
-            name: "GET /api/activities/home".into(),
-            start_time: UNIX_EPOCH,
-            end_time: UNIX_EPOCH,
             attributes,
-            dropped_attributes_count: 0,
-            events: SpanEvents::default(),
-            links: SpanLinks::default(),
-            status: Status::Unset,
-            instrumentation_scope: InstrumentationScope::builder("cruddur").build(),
+            ..test_span::span(0, 0, 0, "GET /api/activities/home", 0, 0)
         }
     }
 

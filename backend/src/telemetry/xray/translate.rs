@@ -287,14 +287,13 @@ fn fit(mut doc: Document<'_>) -> Option<String> {
 
 #[cfg(test)]
 mod tests {
+    use std::time::UNIX_EPOCH;
+
     use super::*;
-    use opentelemetry::InstrumentationScope;
-    use opentelemetry::trace::{SpanContext, TraceFlags, TraceId, TraceState};
-    use opentelemetry_sdk::trace::{SpanEvents, SpanLinks};
-    use std::time::{Duration, UNIX_EPOCH};
 
     const TRACE: &str = "5759e988bd862e3fe1be46a994272793";
 
+    /// Started at 1,700,000,000 s, lasting 12 ms.
     fn span(
         id: u64,
         parent: u64,
@@ -302,27 +301,11 @@ mod tests {
         name: &str,
         attributes: Vec<KeyValue>,
     ) -> SpanData {
-        let start = UNIX_EPOCH + Duration::from_secs(1_700_000_000);
+        let trace = u128::from_str_radix(TRACE, 16).unwrap();
         SpanData {
-            span_context: SpanContext::new(
-                TraceId::from_hex(TRACE).unwrap(),
-                SpanId::from(id),
-                TraceFlags::SAMPLED,
-                false,
-                TraceState::default(),
-            ),
-            parent_span_id: SpanId::from(parent),
-            parent_span_is_remote: false,
             span_kind: kind,
-            name: name.to_owned().into(),
-            start_time: start,
-            end_time: start + Duration::from_millis(12),
             attributes,
-            dropped_attributes_count: 0,
-            events: SpanEvents::default(),
-            links: SpanLinks::default(),
-            status: Status::Unset,
-            instrumentation_scope: InstrumentationScope::builder("test").build(),
+            ..crate::telemetry::test_span::span(trace, id, parent, name, 1_700_000_000_000, 12)
         }
     }
 
