@@ -21,6 +21,12 @@ struct Run {
     stderr: String,
 }
 
+/// Asserts that a finding's `field` begins with `prefix`, showing the finding if not.
+fn assert_starts(finding: &Value, field: &str, prefix: &str) {
+    let text = finding[field].as_str().unwrap();
+    assert!(text.starts_with(prefix), "{finding}");
+}
+
 impl Run {
     /// The JSON finding of `sink` (runs with `--json`).
     fn finding(&self, sink: &str) -> Value {
@@ -178,13 +184,7 @@ async fn the_key_honeycomb_rejects_fails_even_when_the_export_passes() {
     .await;
     assert_eq!(run.code, 1, "{}", run.stdout);
     let otlp = run.finding("otlp");
-    assert!(
-        otlp["detail"]
-            .as_str()
-            .unwrap()
-            .starts_with("Honeycomb rejected the key"),
-        "{otlp}"
-    );
+    assert_starts(&otlp, "detail", "Honeycomb rejected the key");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -201,13 +201,7 @@ async fn a_doubled_path_is_named() {
     assert_eq!(run.code, 1, "{}", run.stdout);
     let otlp = run.finding("otlp");
     assert_eq!(otlp["detail"], "OTLP/HTTP answered 404 Not Found", "{otlp}");
-    assert!(
-        otlp["hint"]
-            .as_str()
-            .unwrap()
-            .starts_with("/v1/traces is there twice"),
-        "{otlp}"
-    );
+    assert_starts(&otlp, "hint", "/v1/traces is there twice");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -222,13 +216,7 @@ async fn refused_black_holed_and_tls_to_plain_http_are_each_named() {
         otlp["detail"],
         "OTLP/HTTP: connection refused: nothing listens there"
     );
-    assert!(
-        otlp["hint"]
-            .as_str()
-            .unwrap()
-            .starts_with("nothing answers there"),
-        "{otlp}"
-    );
+    assert_starts(&otlp, "hint", "nothing answers there");
 
     let hanging = OtlpReceiver::http(Behavior::Hang).await;
     let started = Instant::now();
@@ -268,12 +256,10 @@ async fn rollbar_takes_the_token_and_records_nothing_or_rejects_it() {
     assert_eq!(run.code, 0, "{}", run.stdout);
     let rollbar = run.finding("rollbar");
     assert_eq!(rollbar["verdict"], "pass", "{rollbar}");
-    assert!(
-        rollbar["detail"]
-            .as_str()
-            .unwrap()
-            .starts_with("the token was accepted (Rollbar answered 422"),
-        "{rollbar}"
+    assert_starts(
+        &rollbar,
+        "detail",
+        "the token was accepted (Rollbar answered 422",
     );
     assert_eq!(receiver.requests(), 1);
 
@@ -338,12 +324,10 @@ async fn cloudwatch_says_where_aws_came_from_and_writes_a_test_event_when_asked(
     let run = doctor(&env, &["--json"]).await;
     let cloudwatch = run.finding("cloudwatch");
     assert_eq!(cloudwatch["verdict"], "pass", "{cloudwatch}");
-    assert!(
-        cloudwatch["hint"]
-            .as_str()
-            .unwrap()
-            .starts_with("AWS_REGION=us-east-1 and AWS_DEFAULT_REGION=ca-central-1 differ"),
-        "{cloudwatch}"
+    assert_starts(
+        &cloudwatch,
+        "hint",
+        "AWS_REGION=us-east-1 and AWS_DEFAULT_REGION=ca-central-1 differ",
     );
 
     env.extend([
@@ -369,13 +353,7 @@ async fn cloudwatch_without_a_region_fails_with_its_hint() {
     assert_eq!(run.code, 1, "{}", run.stdout);
     let cloudwatch = run.finding("cloudwatch");
     assert_eq!(cloudwatch["detail"], "no AWS region");
-    assert!(
-        cloudwatch["hint"]
-            .as_str()
-            .unwrap()
-            .starts_with("set AWS_REGION"),
-        "{cloudwatch}"
-    );
+    assert_starts(&cloudwatch, "hint", "set AWS_REGION");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -386,13 +364,7 @@ async fn xray_checks_the_daemon_address_or_reads_the_api() {
     assert_eq!(run.code, 0, "{}", run.stdout);
     let xray = run.finding("xray");
     assert_eq!(xray["destination"], "udp://192.0.2.1:2000 (daemon)");
-    assert!(
-        xray["detail"]
-            .as_str()
-            .unwrap()
-            .starts_with("resolves to 192.0.2.1:2000"),
-        "{xray}"
-    );
+    assert_starts(&xray, "detail", "resolves to 192.0.2.1:2000");
 
     let api = support::xray_api::XrayApi::start().await;
     let env = vec![
