@@ -198,6 +198,17 @@ fn client() -> reqwest::blocking::Client {
     reqwest::blocking::Client::new()
 }
 
+/// POSTs `body` as JSON and answers the JSON answer.
+fn post_json(url: String, body: Value) -> Value {
+    client()
+        .post(url)
+        .json(&body)
+        .send()
+        .unwrap()
+        .json()
+        .unwrap()
+}
+
 /// The binary's connections and datagrams (`connect`, `sendto`, `sendmsg`)
 /// to IPv4 or IPv6 addresses, as strace saw them, from a start with no
 /// configuration but a free port: serving two requests, then SIGTERM.
@@ -306,23 +317,17 @@ fn data_survives_a_restart_and_sigterm_exits_zero() {
     let db = dir.path().join("data/cruddur.db");
     let db = db.to_str().unwrap();
     let mut first = Server::start(&[("DATABASE_PATH", db)]);
-    let created: Value = client()
-        .post(first.url("/api/activities"))
-        .json(&json!({"message": "remember me", "ttl": "7-days"}))
-        .send()
-        .unwrap()
-        .json()
-        .unwrap();
-    let reply: Value = client()
-        .post(first.url(&format!(
+    let created = post_json(
+        first.url("/api/activities"),
+        json!({"message": "remember me", "ttl": "7-days"}),
+    );
+    let reply = post_json(
+        first.url(&format!(
             "/api/activities/{}/reply",
             created["uuid"].as_str().unwrap()
-        )))
-        .json(&json!({"message": "me too"}))
-        .send()
-        .unwrap()
-        .json()
-        .unwrap();
+        )),
+        json!({"message": "me too"}),
+    );
     let status = first.terminate(Duration::from_secs(10));
     assert_eq!(status.code(), Some(0), "{}", first.stderr());
 
@@ -368,13 +373,10 @@ fn a_clean_exit_leaves_every_write_in_the_database_file() {
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("cruddur.db");
     let mut server = Server::start(&[("DATABASE_PATH", db.to_str().unwrap())]);
-    let created: Value = client()
-        .post(server.url("/api/activities"))
-        .json(&json!({"message": "in the file itself", "ttl": "7-days"}))
-        .send()
-        .unwrap()
-        .json()
-        .unwrap();
+    let created = post_json(
+        server.url("/api/activities"),
+        json!({"message": "in the file itself", "ttl": "7-days"}),
+    );
     // Another program has the database open, as a sqlite3 shell or a
     // backup tool would: the server's connections are not the last to
     // close, so closing them alone would leave the log as it is.
