@@ -152,16 +152,16 @@ impl FeedCache {
         Fut: Future<Output = Result<Page<T>, ServiceError>>,
     {
         let span = Span::current();
-        if self.max_bytes == 0 {
-            span.record("app.cache_hit", false);
-            let page = load().await?;
-            span.record("app.result_length", page.length as i64);
-            return Ok(Feed(to_json(&page.value)));
-        }
         // Read before the feed is: a write committed after this point
-        // changes the version the next read compares with.
-        let version = store.version().await?;
-        if let Some((body, length)) = self.kept(&key, version, now) {
+        // changes the version the next read compares with. None when the
+        // cache is off: nothing is looked up or kept.
+        let version = match self.max_bytes {
+            0 => None,
+            _ => Some(store.version().await?),
+        };
+        if let Some(version) = version
+            && let Some((body, length)) = self.kept(&key, version, now)
+        {
             span.record("app.cache_hit", true);
             span.record("app.result_length", length as i64);
             return Ok(Feed(body));
@@ -170,7 +170,9 @@ impl FeedCache {
         let page = load().await?;
         span.record("app.result_length", page.length as i64);
         let body = to_json(&page.value);
-        self.keep(key, version, page, body.clone());
+        if let Some(version) = version {
+            self.keep(key, version, page, body.clone());
+        }
         Ok(Feed(body))
     }
 
@@ -226,10 +228,13 @@ impl FeedCache {
 
 /// The JSON of a feed. Our feeds have no maps and no fallible fields, so
 /// serde_json cannot refuse them; 4 KiB holds the seeded home feed (2.4 KB)
-/// without growing the buffer.
+/// without growing the buffer, which is then shrunk to its length, so that
+/// a kept answer (an empty search's `[]`) holds no more memory than the
+/// cache charges it for.
 fn to_json<T: Serialize>(value: &T) -> Bytes {
     let mut buffer = Vec::with_capacity(4096);
     serde_json::to_writer(&mut buffer, value).expect("a feed always serializes");
+    buffer.shrink_to_fit();
     Bytes::from(buffer)
 }
 
