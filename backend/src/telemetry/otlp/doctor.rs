@@ -16,8 +16,8 @@ use crate::telemetry::export::describe;
 use crate::telemetry::queue::Sink;
 use crate::telemetry::sink::{Shared, TracesExporter};
 
-const TEAM: &str = "x-honeycomb-team";
-const DATASET: &str = "x-honeycomb-dataset";
+pub(crate) const TEAM: &str = "x-honeycomb-team";
+pub(crate) const DATASET: &str = "x-honeycomb-dataset";
 
 pub async fn examine(settings: &OtlpSettings, shared: &Shared) -> Finding {
     if let Err(reason) = shared.exporter(TracesExporter::Otlp) {
@@ -123,18 +123,54 @@ fn mistake(url: &str, headers: &[(HeaderName, Secret)]) -> Option<String> {
 
 /// What Honeycomb's `GET /1/auth` answers about a key.
 #[derive(Debug, Deserialize)]
-struct Auth {
-    team: Named,
+pub struct Auth {
+    pub team: Named,
     #[serde(default)]
-    environment: Option<Named>,
+    pub environment: Option<Named>,
 }
 
 #[derive(Debug, Deserialize)]
-struct Named {
+pub struct Named {
     #[serde(default)]
-    name: String,
+    pub name: String,
     #[serde(default)]
-    slug: String,
+    pub slug: String,
+}
+
+/// Why Honeycomb's `GET /1/auth` told nothing.
+pub enum AuthError {
+    /// The request failed: no answer, refused, timed out.
+    Unreachable(String),
+    /// 401 or 403.
+    Rejected(http::StatusCode),
+    /// Another answer: not Honeycomb's API (a collector passing the header on).
+    NotHoneycomb,
+}
+
+/// Asks the Honeycomb API at `url`'s scheme and authority (`/1/auth`)
+/// which team and environment `key` belongs to.
+pub async fn lookup(url: &str, key: &Secret, timeout: Duration) -> Result<Auth, AuthError> {
+    let uri = url.parse::<Uri>().map_err(|_| AuthError::NotHoneycomb)?;
+    let (Some(scheme), Some(authority)) = (uri.scheme_str(), uri.authority()) else {
+        return Err(AuthError::NotHoneycomb);
+    };
+    let auth_url = format!("{scheme}://{authority}/1/auth");
+    let client = reqwest::Client::builder()
+        .timeout(timeout)
+        .build()
+        .map_err(|_| AuthError::NotHoneycomb)?;
+    let answer = client
+        .get(&auth_url)
+        .header(TEAM, key.expose())
+        .send()
+        .await
+        .map_err(|err| AuthError::Unreachable(describe(&err)))?;
+    let status = answer.status();
+    if status == 401 || status == 403 {
+        return Err(AuthError::Rejected(status));
+    }
+    let body = answer.bytes().await.unwrap_or_default();
+    serde_json::from_slice::<Auth>(&body).map_err(|_| AuthError::NotHoneycomb)
 }
 
 /// Asks the destination's `/1/auth` which Honeycomb team and environment
@@ -147,46 +183,37 @@ async fn honeycomb_auth(
     timeout: Duration,
     finding: &mut Finding,
 ) {
-    let Ok(uri) = url.parse::<Uri>() else {
-        return;
-    };
-    let (Some(scheme), Some(authority)) = (uri.scheme_str(), uri.authority()) else {
-        return;
-    };
-    let auth_url = format!("{scheme}://{authority}/1/auth");
-    let Ok(client) = reqwest::Client::builder().timeout(timeout).build() else {
-        return;
-    };
-    let answer = client
-        .get(&auth_url)
-        .header(TEAM, key.expose())
-        .send()
-        .await;
-    let answer = match answer {
-        Ok(answer) => answer,
-        Err(err) => {
+    let auth_url = url
+        .parse::<Uri>()
+        .ok()
+        .and_then(|uri| {
+            Some(format!(
+                "{}://{}/1/auth",
+                uri.scheme_str()?,
+                uri.authority()?
+            ))
+        })
+        .unwrap_or_default();
+    let auth = match lookup(url, key, timeout).await {
+        Ok(auth) => auth,
+        Err(AuthError::Unreachable(why)) => {
             finding.detail.push_str(&format!(
-                "; Honeycomb's key check ({auth_url}) failed: {}",
-                describe(&err)
+                "; Honeycomb's key check ({auth_url}) failed: {why}"
             ));
             return;
         }
-    };
-    let status = answer.status();
-    if status == 401 || status == 403 {
-        finding.verdict = Verdict::Fail;
-        finding.detail = format!("Honeycomb rejected the key ({auth_url} answered {status})");
-        finding.hint = Some(
-            "the key was rejected: check HONEYCOMB_API_KEY (an ingest key of the right \
-             environment), or x-honeycomb-team in OTEL_EXPORTER_OTLP_HEADERS"
-                .into(),
-        );
-        return;
-    }
-    let body = answer.bytes().await.unwrap_or_default();
-    let Ok(auth) = serde_json::from_slice::<Auth>(&body) else {
+        Err(AuthError::Rejected(status)) => {
+            finding.verdict = Verdict::Fail;
+            finding.detail = format!("Honeycomb rejected the key ({auth_url} answered {status})");
+            finding.hint = Some(
+                "the key was rejected: check HONEYCOMB_API_KEY (an ingest key of the right \
+                 environment), or x-honeycomb-team in OTEL_EXPORTER_OTLP_HEADERS"
+                    .into(),
+            );
+            return;
+        }
         // Not Honeycomb's API: nothing more to learn.
-        return;
+        Err(AuthError::NotHoneycomb) => return,
     };
     let environment = auth.environment.filter(|e| !e.slug.is_empty());
     match environment {

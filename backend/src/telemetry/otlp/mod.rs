@@ -5,7 +5,7 @@
 //! opentelemetry-otlp's exporter, whose errors are opaque strings: ours
 //! retries only what can succeed later and resends the same encoded request.
 
-mod doctor;
+pub(crate) mod doctor;
 mod relay;
 mod transport;
 
