@@ -166,6 +166,26 @@ fn bad_settings_stop_start_up_with_one_line_naming_the_variable() {
             vec![("FEED_CACHE_MAX_BYTES", "-1")],
             "FEED_CACHE_MAX_BYTES=\"-1\" is invalid",
         ),
+        (
+            vec![("TRACE_EXPLORER", "maybe")],
+            "TRACE_EXPLORER=\"maybe\" is invalid",
+        ),
+        (
+            vec![("TRACE_EXPLORER_MAX_SPANS", "0")],
+            "TRACE_EXPLORER_MAX_SPANS=\"0\" is invalid",
+        ),
+        (
+            vec![("TRACE_EXPLORER_MAX_SPANS", "many")],
+            "TRACE_EXPLORER_MAX_SPANS=\"many\" is invalid",
+        ),
+        (
+            vec![("TRACE_EXPLORER_MAX_BYTES", "0")],
+            "TRACE_EXPLORER_MAX_BYTES=\"0\" is invalid",
+        ),
+        (
+            vec![("TRACE_EXPLORER_MAX_BYTES", "lots")],
+            "TRACE_EXPLORER_MAX_BYTES=\"lots\" is invalid",
+        ),
     ];
     for (env, expected) in cases {
         let (code, _, stderr) = run_to_end(&env, &[]);

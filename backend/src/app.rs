@@ -81,19 +81,26 @@ fn cors(config: &Config) -> CorsLayer {
 /// The API's routes and the sinks' own, the OpenAPI document they make,
 /// the fallbacks, and every middleware.
 pub fn router(config: &Config, state: AppState, telemetry: &Telemetry) -> Router {
-    with_middleware(routes(state, telemetry), config, telemetry)
+    let (traced, untraced) = routes(state, telemetry);
+    with_middleware(traced, config, telemetry).merge(without_span(untraced, config))
 }
 
 /// Every route, each added with its entry in the OpenAPI document, and
-/// the document's own; the fallbacks and the body limit.
-fn routes(state: AppState, telemetry: &Telemetry) -> Router {
+/// the document's own; the fallbacks and the body limit. Answers the
+/// routes to trace, and those served outside the request span.
+fn routes(state: AppState, telemetry: &Telemetry) -> (Router, Router) {
     let documented = openapi::router()
         .merge(routes::router().with_state(state))
         .merge(telemetry.routes.clone());
-    openapi::serve(documented)
+    let (traced, untraced) = openapi::serve(documented, telemetry.untraced_routes.clone());
+    let traced = traced
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
-        .layer(DefaultBodyLimit::max(BODY_LIMIT))
+        .layer(DefaultBodyLimit::max(BODY_LIMIT));
+    let untraced = untraced
+        .method_not_allowed_fallback(method_not_allowed)
+        .layer(DefaultBodyLimit::max(BODY_LIMIT));
+    (traced, untraced)
 }
 
 /// Every middleware around `routes`, outermost first: the request span
@@ -102,12 +109,17 @@ fn routes(state: AppState, telemetry: &Telemetry) -> Router {
 /// routes of their own, such as one that panics, without adding them to
 /// the product.
 pub fn with_middleware(routes: Router, config: &Config, telemetry: &Telemetry) -> Router {
+    without_span(routes, config).layer(from_fn_with_state(
+        telemetry.requests.clone(),
+        trace_request,
+    ))
+}
+
+/// The middleware of [`with_middleware`] but the request span, for routes
+/// that make no trace (the trace explorer's).
+fn without_span(routes: Router, config: &Config) -> Router {
     routes.layer(
         ServiceBuilder::new()
-            .layer(from_fn_with_state(
-                telemetry.requests.clone(),
-                trace_request,
-            ))
             .layer(from_fn_with_state(
                 config.server.request_timeout,
                 limit_time,
@@ -331,19 +343,25 @@ mod tests {
         args.extend_from_slice(settings);
         let config = parse(&args).unwrap();
         let mut sink_routes = OpenApiRouter::default();
+        let mut untraced_routes = OpenApiRouter::default();
         for part in telemetry::start(&config).unwrap() {
             if let Some(own) = part.routes {
                 sink_routes = sink_routes.merge(own);
             }
+            if let Some(own) = part.untraced_routes {
+                untraced_routes = untraced_routes.merge(own);
+            }
         }
         let telemetry = Telemetry {
             routes: sink_routes,
+            untraced_routes,
             ..Telemetry::default()
         };
         let store = store::open(&config.store, Utc::now()).unwrap();
         let cache = FeedCache::new(config.store.feed_cache_max_bytes);
         let state = AppState::new(store, cache, config.default_user, Health::default());
-        routes(state, &telemetry)
+        let (traced, untraced) = routes(state, &telemetry);
+        traced.merge(untraced)
     }
 
     #[tokio::test]
@@ -363,6 +381,7 @@ mod tests {
             let routed = routed_paths(&routes);
             assert!(routed.contains("/api/telemetry/v1/traces"), "{routed:?}");
             assert!(routed.contains("/rollbar/test"), "{routed:?}");
+            assert!(routed.contains("/_explorer/api/traces"), "{routed:?}");
             let document = document(&routes).await;
             assert_eq!(routed, documented_paths(&document), "{settings:?}");
         }

@@ -476,6 +476,17 @@ impl OtlpReceiver {
         self.spans()
     }
 
+    /// Waits until the spans received satisfy `done` or `timeout` elapses,
+    /// and returns the spans received so far.
+    pub async fn wait_for_spans_where(
+        &self,
+        done: impl Fn(&[ReceivedSpan]) -> bool,
+        timeout: Duration,
+    ) -> Vec<ReceivedSpan> {
+        self.wait_until(timeout, |s| done(&s.spans)).await;
+        self.spans()
+    }
+
     /// Waits until at least `n` requests have arrived or `timeout` elapses,
     /// and returns the number of requests received so far.
     pub async fn wait_for_requests(&self, n: usize, timeout: Duration) -> usize {

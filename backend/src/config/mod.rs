@@ -24,6 +24,7 @@ use crate::store::StoreSettings;
 use crate::telemetry::cloudwatch::CloudWatchSettings;
 use crate::telemetry::console::ConsoleSettings;
 use crate::telemetry::doctor::DoctorArgs;
+use crate::telemetry::explorer::ExplorerSettings;
 use crate::telemetry::otlp::OtlpSettings;
 use crate::telemetry::rollbar::RollbarSettings;
 use crate::telemetry::xray::XraySettings;
@@ -138,6 +139,8 @@ pub struct TelemetryConfig {
     pub rollbar: RollbarSettings,
     #[command(flatten)]
     pub cloudwatch: CloudWatchSettings,
+    #[command(flatten)]
+    pub explorer: ExplorerSettings,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]

@@ -67,14 +67,17 @@ async fn openapi_json(State(Document(json)): State<Document>) -> impl IntoRespon
     ([(header::CONTENT_TYPE, "application/json")], json)
 }
 
-/// Adds `GET /api/openapi.json` to `api` and answers the axum router
-/// serving both; the document is what every route of it contributed.
-pub fn serve(api: OpenApiRouter) -> Router {
+/// Adds `GET /api/openapi.json` to `api` and answers the axum routers
+/// serving `api` with it, and `apart` (routes served outside the request
+/// span); the document is what every route of both contributed.
+pub fn serve(api: OpenApiRouter, apart: OpenApiRouter) -> (Router, Router) {
     let (own, own_document) = OpenApiRouter::default()
         .routes(routes!(openapi_json))
         .split_for_parts();
     let (router, mut document) = api.split_for_parts();
+    let (apart, apart_document) = apart.split_for_parts();
     document.merge(own_document);
+    document.merge(apart_document);
     document
         .components
         .get_or_insert_with(Components::new)
@@ -83,5 +86,8 @@ pub fn serve(api: OpenApiRouter) -> Router {
     let json = document
         .to_json()
         .expect("an OpenAPI document always serializes");
-    router.merge(own.with_state(Document(Bytes::from(json))))
+    (
+        router.merge(own.with_state(Document(Bytes::from(json)))),
+        apart,
+    )
 }

@@ -13,6 +13,7 @@
 pub mod cloudwatch;
 pub mod console;
 pub mod doctor;
+pub mod explorer;
 mod export;
 mod guard;
 pub mod ids;
@@ -58,6 +59,8 @@ pub struct Telemetry {
     pub health: Health,
     pub requests: RequestTelemetry,
     pub routes: OpenApiRouter,
+    /// Routes served outside the request span.
+    pub untraced_routes: OpenApiRouter,
 }
 
 /// Starts every configured sink and installs the global subscriber (and the
@@ -83,6 +86,7 @@ pub fn start(config: &Config) -> Result<Vec<SinkParts>, TelemetryError> {
         rollbar::start(&t.rollbar, &shared)?,
         cloudwatch::start(&t.cloudwatch, &shared)?,
         console::start(&t.console, &shared)?,
+        explorer::start(t, &shared)?,
     ])
 }
 
@@ -110,6 +114,7 @@ fn shared(config: &Config) -> Shared {
         sdk_disabled: t.sdk_disabled,
         origins: [config.frontend_url.clone(), config.backend_url.clone()],
         queue_max_bytes: t.queue_max_bytes,
+        bind_address: config.bind_address,
     }
 }
 
@@ -161,6 +166,7 @@ fn install(parts: Vec<SinkParts>, config: &TelemetryConfig) -> Result<Telemetry,
     let mut flushes = Vec::new();
     let mut hooks = Vec::new();
     let mut routes = OpenApiRouter::default();
+    let mut untraced_routes = OpenApiRouter::default();
     let mut requests = RequestTelemetry {
         http_dup_semconv: config.http_dup_semconv(),
         ..RequestTelemetry::default()
@@ -179,6 +185,9 @@ fn install(parts: Vec<SinkParts>, config: &TelemetryConfig) -> Result<Telemetry,
         }
         if let Some(own) = part.routes {
             routes = routes.merge(own);
+        }
+        if let Some(own) = part.untraced_routes {
+            untraced_routes = untraced_routes.merge(own);
         }
     }
     requests.hooks = hooks.into();
@@ -211,5 +220,6 @@ fn install(parts: Vec<SinkParts>, config: &TelemetryConfig) -> Result<Telemetry,
         health: Health::new(entries),
         requests,
         routes,
+        untraced_routes,
     })
 }

@@ -8,6 +8,7 @@
 
 use std::borrow::Cow;
 use std::collections::BTreeMap;
+use std::net::IpAddr;
 use std::sync::Arc;
 
 use axum::extract::Request;
@@ -57,6 +58,8 @@ pub struct Shared {
     pub origins: [HeaderValue; 2],
     /// `TELEMETRY_QUEUE_MAX_BYTES`: each sink queue's byte bound.
     pub queue_max_bytes: usize,
+    /// `BIND_ADDRESS`: who can reach the sinks' routes.
+    pub bind_address: IpAddr,
 }
 
 impl Shared {
@@ -250,6 +253,9 @@ pub struct SinkParts {
     pub request_hook: Option<Arc<dyn RequestHook>>,
     /// Routes of its own, each documented where it is defined.
     pub routes: Option<OpenApiRouter>,
+    /// Routes served outside the request span: looking at them makes no
+    /// trace (the trace explorer's).
+    pub untraced_routes: Option<OpenApiRouter>,
 }
 
 impl SinkParts {
@@ -285,6 +291,7 @@ impl SinkParts {
             answer_sampled: None,
             request_hook: None,
             routes: None,
+            untraced_routes: None,
         }
     }
 
@@ -306,6 +313,11 @@ impl SinkParts {
 
     pub fn with_routes(mut self, routes: OpenApiRouter) -> Self {
         self.routes = Some(routes);
+        self
+    }
+
+    pub fn with_untraced_routes(mut self, routes: OpenApiRouter) -> Self {
+        self.untraced_routes = Some(routes);
         self
     }
 }
