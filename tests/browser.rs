@@ -2,12 +2,14 @@
 //! feed renders, a posted crud shows at the top, a reply appears under it, and
 //! the backend's server span for each of those fetches is a child of the
 //! browser's fetch span in the browser's trace, as seen at a local OTLP
-//! receiver that got the browser's spans through the relay.
+//! receiver that got the browser's spans through the relay. And the trace
+//! explorer's page, checked against the same receiver's copy of the spans.
 //!
 //! Needs Node, `frontend-stub/node_modules` and Debian's chromium, so it is
 //! ignored by a plain `cargo test`; `scripts/check-shipping` installs them
 //! and runs it with `cargo test --test browser -- --ignored`. The screenshot
-//! of the home feed is left in `test-artifacts/home-feed.png`.
+//! of the home feed is left in `test-artifacts/home-feed.png`, the
+//! explorer's in `test-artifacts/explorer/`.
 
 mod support;
 
@@ -16,7 +18,7 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use support::otlp::{Behavior, OtlpReceiver, ReceivedSpan, SPAN_KIND_SERVER};
-use support::server::Server;
+use support::server::{Server, answered_trace_id};
 
 fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
@@ -176,4 +178,209 @@ async fn browser_and_backend_spans_form_one_trace() {
         .await
         .unwrap();
     assert_eq!(status.code(), Some(0));
+}
+
+/// The trace explorer in headless Chromium: known requests are listed, the
+/// route filter keeps only its own, one trace's waterfall nests server >
+/// service > store spans with the durations the OTLP receiver got for the
+/// same spans, and a P90-by-route query shows what the receiver's copy of
+/// the spans computes. Screenshots of the list, a waterfall and the
+/// heatmap are left in `test-artifacts/explorer/`.
+#[tokio::test]
+#[ignore = "needs chromium and frontend-stub/node_modules: run by scripts/check-shipping"]
+async fn the_explorer_shows_what_the_otlp_receiver_got() {
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    let stub = root.join("frontend-stub");
+    let artifacts = root.join("test-artifacts").join("explorer");
+    let _ = std::fs::remove_dir_all(&artifacts);
+    std::fs::create_dir_all(&artifacts).unwrap();
+
+    let receiver = OtlpReceiver::http(Behavior::Accept).await;
+    let endpoint = receiver.endpoint();
+    let mut server = Server::start(&[
+        ("OTEL_TRACES_EXPORTER", "otlp"),
+        ("OTEL_EXPORTER_OTLP_ENDPOINT", &endpoint),
+        ("OTEL_BSP_SCHEDULE_DELAY", "50"),
+    ]);
+    let mut home = Vec::new();
+    let mut others = Vec::new();
+    for round in 0..9 {
+        let answer = reqwest::get(server.url("/api/activities/home"))
+            .await
+            .unwrap();
+        home.push(answered_trace_id(&answer));
+        let other = match round % 3 {
+            0 => "/api/activities/@andrewbrown",
+            1 => "/api/activities/notifications",
+            _ => continue,
+        };
+        others.push(answered_trace_id(
+            &reqwest::get(server.url(other)).await.unwrap(),
+        ));
+    }
+    let all: Vec<String> = home.iter().chain(&others).cloned().collect();
+    // Both have every request before the page is opened.
+    let spans = loop_until(Duration::from_secs(20), || {
+        let spans = receiver.spans();
+        let servers = spans.iter().filter(|s| s.kind == SPAN_KIND_SERVER).count();
+        (servers == all.len()).then_some(spans)
+    })
+    .await
+    .expect("the receiver got a server span per request");
+    let list_url = server.url("/_explorer/api/traces?limit=1000");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let list: serde_json::Value = reqwest::get(&list_url).await.unwrap().json().await.unwrap();
+        let ids: Vec<&str> = list["traces"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|t| t["trace_id"].as_str().unwrap())
+            .collect();
+        if all.iter().all(|id| ids.contains(&id.as_str())) {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the explorer never listed {all:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+
+    // The first home read missed the cache: it has store spans.
+    let opened = home[0].clone();
+    let expect = artifacts.join("expect.json");
+    std::fs::write(
+        &expect,
+        serde_json::json!({
+            "trace_ids": all,
+            "trace_id": opened,
+            "route": "/api/activities/home",
+        })
+        .to_string(),
+    )
+    .unwrap();
+    let backend = format!("http://{}", server.addr);
+    let out_dir = artifacts.to_str().unwrap().to_owned();
+    let expect_path = expect.to_str().unwrap().to_owned();
+    let result = tokio::task::spawn_blocking(move || {
+        node(
+            &stub,
+            &["test/explorer.mjs", &backend, &out_dir, &expect_path],
+            &[],
+        )
+    })
+    .await
+    .unwrap();
+    let seen: serde_json::Value = serde_json::from_str(result.trim().lines().last().unwrap())
+        .unwrap_or_else(|err| panic!("explorer.mjs printed {result:?}: {err}"));
+    assert_eq!(seen["problems"], serde_json::json!([]), "{seen:#}");
+    for shot in ["list.png", "waterfall.png", "heatmap.png"] {
+        assert!(
+            std::fs::metadata(artifacts.join(shot)).unwrap().len() > 1000,
+            "a screenshot {shot}"
+        );
+    }
+
+    // The list shows every request; the route filter only home's.
+    let ids = |key: &str| -> Vec<String> {
+        seen[key]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|id| id.as_str().unwrap().to_owned())
+            .collect()
+    };
+    let listed = ids("listed");
+    for id in &all {
+        assert!(listed.contains(id), "{id} not listed: {listed:?}");
+    }
+    let mut filtered = ids("filtered");
+    filtered.sort();
+    let mut expected = home.clone();
+    expected.sort();
+    assert_eq!(filtered, expected);
+
+    // The waterfall: the receiver's spans of that trace, nested.
+    let received: Vec<&ReceivedSpan> = spans.iter().filter(|s| s.trace_id == opened).collect();
+    let rows = seen["spans"].as_array().unwrap();
+    assert_eq!(rows.len(), received.len(), "{rows:#?}");
+    let mut depth_of = std::collections::HashMap::new();
+    for row in rows {
+        let id = row["span_id"].as_str().unwrap();
+        let span = received
+            .iter()
+            .find(|s| s.span_id == id)
+            .unwrap_or_else(|| panic!("{row} is not a span the receiver got"));
+        assert_eq!(
+            row["parent_id"].as_str().unwrap(),
+            span.parent_span_id,
+            "{row}"
+        );
+        assert_eq!(row["name"], span.name.as_str());
+        let ms = (span.end_unix_nano - span.start_unix_nano) as f64 / 1e6;
+        let shown = row["duration_ms"].as_f64().unwrap();
+        assert!((shown - ms).abs() < 1e-3, "{row}: {shown} vs {ms}");
+        depth_of.insert(id.to_owned(), row["depth"].as_u64().unwrap());
+    }
+    let depth = |kind: &str| -> Vec<u64> {
+        rows.iter()
+            .filter(|r| r["kind"] == kind)
+            .map(|r| r["depth"].as_u64().unwrap())
+            .collect()
+    };
+    assert_eq!(depth("server"), [0]);
+    assert!(
+        !depth("client").is_empty() && depth("client").iter().all(|d| *d == 2),
+        "{rows:#?}"
+    );
+    let service = rows.iter().find(|r| r["depth"] == 1).unwrap();
+    assert_eq!(service["name"], "home_activities");
+    let keys = ids("detail_keys");
+    assert!(keys.contains(&"app.result_length".to_owned()), "{keys:?}");
+    assert!(keys.contains(&"app.cache_hit".to_owned()), "{keys:?}");
+
+    // P90 by route, as the receiver's copy computes it (nearest rank).
+    let mut by_route: std::collections::HashMap<String, Vec<f64>> = Default::default();
+    for span in spans.iter().filter(|s| s.kind == SPAN_KIND_SERVER) {
+        let route = span.str_attr("http.route").unwrap().to_owned();
+        by_route
+            .entry(route)
+            .or_default()
+            .push((span.end_unix_nano - span.start_unix_nano) as f64 / 1e6);
+    }
+    let query = seen["query"].as_array().unwrap();
+    assert_eq!(query.len(), by_route.len(), "{query:#?}");
+    for row in query {
+        let route = row["group"].as_str().unwrap();
+        let mut values = by_route[route].clone();
+        values.sort_by(f64::total_cmp);
+        let p90 = values[(0.9 * values.len() as f64).ceil() as usize - 1];
+        assert_eq!(
+            row["count"].as_u64().unwrap() as usize,
+            values.len(),
+            "{row}"
+        );
+        let shown = row["value"].as_f64().unwrap();
+        assert!((shown - p90).abs() < 1e-3, "{route}: {shown} vs {p90}");
+    }
+
+    let status = tokio::task::spawn_blocking(move || server.terminate(Duration::from_secs(10)))
+        .await
+        .unwrap();
+    assert_eq!(status.code(), Some(0));
+}
+
+/// Polls `probe` every 50 ms until it answers something or `within` passes.
+async fn loop_until<T>(within: Duration, mut probe: impl FnMut() -> Option<T>) -> Option<T> {
+    let deadline = Instant::now() + within;
+    loop {
+        if let Some(found) = probe() {
+            return Some(found);
+        }
+        if Instant::now() > deadline {
+            return None;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 }
