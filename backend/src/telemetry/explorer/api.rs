@@ -18,7 +18,9 @@ use utoipa_axum::routes;
 
 use super::buffer::Buffer;
 use super::links::LinkMaker;
-use super::views::{self, ListFilter, QueryAnswer, QueryParams, TraceList, TraceView};
+use super::views::{
+    self, ListFilter, MAX_BUCKETS, MAX_LIMIT, QueryAnswer, QueryParams, TraceList, TraceView,
+};
 use crate::error::{ApiError, ApiPath};
 use crate::openapi::TELEMETRY;
 use crate::openapi::answers::{QueryErrors, error_answers};
@@ -37,6 +39,16 @@ impl Explorer {
 }
 
 type Shared = Arc<Explorer>;
+
+/// A count parameter, when given, is 1 to `most`.
+fn within(name: &str, value: Option<usize>, most: usize) -> Result<(), ApiError> {
+    match value {
+        Some(n) if !(1..=most).contains(&n) => Err(ApiError::BadRequest(format!(
+            "{name} must be 1 to {most}, not {n}"
+        ))),
+        _ => Ok(()),
+    }
+}
 
 pub fn routes(buffer: Arc<Mutex<Buffer>>, links: LinkMaker) -> OpenApiRouter {
     OpenApiRouter::new()
@@ -143,6 +155,7 @@ async fn list(
     filter: Result<Query<ListFilter>, QueryRejection>,
 ) -> Result<Json<TraceList>, ApiError> {
     let Query(filter) = filter?;
+    within("limit", filter.limit, MAX_LIMIT)?;
     Ok(Json(views::list(&explorer.buffer(), &filter)))
 }
 
@@ -150,6 +163,7 @@ async fn list(
 #[into_params(parameter_in = Path)]
 struct TracePath {
     /// 32 hex digits, as in `traceparent` and every sink.
+    #[param(pattern = "^[0-9a-fA-F]{32}$")]
     trace_id: String,
 }
 
@@ -216,5 +230,6 @@ async fn query(
     params: Result<Query<QueryParams>, QueryRejection>,
 ) -> Result<Json<QueryAnswer>, ApiError> {
     let Query(params) = params?;
+    within("buckets", params.buckets, MAX_BUCKETS)?;
     Ok(Json(views::query(&explorer.buffer(), &params)))
 }

@@ -49,6 +49,7 @@ pub struct ListFilter {
     /// With `attribute`: its value, as text (`true`, `5`, `/api/activities/home`).
     pub equals: Option<String>,
     /// At most this many traces, 1 to 1000 (default 100).
+    #[param(minimum = 1, maximum = 1000)]
     pub limit: Option<usize>,
 }
 
@@ -213,7 +214,7 @@ pub fn list(buffer: &Buffer, filter: &ListFilter) -> TraceList {
         })
         .collect();
     traces.sort_by(|a, b| b.start_unix_ms.total_cmp(&a.start_unix_ms));
-    traces.truncate(filter.limit.unwrap_or(DEFAULT_LIMIT).clamp(1, MAX_LIMIT));
+    traces.truncate(filter.limit.unwrap_or(DEFAULT_LIMIT));
     routes.sort();
     let counts = buffer.counts();
     TraceList {
@@ -411,6 +412,7 @@ pub struct QueryParams {
     #[param(inline)]
     pub kind: Option<KindFilter>,
     /// Time buckets of the series and the heatmap, 1 to 200 (default 30).
+    #[param(minimum = 1, maximum = 200)]
     pub buckets: Option<usize>,
 }
 
@@ -540,10 +542,7 @@ fn sorted(mut values: Vec<f64>) -> Vec<f64> {
 pub fn query(buffer: &Buffer, params: &QueryParams) -> QueryAnswer {
     let calc = params.calc.unwrap_or_default();
     let of = params.of.clone().unwrap_or_else(|| "duration_ms".into());
-    let buckets = params
-        .buckets
-        .unwrap_or(DEFAULT_BUCKETS)
-        .clamp(1, MAX_BUCKETS);
+    let buckets = params.buckets.unwrap_or(DEFAULT_BUCKETS);
     let kind = params.kind.map(|k| match k {
         KindFilter::Server => SpanKind::Server,
         KindFilter::Client => SpanKind::Client,
@@ -777,7 +776,7 @@ mod tests {
         };
         assert!(with(missing).is_empty());
         let one = ListFilter {
-            limit: Some(0),
+            limit: Some(1),
             ..ListFilter::default()
         };
         assert_eq!(with(one), [id(4)]);
