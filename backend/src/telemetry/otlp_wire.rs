@@ -12,6 +12,7 @@
 //! chosen spans, for links and arrays, and the property test
 //! `any_batch_is_written_as_the_official_encoding` for any spans at all.
 
+use std::borrow::Borrow;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use opentelemetry::trace::{SpanId, SpanKind, Status};
@@ -336,13 +337,13 @@ impl<'a> ScopeSpans<'a> {
 /// `ResourceSpans`, spans grouped by scope in order of first appearance, as
 /// the official conversion groups them) followed by `relayed`. Everything is
 /// measured first, so the body is written once into a buffer of its size.
-pub fn encode_request(
-    spans: Vec<SpanData>,
+pub fn encode_request<S: Borrow<SpanData>>(
+    spans: &[S],
     resource: &ResourceAttributesWithSchema,
     relayed: &[ResourceSpans],
 ) -> Vec<u8> {
     let mut scopes: Vec<ScopeSpans<'_>> = Vec::new();
-    for span in &spans {
+    for span in spans.iter().map(Borrow::borrow) {
         let at = match scopes
             .iter()
             .position(|group| *group.scope == span.instrumentation_scope)
@@ -512,14 +513,14 @@ mod tests {
             .unwrap()
             .resource_spans;
         assert_eq!(
-            encode_request(spans.clone(), &resource(), &relayed),
+            encode_request(&spans, &resource(), &relayed),
             official(spans, &resource(), &relayed)
         );
         assert_eq!(
-            encode_request(Vec::new(), &resource(), &relayed),
+            encode_request::<SpanData>(&[], &resource(), &relayed),
             official(Vec::new(), &resource(), &relayed)
         );
-        assert!(encode_request(Vec::new(), &resource(), &[]).is_empty());
+        assert!(encode_request::<SpanData>(&[], &resource(), &[]).is_empty());
     }
 
     #[test]
@@ -539,7 +540,7 @@ mod tests {
         ));
         let spans = vec![linked, arrays, span(6, "cruddur")];
         assert_eq!(
-            encode_request(spans.clone(), &resource(), &[]),
+            encode_request(&spans, &resource(), &[]),
             official(spans, &resource(), &[])
         );
     }
@@ -634,7 +635,7 @@ mod tests {
             #[test]
             fn any_batch_is_written_as_the_official_encoding(spans in vec(any_span(), 0..12)) {
                 prop_assert_eq!(
-                    encode_request(spans.clone(), &resource(), &[]),
+                    encode_request(&spans, &resource(), &[]),
                     official(spans, &resource(), &[])
                 );
             }

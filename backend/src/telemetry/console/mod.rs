@@ -13,13 +13,11 @@ mod pretty;
 mod traces;
 mod tree;
 
-use std::borrow::Cow;
 use std::io::Write as _;
 use std::sync::Arc;
 use std::time::Duration;
 
 use clap::{Args, ValueEnum};
-use opentelemetry_sdk::trace::SpanData;
 use tracing::{Event, Subscriber};
 use tracing_subscriber::layer::Context;
 use tracing_subscriber::registry::LookupSpan;
@@ -28,7 +26,7 @@ use tracing_subscriber::{EnvFilter, Layer as _};
 use self::traces::{Limits, Trace, Traces};
 use super::logs::LogRecord;
 use super::queue::{self, QueueConfig, QueueSender, SendError, Sink, SinkStats, Weigh};
-use super::sink::{Shared, SinkParts, SpanSink, TelemetryError, TracesExporter};
+use super::sink::{Shared, SharedSpan, SinkParts, SpanSink, TelemetryError, TracesExporter};
 use crate::config::values::parse_filter;
 
 /// The console: log lines always (unless `RUST_LOG=off`), spans when
@@ -76,14 +74,14 @@ const QUEUE: QueueConfig = QueueConfig {
 /// span for the worker to place in its trace.
 enum Output {
     Line(String),
-    Span(Box<SpanData>),
+    Span(SharedSpan),
 }
 
 impl Weigh for Output {
     fn weight(&self) -> usize {
         match self {
             Output::Line(line) => line.weight(),
-            Output::Span(span) => std::mem::size_of::<Box<SpanData>>() + span.weight(),
+            Output::Span(span) => span.weight(),
         }
     }
 }
@@ -120,7 +118,9 @@ impl Sink<Output> for ConsoleSink {
                     text.push('\n');
                 }
                 Output::Span(span) => {
-                    for trace in self.traces.add(*span) {
+                    // A span another sink still holds is copied here, off
+                    // the request path.
+                    for trace in self.traces.add(Arc::unwrap_or_clone(span)) {
                         self.print(&trace, &mut text);
                     }
                 }
@@ -180,8 +180,8 @@ where
 struct ConsoleSpans(QueueSender<Output>);
 
 impl SpanSink for ConsoleSpans {
-    fn send(&self, span: Cow<'_, SpanData>) {
-        self.0.try_send(Output::Span(Box::new(span.into_owned())));
+    fn send(&self, span: &SharedSpan) {
+        self.0.try_send(Output::Span(Arc::clone(span)));
     }
 }
 

@@ -12,6 +12,7 @@ use opentelemetry::trace::{SpanId, TraceId};
 use opentelemetry_sdk::trace::SpanData;
 
 use crate::telemetry::queue::Weigh;
+use crate::telemetry::sink::SharedSpan;
 
 /// The most spans and bytes kept.
 #[derive(Debug, Clone, Copy)]
@@ -23,14 +24,14 @@ pub struct Limits {
 /// One trace's spans, in the order they arrived.
 #[derive(Debug, Default)]
 pub struct Kept {
-    pub spans: Vec<SpanData>,
+    pub spans: Vec<SharedSpan>,
     bytes: usize,
 }
 
 impl Kept {
     /// The span the trace began with here: the earliest span with no
     /// parent, a caller's parent, or a parent that is not kept.
-    pub fn root(&self) -> Option<&SpanData> {
+    pub fn root(&self) -> Option<&SharedSpan> {
         self.spans
             .iter()
             .filter(|span| {
@@ -91,7 +92,8 @@ impl Buffer {
 
     /// Keeps `span` with its trace; evicts the oldest traces past a bound
     /// (the span's own trace too, if it alone is over one).
-    pub fn add(&mut self, span: SpanData) {
+    pub fn add(&mut self, span: impl Into<SharedSpan>) {
+        let span = span.into();
         let weight = span.weight();
         let trace_id = span.span_context.trace_id();
         let kept = self.traces.entry(trace_id).or_default();
@@ -123,7 +125,9 @@ impl Buffer {
     }
 
     pub fn spans(&self) -> impl Iterator<Item = &SpanData> {
-        self.traces.values().flat_map(|kept| kept.spans.iter())
+        self.traces
+            .values()
+            .flat_map(|kept| kept.spans.iter().map(|span| &**span))
     }
 
     pub fn counts(&self) -> Counts {
@@ -214,7 +218,7 @@ mod tests {
 
     #[test]
     fn past_the_byte_bound_traces_leave_and_the_bytes_are_given_back() {
-        let one = span(1, 1, 0, "one", 1, 1).weight();
+        let one = SharedSpan::from(span(1, 1, 0, "one", 1, 1)).weight();
         let mut buffer = Buffer::new(Limits {
             spans: 1000,
             bytes: one * 3,

@@ -13,18 +13,16 @@ pub mod buffer;
 mod links;
 mod views;
 
-use std::borrow::Cow;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use clap::Args;
 use clap::builder::BoolishValueParser;
-use opentelemetry_sdk::trace::SpanData;
 
 use self::buffer::{Buffer, Limits};
 use self::links::LinkMaker;
-use super::queue::{self, QueueConfig, QueueSender, SendError, Sink, SinkStats, Weigh};
-use super::sink::{Shared, SinkParts, SpanSink, TelemetryError};
+use super::queue::{self, QueueConfig, QueueSender, SendError, Sink, SinkStats};
+use super::sink::{Shared, SharedSpan, SinkParts, SpanSink, TelemetryError};
 use crate::config::TelemetryConfig;
 use crate::config::values::parse_bytes;
 
@@ -70,25 +68,16 @@ const QUEUE: QueueConfig = QueueConfig {
     initial_backoff: Duration::from_millis(0),
 };
 
-/// The queue's items: finished spans, boxed so the queue moves a pointer.
-struct Item(Box<SpanData>);
-
-impl Weigh for Item {
-    fn weight(&self) -> usize {
-        std::mem::size_of::<Box<SpanData>>() + self.0.weight()
-    }
-}
-
 /// The sink's thread: each batch goes into the buffer the API reads.
 struct Keeper(Arc<Mutex<Buffer>>);
 
-impl Sink<Item> for Keeper {
+impl Sink<SharedSpan> for Keeper {
     type Payload = ();
 
-    fn encode(&mut self, batch: Vec<Item>) {
+    fn encode(&mut self, batch: Vec<SharedSpan>) {
         let mut buffer = self.0.lock().unwrap_or_else(|e| e.into_inner());
-        for Item(span) in batch {
-            buffer.add(*span);
+        for span in batch {
+            buffer.add(span);
         }
     }
 
@@ -97,11 +86,11 @@ impl Sink<Item> for Keeper {
     }
 }
 
-struct ExplorerSpans(QueueSender<Item>);
+struct ExplorerSpans(QueueSender<SharedSpan>);
 
 impl SpanSink for ExplorerSpans {
-    fn send(&self, span: Cow<'_, SpanData>) {
-        self.0.try_send(Item(Box::new(span.into_owned())));
+    fn send(&self, span: &SharedSpan) {
+        self.0.try_send(Arc::clone(span));
     }
 }
 

@@ -327,7 +327,7 @@ fn attributes(pairs: &[KeyValue]) -> serde_json::Map<String, serde_json::Value> 
 pub fn trace(buffer: &Buffer, trace_id: TraceId, links: Links) -> Option<TraceView> {
     let kept = buffer.get(trace_id)?;
     let (start, end) = kept.bounds();
-    let mut spans: Vec<&SpanData> = kept.spans.iter().collect();
+    let mut spans: Vec<&SpanData> = kept.spans.iter().map(|span| &**span).collect();
     spans.sort_by_key(|span| span.start_time);
     let spans = spans
         .into_iter()

@@ -9,7 +9,6 @@ pub(crate) mod doctor;
 mod relay;
 mod transport;
 
-use std::borrow::Cow;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -17,14 +16,15 @@ use clap::builder::BoolishValueParser;
 use clap::{Args, ValueEnum};
 use http::{HeaderName, Uri};
 use opentelemetry_proto::tonic::trace::v1::ResourceSpans;
-use opentelemetry_sdk::trace::SpanData;
 
 pub use self::doctor::examine;
 use crate::config::values::{
     Headers, Secret, parse_headers, parse_millis, parse_secret, parse_url,
 };
 use crate::telemetry::queue::{self, QueueConfig, QueueSender, SinkStats, Weigh};
-use crate::telemetry::sink::{Shared, SinkParts, SpanSink, TelemetryError, TracesExporter};
+use crate::telemetry::sink::{
+    Shared, SharedSpan, SinkParts, SpanSink, TelemetryError, TracesExporter,
+};
 
 const HONEYCOMB_ENDPOINT: &str = "https://api.honeycomb.io";
 
@@ -136,12 +136,8 @@ impl OtlpSettings {
 
 /// What the OTLP queue carries: our own spans, and spans already encoded
 /// elsewhere (the browser's, through the relay) that go out as they are.
-#[expect(
-    clippy::large_enum_variant,
-    reason = "no larger than the SpanData the queue held before; boxing would allocate per span"
-)]
 pub enum OtlpItem {
-    Span(SpanData),
+    Span(SharedSpan),
     Relayed(ResourceSpans),
 }
 
@@ -159,8 +155,8 @@ impl Weigh for OtlpItem {
 struct OtlpSpans(QueueSender<OtlpItem>);
 
 impl SpanSink for OtlpSpans {
-    fn send(&self, span: Cow<'_, SpanData>) {
-        self.0.try_send(OtlpItem::Span(span.into_owned()));
+    fn send(&self, span: &SharedSpan) {
+        self.0.try_send(OtlpItem::Span(Arc::clone(span)));
     }
 }
 

@@ -5,6 +5,7 @@
 //! request without re-encoding.
 
 use std::str::FromStr;
+use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use http::header::CONTENT_TYPE;
@@ -175,12 +176,16 @@ impl Sink<OtlpItem> for OtlpSink {
         }
         match self.transport {
             Transport::Http { .. } => {
-                OtlpPayload::Body(encode_request(spans, &self.resource, &relayed).into())
+                OtlpPayload::Body(encode_request(&spans, &self.resource, &relayed).into())
             }
             Transport::Grpc { .. } => {
                 let mut resource_spans = if spans.is_empty() {
                     Vec::new()
                 } else {
+                    // The SDK's conversion takes spans by value: a span
+                    // another sink still holds is copied here, off the
+                    // request path.
+                    let spans = spans.into_iter().map(Arc::unwrap_or_clone).collect();
                     group_spans_by_resource_and_scope(spans, &self.resource)
                 };
                 resource_spans.extend(relayed);

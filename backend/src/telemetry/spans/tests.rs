@@ -8,15 +8,15 @@ use tracing::field::Empty;
 use tracing_subscriber::layer::SubscriberExt;
 
 use super::*;
-use crate::telemetry::sink::SpanSink;
+use crate::telemetry::sink::{SharedSpan, SpanSink};
 
 /// A span sink that keeps the spans it is given.
 #[derive(Clone, Default)]
 struct Collected(Arc<Mutex<Vec<SpanData>>>);
 
 impl SpanSink for Collected {
-    fn send(&self, span: Cow<'_, SpanData>) {
-        self.0.lock().unwrap().push(span.into_owned());
+    fn send(&self, span: &SharedSpan) {
+        self.0.lock().unwrap().push((**span).clone());
     }
 }
 

@@ -5,11 +5,11 @@
 use aws_config::BehaviorVersion;
 use aws_sdk_xray::Client;
 use aws_sdk_xray::error::{ProvideErrorMetadata, SdkError};
-use opentelemetry_sdk::trace::SpanData;
 
 use super::naming::Naming;
 use super::translate;
 use crate::telemetry::queue::{SendError, Sink};
+use crate::telemetry::sink::SharedSpan;
 
 /// Documents per PutTraceSegments call.
 const DOCUMENTS_PER_CALL: usize = 50;
@@ -97,10 +97,10 @@ fn describe<E: ProvideErrorMetadata + std::fmt::Debug, R: std::fmt::Debug>(
     }
 }
 
-impl Sink<SpanData> for ApiSink {
+impl Sink<SharedSpan> for ApiSink {
     type Payload = Vec<Vec<String>>;
 
-    fn encode(&mut self, batch: Vec<SpanData>) -> Vec<Vec<String>> {
+    fn encode(&mut self, batch: Vec<SharedSpan>) -> Vec<Vec<String>> {
         calls(translate::documents(&batch, &self.naming))
     }
 

@@ -1,12 +1,12 @@
 //! Delivery to the X-Ray daemon: one UDP datagram per document, the header
 //! line first, as the daemon and the X-Ray SDKs speak it.
 
-use opentelemetry_sdk::trace::SpanData;
 use tokio::net::UdpSocket;
 
 use super::naming::Naming;
 use super::translate;
 use crate::telemetry::queue::{SendError, Sink};
+use crate::telemetry::sink::SharedSpan;
 
 const HEADER: &str = "{\"format\": \"json\", \"version\": 1}\n";
 
@@ -103,10 +103,10 @@ impl DaemonSink {
 const NO_DAEMON: &str = "is the X-Ray daemon running at AWS_XRAY_DAEMON_ADDRESS? \
      In docker-compose it is the service's name (xray-daemon:2000), not localhost";
 
-impl Sink<SpanData> for DaemonSink {
+impl Sink<SharedSpan> for DaemonSink {
     type Payload = Vec<String>;
 
-    fn encode(&mut self, batch: Vec<SpanData>) -> Vec<String> {
+    fn encode(&mut self, batch: Vec<SharedSpan>) -> Vec<String> {
         translate::documents(&batch, &self.naming)
             .into_iter()
             .map(|document| format!("{HEADER}{document}"))

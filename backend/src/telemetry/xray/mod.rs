@@ -20,7 +20,6 @@ pub mod sampling;
 pub mod setup;
 pub mod translate;
 
-use std::borrow::Cow;
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
@@ -36,7 +35,7 @@ use self::naming::Naming;
 use self::sampling::{Rule, RuleSampler, SystemClock, XraySampler, parse_rules, sampled_for_xray};
 use crate::config::values::{parse_duration, parse_millis, parse_url};
 use crate::telemetry::queue::{self, QueueConfig, QueueSender, SinkStats};
-use crate::telemetry::sink::{Shared, SinkParts, SpanSink, TelemetryError};
+use crate::telemetry::sink::{Shared, SharedSpan, SinkParts, SpanSink, TelemetryError};
 
 /// AWS X-Ray, on when a daemon address, a naming pattern or a rules file is set.
 #[derive(Debug, Clone, Args)]
@@ -181,15 +180,15 @@ const QUEUE: QueueConfig = QueueConfig {
 
 /// The X-Ray queue as the span router sees it: only traces X-Ray's own
 /// sampling kept.
-struct XraySpans(QueueSender<SpanData>);
+struct XraySpans(QueueSender<SharedSpan>);
 
 impl SpanSink for XraySpans {
     fn wants(&self, span: &SpanData) -> bool {
         sampled_for_xray(span.span_context.trace_state())
     }
 
-    fn send(&self, span: Cow<'_, SpanData>) {
-        self.0.try_send(span.into_owned());
+    fn send(&self, span: &SharedSpan) {
+        self.0.try_send(Arc::clone(span));
     }
 }
 
@@ -198,7 +197,7 @@ fn delivery(
     settings: &XraySettings,
     shared: &Shared,
     naming: Naming,
-) -> Result<(String, QueueSender<SpanData>), TelemetryError> {
+) -> Result<(String, QueueSender<SharedSpan>), TelemetryError> {
     let bounded = QueueConfig {
         max_bytes: shared.queue_max_bytes,
         ..QUEUE

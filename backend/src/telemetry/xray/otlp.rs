@@ -11,11 +11,11 @@ use aws_sigv4::sign::v4;
 use aws_smithy_runtime_api::client::identity::Identity;
 use opentelemetry_proto::transform::common::tonic::ResourceAttributesWithSchema;
 use opentelemetry_sdk::Resource;
-use opentelemetry_sdk::trace::SpanData;
 
 use crate::telemetry::export::{describe, retry_after, retryable_status};
 use crate::telemetry::otlp_wire::encode_request;
 use crate::telemetry::queue::{SendError, Sink};
+use crate::telemetry::sink::SharedSpan;
 
 const CONTENT_TYPE: &str = "application/x-protobuf";
 
@@ -100,11 +100,11 @@ impl XrayOtlpSink {
     }
 }
 
-impl Sink<SpanData> for XrayOtlpSink {
+impl Sink<SharedSpan> for XrayOtlpSink {
     type Payload = bytes::Bytes;
 
-    fn encode(&mut self, batch: Vec<SpanData>) -> bytes::Bytes {
-        encode_request(batch, &self.resource, &[]).into()
+    fn encode(&mut self, batch: Vec<SharedSpan>) -> bytes::Bytes {
+        encode_request(&batch, &self.resource, &[]).into()
     }
 
     async fn send(&mut self, payload: &bytes::Bytes) -> Result<(), SendError> {

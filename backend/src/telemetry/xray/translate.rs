@@ -5,7 +5,7 @@
 //! batch, and every subsegment of a segment too large for one datagram,
 //! goes as an independent subsegment document naming its parent.
 
-use std::borrow::Cow;
+use std::borrow::{Borrow, Cow};
 use std::collections::HashMap;
 
 use opentelemetry::trace::{SpanId, SpanKind, Status};
@@ -170,7 +170,8 @@ fn to_text(doc: &Document<'_>) -> String {
 
 /// Turns a batch of finished spans into X-Ray documents, each at most
 /// `MAX_DOCUMENT_BYTES`.
-pub fn documents(spans: &[SpanData], naming: &Naming) -> Vec<String> {
+pub fn documents<S: Borrow<SpanData>>(spans: &[S], naming: &Naming) -> Vec<String> {
+    let spans: Vec<&SpanData> = spans.iter().map(Borrow::borrow).collect();
     let by_id: HashMap<SpanId, usize> = spans
         .iter()
         .enumerate()
@@ -184,7 +185,7 @@ pub fn documents(spans: &[SpanData], naming: &Naming) -> Vec<String> {
     // The segment each span belongs to, when it is in this batch.
     let segment_of = |mut index: usize| -> Option<usize> {
         for _ in 0..spans.len() {
-            let span = &spans[index];
+            let span = spans[index];
             if is_segment(span) {
                 return Some(index);
             }
@@ -207,13 +208,13 @@ pub fn documents(spans: &[SpanData], naming: &Naming) -> Vec<String> {
 
     let mut out = Vec::new();
     for &index in &segments {
-        let span = &spans[index];
+        let span = spans[index];
         let mut segment = document(span, naming.segment_name(attr_str(span, "server.address")));
         segment.trace_id = Some(xray_trace_id(span.span_context.trace_id()));
         segment.parent_id =
             (span.parent_span_id != SpanId::INVALID).then(|| Hex::of(span.parent_span_id));
         segment.aws = Some(&AWS);
-        segment.subsegments = nest(spans, &children, span.span_context.span_id());
+        segment.subsegments = nest(&spans, &children, span.span_context.span_id());
         let text = to_text(&segment);
         if text.len() <= MAX_DOCUMENT_BYTES {
             out.push(text);
@@ -226,19 +227,19 @@ pub fn documents(spans: &[SpanData], naming: &Naming) -> Vec<String> {
         let mut stack = vec![span.span_context.span_id()];
         while let Some(parent) = stack.pop() {
             for &child in children.get(&parent).into_iter().flatten() {
-                out.extend(independent(&spans[child]));
+                out.extend(independent(spans[child]));
                 stack.push(spans[child].span_context.span_id());
             }
         }
     }
     for &index in &orphans {
-        out.extend(independent(&spans[index]));
+        out.extend(independent(spans[index]));
     }
     out
 }
 
 fn nest<'a>(
-    spans: &'a [SpanData],
+    spans: &[&'a SpanData],
     children: &HashMap<SpanId, Vec<usize>>,
     parent: SpanId,
 ) -> Vec<Document<'a>> {
@@ -247,7 +248,7 @@ fn nest<'a>(
         .into_iter()
         .flatten()
         .map(|&index| {
-            let span = &spans[index];
+            let span = spans[index];
             let mut doc = document(span, sanitize_name(&span.name));
             doc.subsegments = nest(spans, children, span.span_context.span_id());
             doc
