@@ -17,7 +17,9 @@ use std::path::PathBuf;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use support::otlp::{Behavior, OtlpReceiver, ReceivedSpan, SPAN_KIND_SERVER};
+use support::otlp::{
+    Behavior, OtlpReceiver, ReceivedSpan, SPAN_KIND_SERVER, nearest_rank, server_durations_by_route,
+};
 use support::server::{Server, answered_trace_id};
 
 fn free_port() -> u16 {
@@ -318,7 +320,7 @@ async fn the_explorer_shows_what_the_otlp_receiver_got() {
             "{row}"
         );
         assert_eq!(row["name"], span.name.as_str());
-        let ms = (span.end_unix_nano - span.start_unix_nano) as f64 / 1e6;
+        let ms = span.duration_ms();
         let shown = row["duration_ms"].as_f64().unwrap();
         assert!((shown - ms).abs() < 1e-3, "{row}: {shown} vs {ms}");
         depth_of.insert(id.to_owned(), row["depth"].as_u64().unwrap());
@@ -341,21 +343,13 @@ async fn the_explorer_shows_what_the_otlp_receiver_got() {
     assert!(keys.contains(&"app.cache_hit".to_owned()), "{keys:?}");
 
     // P90 by route, as the receiver's copy computes it (nearest rank).
-    let mut by_route: std::collections::HashMap<String, Vec<f64>> = Default::default();
-    for span in spans.iter().filter(|s| s.kind == SPAN_KIND_SERVER) {
-        let route = span.str_attr("http.route").unwrap().to_owned();
-        by_route
-            .entry(route)
-            .or_default()
-            .push((span.end_unix_nano - span.start_unix_nano) as f64 / 1e6);
-    }
+    let by_route = server_durations_by_route(&spans);
     let query = seen["query"].as_array().unwrap();
     assert_eq!(query.len(), by_route.len(), "{query:#?}");
     for row in query {
         let route = row["group"].as_str().unwrap();
-        let mut values = by_route[route].clone();
-        values.sort_by(f64::total_cmp);
-        let p90 = values[(0.9 * values.len() as f64).ceil() as usize - 1];
+        let values = &by_route[route];
+        let p90 = nearest_rank(values, 90.0);
         assert_eq!(
             row["count"].as_u64().unwrap() as usize,
             values.len(),

@@ -10,7 +10,10 @@ use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
-use support::otlp::{Behavior, HONEYCOMB_KEY, OtlpReceiver, SPAN_KIND_SERVER};
+use support::otlp::{
+    Behavior, HONEYCOMB_KEY, OtlpReceiver, SPAN_KIND_SERVER, nearest_rank,
+    server_durations_by_route,
+};
 use support::server::{Server, answered_trace_id};
 
 async fn get(server: &Server, path: &str) -> (u16, Value) {
@@ -206,20 +209,13 @@ async fn a_query_agrees_with_the_otlp_receivers_copy_of_the_same_spans() {
     )
     .await;
     assert_eq!(status, 200, "{answer}");
-    let mut by_route: HashMap<String, Vec<f64>> = HashMap::new();
-    for span in received.iter().filter(|s| s.kind == SPAN_KIND_SERVER) {
-        let route = span.str_attr("http.route").unwrap().to_owned();
-        let ms = (span.end_unix_nano - span.start_unix_nano) as f64 / 1e6;
-        by_route.entry(route).or_default().push(ms);
-    }
+    let by_route = server_durations_by_route(&received);
     let groups = answer["groups"].as_array().unwrap();
     assert_eq!(groups.len(), by_route.len(), "{answer:#}");
     for group in groups {
         let route = group["group"].as_str().unwrap();
-        let mut values = by_route[route].clone();
-        values.sort_by(f64::total_cmp);
-        // Nearest rank.
-        let p90 = values[(0.9 * values.len() as f64).ceil() as usize - 1];
+        let values = &by_route[route];
+        let p90 = nearest_rank(values, 90.0);
         assert_eq!(group["count"], values.len(), "{route}");
         let got = group["value"].as_f64().unwrap();
         assert!((got - p90).abs() < 1e-3, "{route}: {got} vs {p90}");

@@ -140,6 +140,34 @@ impl ReceivedSpan {
     pub fn is_root(&self) -> bool {
         self.parent_span_id.is_empty()
     }
+
+    pub fn duration_ms(&self) -> f64 {
+        (self.end_unix_nano - self.start_unix_nano) as f64 / 1e6
+    }
+}
+
+/// The server spans' durations in milliseconds by `http.route`, each list
+/// sorted: what the trace explorer's queries are checked against.
+pub fn server_durations_by_route(spans: &[ReceivedSpan]) -> BTreeMap<String, Vec<f64>> {
+    let mut by_route: BTreeMap<String, Vec<f64>> = BTreeMap::new();
+    for span in spans.iter().filter(|s| s.kind == SPAN_KIND_SERVER) {
+        let route = span
+            .str_attr("http.route")
+            .expect("a server span has a route");
+        by_route
+            .entry(route.to_owned())
+            .or_default()
+            .push(span.duration_ms());
+    }
+    for values in by_route.values_mut() {
+        values.sort_by(f64::total_cmp);
+    }
+    by_route
+}
+
+/// The nearest-rank percentile of `sorted`: the value at ceil(p/100 n) - 1.
+pub fn nearest_rank(sorted: &[f64], percent: f64) -> f64 {
+    sorted[(percent / 100.0 * sorted.len() as f64).ceil() as usize - 1]
 }
 
 /// An attribute value. Arrays, key-value lists and bytes are rendered as text
