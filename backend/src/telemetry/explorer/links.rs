@@ -18,6 +18,10 @@ use crate::telemetry::ids::xray_trace_id;
 use crate::telemetry::otlp::doctor::{self, DATASET, TEAM};
 use crate::telemetry::sink::{Shared, TracesExporter};
 
+/// The longest the first trace opened waits for Honeycomb's `/1/auth`;
+/// without an answer the page has no Honeycomb link.
+const AUTH_TIMEOUT: Duration = Duration::from_secs(3);
+
 /// What Honeycomb's link is made from, before `/1/auth` is asked.
 struct Honeycomb {
     url: String,
@@ -76,7 +80,8 @@ impl LinkMaker {
                     dataset: value(DATASET)
                         .map_or_else(|| shared.service_name.clone(), |d| d.expose().to_owned()),
                     url,
-                    timeout: otlp.otlp_timeout,
+                    // The first trace opened waits for it: briefly.
+                    timeout: otlp.otlp_timeout.min(AUTH_TIMEOUT),
                 })
             });
         LinkMaker {
