@@ -398,6 +398,13 @@ async fn it_is_off_on_a_shared_address_unless_asked_for_and_says_why() {
     let local = format!("http://127.0.0.1:{}", asked.addr.port());
     let page = reqwest::get(format!("{local}/_explorer/")).await.unwrap();
     assert_eq!(page.status(), 200);
+    assert!(
+        asked
+            .stderr()
+            .contains("BIND_ADDRESS=0.0.0.0: anyone who reaches the port sees request data"),
+        "{}",
+        asked.stderr()
+    );
 
     let refused = Server::start(&[("TRACE_EXPLORER", "false")]);
     assert_eq!(

@@ -105,8 +105,16 @@ pub fn start(config: &TelemetryConfig, shared: &Shared) -> Result<SinkParts, Tel
         spans: settings.max_spans as usize,
         bytes: settings.max_bytes,
     };
+    let exposed = if shared.bind_address.is_loopback() {
+        String::new()
+    } else {
+        format!(
+            "; BIND_ADDRESS={}: anyone who reaches the port sees request data",
+            shared.bind_address
+        )
+    };
     eprintln!(
-        "telemetry: trace explorer on at /_explorer/ (keeps {} spans, {:.1} MiB at most, in memory)",
+        "telemetry: trace explorer on at /_explorer/ (keeps {} spans, {:.1} MiB at most, in memory{exposed})",
         limits.spans,
         limits.bytes as f64 / f64::from(1 << 20)
     );
