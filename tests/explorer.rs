@@ -312,6 +312,16 @@ async fn bad_ids_and_parameters_get_clear_json_errors() {
             400,
             "buckets must be 1 to 200",
         ),
+        (
+            "/_explorer/api/traces?equals=true",
+            400,
+            "equals needs attribute",
+        ),
+        (
+            "/_explorer/api/query?equals=5",
+            400,
+            "equals needs attribute",
+        ),
         ("/_explorer/api/traces?status=9xx", 400, "status"),
         (
             "/_explorer/api/traces?min_duration_ms=fast",
