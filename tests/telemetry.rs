@@ -353,7 +353,19 @@ async fn old_attribute_names_come_with_http_dup() {
         .await
         .unwrap();
     let trace = answered_trace_id(&response);
+    let with_secret = reqwest::get(
+        server.url("/api/activities/search?term=juice&api_key=hunter2&Access-Token=hunter3"),
+    )
+    .await
+    .unwrap();
+    let secret_trace = answered_trace_id(&with_secret);
     server.stop(Duration::from_secs(10)).await;
+    // A secret parameter's value never leaves in the old `http.target`.
+    let secret_spans = by_trace(&receiver.spans(), &secret_trace);
+    assert_eq!(
+        named(&secret_spans, "GET /api/activities/search").str_attr("http.target"),
+        Some("/api/activities/search?term=juice&api_key=********&Access-Token=********")
+    );
     let spans = by_trace(&receiver.spans(), &trace);
     let request = named(&spans, "GET /api/activities/search");
     assert_eq!(request.str_attr("http.method"), Some("GET"));

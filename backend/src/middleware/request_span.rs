@@ -18,6 +18,7 @@ use tracing::Instrument;
 use tracing::field::Empty;
 
 use crate::error::InternalCause;
+use crate::telemetry::scrub::scrub_query;
 use crate::telemetry::sink::RequestStart;
 use crate::telemetry::{RequestTelemetry, ids, propagation, spans};
 
@@ -122,10 +123,12 @@ pub async fn trace_request(
     );
     if settings.http_dup_semconv {
         span.record("http.method", method.as_str());
-        span.record(
-            "http.target",
-            request.uri().path_and_query().map_or("/", |pq| pq.as_str()),
-        );
+        // The query as the client sent it, but for secret parameters' values.
+        let target = match request.uri().query() {
+            Some(query) => format!("{}?{}", request.uri().path(), scrub_query(query).0),
+            None => request.uri().path().to_owned(),
+        };
+        span.record("http.target", target.as_str());
         span.record("http.scheme", scheme);
         span.record("http.host", host);
         span.record("http.user_agent", user_agent.as_str());

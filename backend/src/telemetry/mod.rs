@@ -24,6 +24,7 @@ mod otlp_wire;
 pub mod propagation;
 pub mod queue;
 pub mod rollbar;
+pub mod scrub;
 pub mod sink;
 pub mod spans;
 #[cfg(test)]

@@ -96,8 +96,9 @@ pub struct TraceList {
 }
 
 pub const NOTICE: &str = "This page shows request data (paths, handles, attributes) of the \
-    requests this process served, kept in memory only. Secrets are scrubbed from spans before \
-    any sink sees them. Do not expose it on a shared address.";
+    requests this process served, kept in memory only. Spans hold no credentials: no request \
+    header but the user agent, and secret query parameters scrubbed. Do not expose it on a \
+    shared address.";
 
 fn millis(time: SystemTime) -> f64 {
     time.duration_since(UNIX_EPOCH)
