@@ -40,16 +40,6 @@ impl Explorer {
 
 type Shared = Arc<Explorer>;
 
-/// `equals` compares an attribute: without `attribute` it would be ignored.
-fn compared(attribute: Option<&String>, equals: Option<&String>) -> Result<(), ApiError> {
-    match (attribute, equals) {
-        (None, Some(_)) => Err(ApiError::BadRequest(
-            "equals needs attribute: the attribute whose value it compares".into(),
-        )),
-        _ => Ok(()),
-    }
-}
-
 /// A count parameter, when given, is 1 to `most`.
 fn within(name: &str, value: Option<usize>, most: usize) -> Result<(), ApiError> {
     match value {
@@ -166,7 +156,6 @@ async fn list(
 ) -> Result<Json<TraceList>, ApiError> {
     let Query(filter) = filter?;
     within("limit", filter.limit, MAX_LIMIT)?;
-    compared(filter.attribute.as_ref(), filter.equals.as_ref())?;
     Ok(Json(views::list(&explorer.buffer(), &filter)))
 }
 
@@ -242,6 +231,5 @@ async fn query(
 ) -> Result<Json<QueryAnswer>, ApiError> {
     let Query(params) = params?;
     within("buckets", params.buckets, MAX_BUCKETS)?;
-    compared(params.attribute.as_ref(), params.equals.as_ref())?;
     Ok(Json(views::query(&explorer.buffer(), &params)))
 }

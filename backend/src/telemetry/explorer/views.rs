@@ -46,7 +46,8 @@ pub struct ListFilter {
     pub min_duration_ms: Option<f64>,
     /// Some span of the trace has this attribute (such as `app.result_length`).
     pub attribute: Option<String>,
-    /// With `attribute`: its value, as text (`true`, `5`, `/api/activities/home`).
+    /// With `attribute`: its value, as text (`true`, `5`, `/api/activities/home`);
+    /// alone: any attribute of some span has this value.
     pub equals: Option<String>,
     /// At most this many traces, 1 to 1000 (default 100).
     #[param(minimum = 1, maximum = 1000)]
@@ -137,9 +138,14 @@ fn status_name(status: &Status) -> &'static str {
     }
 }
 
-/// Whether `span` has `key`, equal to `equals` as text when given.
-fn has(span: &SpanData, key: &str, equals: Option<&str>) -> bool {
-    attribute(span, key).is_some_and(|value| equals.is_none_or(|text| value.as_str() == text))
+/// Whether `span` has `key` (any attribute when `None`), equal to `equals`
+/// as text when given; with neither, every span passes.
+fn has(span: &SpanData, key: Option<&str>, equals: Option<&str>) -> bool {
+    let equal = |value: &Value| equals.is_none_or(|text| value.as_str() == text);
+    match key {
+        Some(key) => attribute(span, key).is_some_and(equal),
+        None => equals.is_none() || span.attributes.iter().any(|kv| equal(&kv.value)),
+    }
 }
 
 fn summary(trace_id: TraceId, kept: &Kept) -> Option<TraceSummary> {
@@ -191,11 +197,11 @@ fn matches(filter: &ListFilter, kept: &Kept, summary: &TraceSummary) -> bool {
             .iter()
             .any(|s| matches!(s.status, Status::Error { .. })),
     };
-    let attribute_ok = filter.attribute.as_deref().is_none_or(|key| {
-        kept.spans
+    let attribute_ok = (filter.attribute.is_none() && filter.equals.is_none())
+        || kept
+            .spans
             .iter()
-            .any(|s| has(s, key, filter.equals.as_deref()))
-    });
+            .any(|s| has(s, filter.attribute.as_deref(), filter.equals.as_deref()));
     status_ok && attribute_ok
 }
 
@@ -407,7 +413,7 @@ pub struct QueryParams {
     pub group_by: Option<String>,
     /// Only spans with this attribute.
     pub attribute: Option<String>,
-    /// With `attribute`: its value, as text.
+    /// With `attribute`: its value, as text; alone: any attribute has this value.
     pub equals: Option<String>,
     /// Only spans of this kind.
     #[param(inline)]
@@ -554,12 +560,7 @@ pub fn query(buffer: &Buffer, params: &QueryParams) -> QueryAnswer {
     let rows: Vec<Row> = buffer
         .spans()
         .filter(|span| kind.as_ref().is_none_or(|k| &span.span_kind == k))
-        .filter(|span| {
-            params
-                .attribute
-                .as_deref()
-                .is_none_or(|key| has(span, key, params.equals.as_deref()))
-        })
+        .filter(|span| has(span, params.attribute.as_deref(), params.equals.as_deref()))
         .map(|span| Row {
             group: params
                 .group_by
@@ -771,6 +772,11 @@ mod tests {
             ..ListFilter::default()
         };
         assert_eq!(with(equals), [id(3)]);
+        let anywhere = ListFilter {
+            equals: route("/show"),
+            ..ListFilter::default()
+        };
+        assert_eq!(with(anywhere), [id(4), id(3)]);
         let missing = ListFilter {
             attribute: route("app.nothing"),
             ..ListFilter::default()
