@@ -46,6 +46,12 @@ fn node(stub: &PathBuf, args: &[&str], env: &[(&str, &str)]) -> String {
     String::from_utf8_lossy(&output.stdout).into_owned()
 }
 
+/// The JSON line a driver script printed last, its report to the test.
+fn printed_json(script: &str, output: &str) -> serde_json::Value {
+    let last = output.trim().lines().last().unwrap_or_default();
+    serde_json::from_str(last).unwrap_or_else(|err| panic!("{script} printed {output:?}: {err}"))
+}
+
 fn service(span: &ReceivedSpan) -> &str {
     span.resource_str("service.name").unwrap_or_default()
 }
@@ -114,8 +120,7 @@ async fn browser_and_backend_spans_form_one_trace() {
     })
     .await
     .unwrap();
-    let seen: serde_json::Value = serde_json::from_str(result.trim().lines().last().unwrap())
-        .unwrap_or_else(|err| panic!("browser.mjs printed {result:?}: {err}"));
+    let seen = printed_json("browser.mjs", &result);
     assert!(
         std::fs::metadata(&screenshot).unwrap().len() > 1000,
         "a screenshot of the home feed"
@@ -274,8 +279,7 @@ async fn the_explorer_shows_what_the_otlp_receiver_got() {
     })
     .await
     .unwrap();
-    let seen: serde_json::Value = serde_json::from_str(result.trim().lines().last().unwrap())
-        .unwrap_or_else(|err| panic!("explorer.mjs printed {result:?}: {err}"));
+    let seen = printed_json("explorer.mjs", &result);
     assert_eq!(seen["problems"], serde_json::json!([]), "{seen:#}");
     for shot in ["list.png", "waterfall.png", "heatmap.png"] {
         assert!(
