@@ -9,7 +9,7 @@
 //! outside the request span, so looking at traces makes none.
 
 mod api;
-pub mod buffer;
+mod buffer;
 mod links;
 mod views;
 

@@ -16,7 +16,7 @@ use uuid::Uuid;
 use super::RollbarLevel;
 use crate::telemetry::ids::xray_trace_id;
 use crate::telemetry::queue::Weigh;
-pub use crate::telemetry::scrub::{SCRUBBED, is_secret_name, scrub_query};
+use crate::telemetry::scrub::{SCRUBBED, is_secret_name, scrub_query};
 
 /// Rollbar refuses larger items; ours are cut down to fit.
 pub const MAX_PAYLOAD_BYTES: usize = 128 * 1024;
