@@ -38,6 +38,20 @@ pub struct LinkMaker {
     honeycomb_base: OnceCell<Option<String>>,
 }
 
+/// `text` as one URL path segment: every byte but RFC 3986's unreserved
+/// ones percent-encoded (a dataset may be named `my service/v2`).
+fn path_segment(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for byte in text.bytes() {
+        if byte.is_ascii_alphanumeric() || b"-._~".contains(&byte) {
+            out.push(char::from(byte));
+        } else {
+            out.push_str(&format!("%{byte:02X}"));
+        }
+    }
+    out
+}
+
 /// The UI host beside an API host: `api.eu1.honeycomb.io` -> `ui.eu1.honeycomb.io`.
 fn ui_host(url: &str) -> String {
     url.parse::<Uri>()
@@ -124,7 +138,7 @@ async fn honeycomb_base(honeycomb: &Honeycomb) -> Option<String> {
         return None;
     }
     let ui = ui_host(&honeycomb.url);
-    let dataset = &honeycomb.dataset;
+    let dataset = path_segment(&honeycomb.dataset);
     Some(match auth.environment.filter(|e| !e.slug.is_empty()) {
         Some(environment) => format!(
             "https://{ui}/{team}/environments/{}/datasets/{dataset}/",
@@ -137,6 +151,13 @@ async fn honeycomb_base(honeycomb: &Honeycomb) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_dataset_is_one_path_segment() {
+        assert_eq!(path_segment("cruddur-backend"), "cruddur-backend");
+        assert_eq!(path_segment("my service/v2"), "my%20service%2Fv2");
+        assert_eq!(path_segment("é"), "%C3%A9");
+    }
 
     #[test]
     fn the_ui_is_beside_the_api() {
