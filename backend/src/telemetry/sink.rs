@@ -23,7 +23,7 @@ use utoipa::ToSchema;
 use utoipa_axum::router::OpenApiRouter;
 
 use super::doctor::{DeepCheck, DeepFindings};
-use super::queue::{Flush, SinkReport, SinkStats};
+use super::queue::{Flush, SinkReport, SinkStats, Weigh};
 
 #[derive(Debug, thiserror::Error)]
 pub enum TelemetryError {
@@ -84,8 +84,55 @@ pub type LogLayer = Box<dyn Layer<Registry> + Send + Sync>;
 pub type SamplerWrap = Box<dyn FnOnce(Box<dyn ShouldSample>) -> Box<dyn ShouldSample>>;
 
 /// A finished span as the sinks share it: never copied, however many
-/// sinks keep it; the last one to let go frees it.
-pub type SharedSpan = Arc<SpanData>;
+/// sinks keep it (the last one to let go frees it), and weighed once for
+/// every queue's byte bound rather than by each queue as it comes and goes.
+#[derive(Clone, Debug)]
+pub struct SharedSpan(Arc<Weighed>);
+
+#[derive(Debug)]
+struct Weighed {
+    span: SpanData,
+    weight: usize,
+}
+
+impl SharedSpan {
+    /// The span itself: moved out when no other sink holds it, else copied.
+    pub fn into_span(self) -> SpanData {
+        match Arc::try_unwrap(self.0) {
+            Ok(weighed) => weighed.span,
+            Err(shared) => shared.span.clone(),
+        }
+    }
+}
+
+impl From<SpanData> for SharedSpan {
+    fn from(span: SpanData) -> Self {
+        let weight = std::mem::size_of::<SharedSpan>() + span.weight();
+        SharedSpan(Arc::new(Weighed { span, weight }))
+    }
+}
+
+impl std::ops::Deref for SharedSpan {
+    type Target = SpanData;
+
+    fn deref(&self) -> &SpanData {
+        &self.0.span
+    }
+}
+
+impl std::borrow::Borrow<SpanData> for SharedSpan {
+    fn borrow(&self) -> &SpanData {
+        &self.0.span
+    }
+}
+
+/// A shared span weighs all of itself in every queue that holds it: each
+/// queue's bound holds whatever the other sinks do.
+impl Weigh for SharedSpan {
+    fn weight(&self) -> usize {
+        self.0.weight
+    }
+}
 
 /// Where finished spans go. `send` runs on the request path: it only queues.
 pub trait SpanSink: Send + Sync {
@@ -124,7 +171,7 @@ impl SpanRouter {
         let Some(first) = self.sinks.iter().position(|sink| sink.wants(&span)) else {
             return;
         };
-        let span = Arc::new(span);
+        let span = SharedSpan::from(span);
         self.sinks[first].send(&span);
         for sink in &self.sinks[first + 1..] {
             if sink.wants(&span) {

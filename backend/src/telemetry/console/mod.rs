@@ -120,7 +120,7 @@ impl Sink<Output> for ConsoleSink {
                 Output::Span(span) => {
                     // A span another sink still holds is copied here, off
                     // the request path.
-                    for trace in self.traces.add(Arc::unwrap_or_clone(span)) {
+                    for trace in self.traces.add(span.into_span()) {
                         self.print(&trace, &mut text);
                     }
                 }
@@ -181,7 +181,7 @@ struct ConsoleSpans(QueueSender<Output>);
 
 impl SpanSink for ConsoleSpans {
     fn send(&self, span: &SharedSpan) {
-        self.0.try_send(Output::Span(Arc::clone(span)));
+        self.0.try_send(Output::Span(span.clone()));
     }
 }
 

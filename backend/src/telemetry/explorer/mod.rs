@@ -90,7 +90,7 @@ struct ExplorerSpans(QueueSender<SharedSpan>);
 
 impl SpanSink for ExplorerSpans {
     fn send(&self, span: &SharedSpan) {
-        self.0.try_send(Arc::clone(span));
+        self.0.try_send(span.clone());
     }
 }
 

@@ -156,7 +156,7 @@ struct OtlpSpans(QueueSender<OtlpItem>);
 
 impl SpanSink for OtlpSpans {
     fn send(&self, span: &SharedSpan) {
-        self.0.try_send(OtlpItem::Span(Arc::clone(span)));
+        self.0.try_send(OtlpItem::Span(span.clone()));
     }
 }
 

@@ -5,7 +5,7 @@
 //! request without re-encoding.
 
 use std::str::FromStr;
-use std::sync::Arc;
+
 use std::time::{Duration, SystemTime};
 
 use http::header::CONTENT_TYPE;
@@ -23,7 +23,7 @@ use crate::config::values::Secret;
 use crate::telemetry::export::{describe, retry_after, retryable_status};
 use crate::telemetry::otlp_wire::encode_request;
 use crate::telemetry::queue::{SendError, Sink};
-use crate::telemetry::sink::TelemetryError;
+use crate::telemetry::sink::{SharedSpan, TelemetryError};
 
 enum Transport {
     Http {
@@ -185,7 +185,7 @@ impl Sink<OtlpItem> for OtlpSink {
                     // The SDK's conversion takes spans by value: a span
                     // another sink still holds is copied here, off the
                     // request path.
-                    let spans = spans.into_iter().map(Arc::unwrap_or_clone).collect();
+                    let spans = spans.into_iter().map(SharedSpan::into_span).collect();
                     group_spans_by_resource_and_scope(spans, &self.resource)
                 };
                 resource_spans.extend(relayed);

@@ -29,14 +29,6 @@ fn value(value: &Value) -> usize {
     }
 }
 
-/// A shared span weighs all of itself in every queue that holds it: each
-/// queue's bound holds whatever the other sinks do.
-impl Weigh for std::sync::Arc<SpanData> {
-    fn weight(&self) -> usize {
-        size_of::<Self>() + (**self).weight()
-    }
-}
-
 impl Weigh for SpanData {
     fn weight(&self) -> usize {
         let events: usize = self

@@ -188,7 +188,7 @@ impl SpanSink for XraySpans {
     }
 
     fn send(&self, span: &SharedSpan) {
-        self.0.try_send(Arc::clone(span));
+        self.0.try_send(span.clone());
     }
 }
 
