@@ -134,6 +134,14 @@ impl Weigh for SharedSpan {
     }
 }
 
+/// The value of `span`'s attribute `key`, if it has one.
+pub fn attribute<'a>(span: &'a SpanData, key: &str) -> Option<&'a opentelemetry::Value> {
+    span.attributes
+        .iter()
+        .find(|kv| kv.key.as_str() == key)
+        .map(|kv| &kv.value)
+}
+
 /// Where finished spans go. `send` runs on the request path: it only queues.
 pub trait SpanSink: Send + Sync {
     /// Whether this sink takes `span` (X-Ray: only traces its rules kept).

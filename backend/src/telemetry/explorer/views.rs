@@ -17,6 +17,7 @@ use utoipa::{IntoParams, ToSchema};
 
 use super::buffer::{Buffer, Kept};
 use crate::telemetry::ids::xray_trace_id;
+use crate::telemetry::sink::attribute;
 
 /// The status classes the list filters by; `error`: a span's status is error.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, ToSchema)]
@@ -113,13 +114,6 @@ fn between(from: SystemTime, to: SystemTime) -> f64 {
 
 fn rfc3339(time: SystemTime) -> String {
     DateTime::<Utc>::from(time).to_rfc3339_opts(SecondsFormat::Micros, true)
-}
-
-fn attribute<'a>(span: &'a SpanData, key: &str) -> Option<&'a Value> {
-    span.attributes
-        .iter()
-        .find(|kv| kv.key.as_str() == key)
-        .map(|kv| &kv.value)
 }
 
 fn number(value: &Value) -> Option<f64> {

@@ -18,6 +18,7 @@ use super::document::{
 };
 use super::naming::{Naming, annotation_key, sanitize_name};
 use crate::telemetry::ids::xray_trace_id;
+use crate::telemetry::sink::attribute;
 
 /// A UDP datagram holds 64 KiB; the header line takes the rest of the margin.
 pub const MAX_DOCUMENT_BYTES: usize = 64 * 1024 - 64;
@@ -28,22 +29,15 @@ const MAX_METADATA_CHARS: usize = 2048;
 /// X-Ray's limit for HTTP fields.
 const MAX_HTTP_CHARS: usize = 250;
 
-fn attr<'a>(span: &'a SpanData, key: &str) -> Option<&'a Value> {
-    span.attributes
-        .iter()
-        .find(|kv| kv.key.as_str() == key)
-        .map(|kv| &kv.value)
-}
-
 fn attr_str<'a>(span: &'a SpanData, key: &str) -> Option<&'a str> {
-    match attr(span, key)? {
+    match attribute(span, key)? {
         Value::String(s) => Some(s.as_str()),
         _ => None,
     }
 }
 
 fn attr_i64(span: &SpanData, key: &str) -> Option<i64> {
-    match attr(span, key)? {
+    match attribute(span, key)? {
         Value::I64(i) => Some(*i),
         Value::String(s) => s.as_str().parse().ok(),
         _ => None,
