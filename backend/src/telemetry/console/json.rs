@@ -14,6 +14,7 @@ use super::pretty::{elapsed, kind};
 use super::traces::Trace;
 use super::tree::{Node, forest};
 use crate::telemetry::ids::xray_trace_id;
+use crate::telemetry::sink::SharedSpan;
 
 fn timestamp(time: SystemTime) -> String {
     DateTime::<Utc>::from(time).to_rfc3339_opts(SecondsFormat::Micros, true)
@@ -37,7 +38,7 @@ fn json_value(value: &Value) -> Json {
 
 /// One JSON object per span, in the tree's order, each on its own line.
 pub fn write(trace: &Trace, out: &mut String) {
-    fn walk(spans: &[SpanData], node: &Node, out: &mut String) {
+    fn walk(spans: &[SharedSpan], node: &Node, out: &mut String) {
         out.push_str(&span_json(&spans[node.span]).to_string());
         out.push('\n');
         for child in &node.children {

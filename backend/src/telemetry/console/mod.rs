@@ -118,9 +118,7 @@ impl Sink<Output> for ConsoleSink {
                     text.push('\n');
                 }
                 Output::Span(span) => {
-                    // A span another sink still holds is copied here, off
-                    // the request path.
-                    for trace in self.traces.add(span.into_span()) {
+                    for trace in self.traces.add(span) {
                         self.print(&trace, &mut text);
                     }
                 }

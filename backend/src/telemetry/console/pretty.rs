@@ -12,6 +12,7 @@ use opentelemetry_sdk::trace::SpanData;
 
 use super::traces::{Ending, Trace};
 use super::tree::{Node, forest};
+use crate::telemetry::sink::SharedSpan;
 
 const BOLD: &str = "\x1b[1m";
 const DIM: &str = "\x1b[2m";
@@ -90,7 +91,7 @@ struct Entry<'a> {
 
 /// `children` in start order, plain leaves of one name folded into the
 /// place of the first.
-fn entries<'a>(spans: &[SpanData], children: &'a [Node]) -> Vec<Entry<'a>> {
+fn entries<'a>(spans: &[SharedSpan], children: &'a [Node]) -> Vec<Entry<'a>> {
     let mut entries: Vec<Entry<'a>> = Vec::with_capacity(children.len());
     for node in children {
         let span = &spans[node.span];
@@ -146,7 +147,7 @@ pub fn write(trace: &Trace, colour: bool, out: &mut String) {
 
 fn branches(
     painter: &Painter,
-    spans: &[SpanData],
+    spans: &[SharedSpan],
     children: &[Node],
     indent: &str,
     out: &mut String,
@@ -173,7 +174,7 @@ fn branches(
 }
 
 /// Name, count, duration, kind, error, facts and events: one line, no end.
-fn line(painter: &Painter, spans: &[SpanData], entry: &Entry<'_>, out: &mut String) {
+fn line(painter: &Painter, spans: &[SharedSpan], entry: &Entry<'_>, out: &mut String) {
     let span = &spans[entry.node.span];
     painter.paint(out, BOLD, &span.name);
     if span.span_kind != SpanKind::Internal {
@@ -229,10 +230,10 @@ pub(super) mod tests {
         };
         Trace {
             spans: vec![
-                query(4, "SELECT replies", 3),
-                query(3, "SELECT activities home", 2),
-                service,
-                root,
+                query(4, "SELECT replies", 3).into(),
+                query(3, "SELECT activities home", 2).into(),
+                service.into(),
+                root.into(),
             ],
             ending: Ending::Whole,
         }
@@ -279,7 +280,7 @@ pub(super) mod tests {
         let mut out = String::new();
         write(
             &Trace {
-                spans,
+                spans: spans.into_iter().map(Into::into).collect(),
                 ending: Ending::Whole,
             },
             false,
@@ -299,7 +300,7 @@ pub(super) mod tests {
     #[test]
     fn parts_printed_apart_say_where_they_belong() {
         let trace = Trace {
-            spans: vec![span(7, 5, 4, "background", 0, 1)],
+            spans: vec![span(7, 5, 4, "background", 0, 1).into()],
             ending: Ending::Late,
         };
         let mut out = String::new();

@@ -15,6 +15,7 @@ use opentelemetry::trace::{SpanId, TraceId};
 use opentelemetry_sdk::trace::SpanData;
 
 use crate::telemetry::queue::Weigh;
+use crate::telemetry::sink::SharedSpan;
 
 /// The most spans and bytes held while their traces are unfinished.
 #[derive(Debug, Clone, Copy)]
@@ -37,7 +38,7 @@ pub enum Ending {
 /// Spans of one trace, printed together.
 #[derive(Debug)]
 pub struct Trace {
-    pub spans: Vec<SpanData>,
+    pub spans: Vec<SharedSpan>,
     pub ending: Ending,
 }
 
@@ -48,7 +49,7 @@ type SpanKey = (TraceId, SpanId);
 
 pub struct Traces {
     limits: Limits,
-    held: HashMap<TraceId, Vec<SpanData>>,
+    held: HashMap<TraceId, Vec<SharedSpan>>,
     /// Held traces in the order their first span arrived: past a bound
     /// the oldest goes first.
     arrival: VecDeque<TraceId>,
@@ -82,7 +83,8 @@ impl Traces {
     }
 
     /// Takes a finished span; answers what is ready to print because of it.
-    pub fn add(&mut self, span: SpanData) -> Vec<Trace> {
+    pub fn add(&mut self, span: impl Into<SharedSpan>) -> Vec<Trace> {
+        let span = span.into();
         let trace_id = span.span_context.trace_id();
         let ending = if is_local_root(&span) {
             Some(Ending::Whole)
@@ -123,7 +125,7 @@ impl Traces {
         None
     }
 
-    fn hold(&mut self, span: SpanData) {
+    fn hold(&mut self, span: SharedSpan) {
         self.spans += 1;
         self.bytes += span.weight();
         let trace_id = span.span_context.trace_id();
@@ -136,7 +138,7 @@ impl Traces {
 
     /// Moves every held span below `spans[0]` into `spans`. Only those: two
     /// requests of one browser trace each have their own local root here.
-    fn take_descendants(&mut self, trace_id: TraceId, spans: &mut Vec<SpanData>) {
+    fn take_descendants(&mut self, trace_id: TraceId, spans: &mut Vec<SharedSpan>) {
         let Some(held) = self.held.get_mut(&trace_id) else {
             return;
         };
@@ -166,12 +168,12 @@ impl Traces {
     }
 
     /// Counts `spans` as no longer held.
-    fn forget(&mut self, spans: &[SpanData]) {
+    fn forget(&mut self, spans: &[SharedSpan]) {
         self.spans -= spans.len();
         self.bytes -= spans.iter().map(Weigh::weight).sum::<usize>();
     }
 
-    fn hand_over(&mut self, spans: Vec<SpanData>, ending: Ending) -> Trace {
+    fn hand_over(&mut self, spans: Vec<SharedSpan>, ending: Ending) -> Trace {
         for span in &spans {
             if self.printed.insert(key(span)) {
                 self.printed_order.push_back(key(span));
@@ -271,7 +273,7 @@ mod tests {
 
     #[test]
     fn past_the_byte_bound_the_oldest_unfinished_trace_is_handed_over() {
-        let one = span(1, 2, 1, "child", 0, 1).weight();
+        let one = SharedSpan::from(span(1, 2, 1, "child", 0, 1)).weight();
         let mut traces = Traces::new(Limits {
             spans: 1000,
             bytes: one * 2,

@@ -2,6 +2,7 @@
 //! children in the order they started. Spans whose parent is not among
 //! them (the local root, or parts of a trace printed apart) are the roots.
 
+use std::borrow::Borrow;
 use std::collections::HashMap;
 
 use opentelemetry::trace::SpanId;
@@ -16,7 +17,8 @@ pub struct Node {
 
 /// The trees `spans` form, roots and children each in start order (ties in
 /// the order the spans arrived).
-pub fn forest(spans: &[SpanData]) -> Vec<Node> {
+pub fn forest<S: Borrow<SpanData>>(spans: &[S]) -> Vec<Node> {
+    let spans: Vec<&SpanData> = spans.iter().map(Borrow::borrow).collect();
     let index: HashMap<SpanId, usize> = spans
         .iter()
         .enumerate()
@@ -116,7 +118,7 @@ mod tests {
         #[derive(Debug, PartialEq, Eq)]
         struct Shape(u64, Vec<Shape>);
 
-        fn shape(spans: &[SpanData], node: &Node) -> Shape {
+        fn shape(spans: &[crate::telemetry::sink::SharedSpan], node: &Node) -> Shape {
             let id = u64::from_be_bytes(spans[node.span].span_context.span_id().to_bytes());
             Shape(id, node.children.iter().map(|c| shape(spans, c)).collect())
         }
