@@ -142,6 +142,18 @@ pub fn attribute<'a>(span: &'a SpanData, key: &str) -> Option<&'a opentelemetry:
         .map(|kv| &kv.value)
 }
 
+/// A span kind as OpenTelemetry's documents spell it (`server`, `client`, ...).
+pub fn kind_name(kind: &opentelemetry::trace::SpanKind) -> &'static str {
+    use opentelemetry::trace::SpanKind;
+    match kind {
+        SpanKind::Server => "server",
+        SpanKind::Client => "client",
+        SpanKind::Producer => "producer",
+        SpanKind::Consumer => "consumer",
+        SpanKind::Internal => "internal",
+    }
+}
+
 /// Where finished spans go. `send` runs on the request path: it only queues.
 pub trait SpanSink: Send + Sync {
     /// Whether this sink takes `span` (X-Ray: only traces its rules kept).

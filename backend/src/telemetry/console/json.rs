@@ -10,11 +10,11 @@ use opentelemetry::{Array, Value};
 use opentelemetry_sdk::trace::SpanData;
 use serde_json::{Map, Value as Json};
 
-use super::pretty::{elapsed, kind};
+use super::pretty::elapsed;
 use super::traces::Trace;
 use super::tree::{Node, forest};
 use crate::telemetry::ids::xray_trace_id;
-use crate::telemetry::sink::SharedSpan;
+use crate::telemetry::sink::{SharedSpan, kind_name};
 
 fn timestamp(time: SystemTime) -> String {
     DateTime::<Utc>::from(time).to_rfc3339_opts(SecondsFormat::Micros, true)
@@ -57,7 +57,7 @@ fn span_json(span: &SpanData) -> Json {
     let mut record = Map::new();
     record.insert("timestamp".into(), timestamp(span.start_time).into());
     record.insert("span".into(), span.name.as_ref().into());
-    record.insert("kind".into(), kind(&span.span_kind).into());
+    record.insert("kind".into(), kind_name(&span.span_kind).into());
     record.insert(
         "duration_ms".into(),
         Json::from(elapsed(span).as_secs_f64() * 1000.0),

@@ -12,7 +12,7 @@ use opentelemetry_sdk::trace::SpanData;
 
 use super::traces::{Ending, Trace};
 use super::tree::{Node, forest};
-use crate::telemetry::sink::SharedSpan;
+use crate::telemetry::sink::{SharedSpan, kind_name};
 
 const BOLD: &str = "\x1b[1m";
 const DIM: &str = "\x1b[2m";
@@ -50,16 +50,6 @@ fn duration(length: Duration) -> String {
         format!("{}.{:03}ms", micros / 1000, micros % 1000)
     } else {
         format!("{}.{:03}s", micros / 1_000_000, micros / 1000 % 1000)
-    }
-}
-
-pub(super) fn kind(kind: &SpanKind) -> &'static str {
-    match kind {
-        SpanKind::Server => "server",
-        SpanKind::Client => "client",
-        SpanKind::Producer => "producer",
-        SpanKind::Consumer => "consumer",
-        SpanKind::Internal => "internal",
     }
 }
 
@@ -179,7 +169,7 @@ fn line(painter: &Painter, spans: &[SharedSpan], entry: &Entry<'_>, out: &mut St
     painter.paint(out, BOLD, &span.name);
     if span.span_kind != SpanKind::Internal {
         out.push(' ');
-        painter.paint(out, DIM, &format!("({})", kind(&span.span_kind)));
+        painter.paint(out, DIM, &format!("({})", kind_name(&span.span_kind)));
     }
     if entry.count > 1 {
         let _ = write!(out, " ×{}", entry.count);

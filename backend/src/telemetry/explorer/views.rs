@@ -17,7 +17,7 @@ use utoipa::{IntoParams, ToSchema};
 
 use super::buffer::{Buffer, Kept};
 use crate::telemetry::ids::xray_trace_id;
-use crate::telemetry::sink::attribute;
+use crate::telemetry::sink::{attribute, kind_name};
 
 /// The status classes the list filters by; `error`: a span's status is error.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, ToSchema)]
@@ -285,16 +285,6 @@ pub struct TraceView {
     pub spans: Vec<SpanView>,
 }
 
-fn kind_name(kind: &SpanKind) -> &'static str {
-    match kind {
-        SpanKind::Server => "server",
-        SpanKind::Client => "client",
-        SpanKind::Internal => "internal",
-        SpanKind::Producer => "producer",
-        SpanKind::Consumer => "consumer",
-    }
-}
-
 fn json(value: &Value) -> serde_json::Value {
     use serde_json::Value as J;
     fn float(n: f64) -> J {
@@ -372,7 +362,7 @@ pub fn trace(buffer: &Buffer, trace_id: TraceId, links: Links) -> Option<TraceVi
 }
 
 /// What a query computes per group; `value` is this one.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, ToSchema)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum Calc {
     #[default]
@@ -474,18 +464,6 @@ pub struct QueryAnswer {
     pub groups: Vec<Group>,
     pub series: Series,
     pub heatmap: Heatmap,
-}
-
-impl Serialize for Calc {
-    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        serializer.serialize_str(match self {
-            Calc::Count => "count",
-            Calc::P50 => "p50",
-            Calc::P90 => "p90",
-            Calc::P99 => "p99",
-            Calc::Max => "max",
-        })
-    }
 }
 
 /// The nearest-rank percentile of sorted `values`.
