@@ -132,7 +132,7 @@ fn without_span(routes: Router, config: &Config) -> Router {
 impl App {
     /// Opens the store and binds the listener (`PORT=0` picks a free port).
     pub async fn build(config: &Config, telemetry: &Telemetry) -> Result<App, AppError> {
-        let store = store::open(&config.store, Utc::now())?;
+        let store = store::open(&config.store, Utc::now()).await?;
         store
             .ensure_user(&config.default_user, config.default_user.as_str())
             .await?;
@@ -218,6 +218,7 @@ pub async fn run(config: Config, extra: Option<Router>) -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    eprintln!("cruddur-backend: data: {}", config.store.describe());
     eprintln!("cruddur-backend listening on http://{}", app.local_addr());
 
     let store = Arc::clone(&app.store);
@@ -357,7 +358,7 @@ mod tests {
             untraced_routes,
             ..Telemetry::default()
         };
-        let store = store::open(&config.store, Utc::now()).unwrap();
+        let store = store::open(&config.store, Utc::now()).await.unwrap();
         let cache = FeedCache::new(config.store.feed_cache_max_bytes);
         let state = AppState::new(store, cache, config.default_user, Health::default());
         let (traced, untraced) = routes(state, &telemetry);

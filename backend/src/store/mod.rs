@@ -7,19 +7,23 @@
 
 #[cfg(test)]
 mod behaviour;
+pub mod postgres;
 mod seed;
 pub mod sqlite;
 pub mod statement;
 
 use std::future::Future;
+use std::num::NonZeroUsize;
 use std::pin::Pin;
 use std::sync::Arc;
+use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
 use crate::domain::{Activity, Handle, Message, MessageGroup, Reply};
 
+pub use postgres::{DatabaseUrl, PostgresStore};
 pub use sqlite::SqliteStore;
 
 /// The most items a feed answers with.
@@ -46,13 +50,90 @@ pub struct StoreSettings {
         value_parser = crate::config::values::parse_bytes_or_zero
     )]
     pub feed_cache_max_bytes: usize,
+    /// Postgres to keep the data in instead of SQLite (`postgres://user:password@host:5432/cruddur?sslmode=verify-full&sslrootcert=FILE`); unset keeps SQLite at DATABASE_PATH
+    #[arg(
+        long = "database-url",
+        env = "DATABASE_URL",
+        value_name = "DATABASE_URL",
+        hide_env_values = true,
+        value_parser = str::parse::<DatabaseUrl>
+    )]
+    pub database_url: Option<DatabaseUrl>,
+    /// Postgres connections this process keeps at most
+    #[arg(
+        long = "database-max-connections",
+        env = "DATABASE_MAX_CONNECTIONS",
+        value_name = "DATABASE_MAX_CONNECTIONS",
+        default_value = "10",
+        value_parser = crate::config::values::parse_positive
+    )]
+    pub database_max_connections: NonZeroUsize,
+    /// How long to wait for a Postgres connection: at start-up (retrying while the database comes up) and for each request
+    #[arg(
+        long = "database-connect-timeout",
+        env = "DATABASE_CONNECT_TIMEOUT",
+        value_name = "DATABASE_CONNECT_TIMEOUT",
+        default_value = "5s",
+        value_parser = crate::config::values::parse_nonzero_duration
+    )]
+    pub database_connect_timeout: Duration,
+    /// How long a request's Postgres statements may take in all before it answers 503
+    #[arg(
+        long = "database-statement-timeout",
+        env = "DATABASE_STATEMENT_TIMEOUT",
+        value_name = "DATABASE_STATEMENT_TIMEOUT",
+        default_value = "5s",
+        value_parser = crate::config::values::parse_nonzero_duration
+    )]
+    pub database_statement_timeout: Duration,
+}
+
+impl StoreSettings {
+    /// Where the data is, for a start-up line: the Postgres URL with its
+    /// password masked, or the SQLite file.
+    pub fn describe(&self) -> String {
+        match &self.database_url {
+            Some(url) => format!("postgresql at {url}"),
+            None => format!("sqlite at {}", self.database_path),
+        }
+    }
 }
 
 /// Opens the store the settings select, ready to answer: schema migrated,
-/// an empty database seeded with data dated relative to `now`. SQLite is
-/// the one backend so far; a second one is chosen here from its setting.
-pub fn open(settings: &StoreSettings, now: DateTime<Utc>) -> Result<Arc<dyn Store>, OpenError> {
-    Ok(Arc::new(SqliteStore::open(&settings.database_path, now)?))
+/// an empty database seeded with data dated relative to `now`. Postgres
+/// when `DATABASE_URL` is set, SQLite otherwise.
+pub async fn open(
+    settings: &StoreSettings,
+    now: DateTime<Utc>,
+) -> Result<Arc<dyn Store>, OpenError> {
+    Ok(match &settings.database_url {
+        Some(url) => Arc::new(PostgresStore::open(url, settings, now).await?),
+        None => Arc::new(SqliteStore::open(&settings.database_path, now)?),
+    })
+}
+
+/// The two handles of a conversation in the order every store keeps them.
+pub(crate) fn conversation_pair<'h>(one: &'h str, other: &'h str) -> (&'h str, &'h str) {
+    if one <= other {
+        (one, other)
+    } else {
+        (other, one)
+    }
+}
+
+/// A LIKE pattern matching `text` anywhere, with `%`, `_` and `\` escaped
+/// (for `ESCAPE '\'`) so user text matches literally.
+pub(crate) fn like_pattern(text: &str) -> String {
+    let mut pattern = String::with_capacity(text.len() + 2);
+    pattern.push('%');
+    for c in text.chars() {
+        if matches!(c, '%' | '_' | '\\') {
+            pattern.push('\\');
+        }
+        pattern.push(c);
+    }
+    pattern.push('%');
+    pattern
 }
 
 /// Why a store could not be opened, naming the setting to fix: one line.
@@ -145,6 +226,8 @@ pub trait Store: Send + Sync + 'static {
     /// every cached read, so it must cost far less than a feed query, and
     /// it runs in no span of its own.
     fn version(&self) -> StoreFuture<'_, StoreVersion>;
+    /// Answers once the database answers a trivial query: readiness.
+    fn ping(&self) -> StoreFuture<'_, ()>;
     /// Creates the user unless one has that handle already.
     fn ensure_user<'a>(&'a self, handle: &'a Handle, display_name: &'a str) -> StoreFuture<'a, ()>;
     fn home_activities(&self, now: DateTime<Utc>) -> StoreFuture<'_, Vec<Activity>>;
@@ -194,4 +277,12 @@ pub trait Store: Send + Sync + 'static {
     /// the data, whoever else has them open. A store that keeps its data
     /// on a server has nothing to do.
     fn checkpoint(&self) -> StoreFuture<'_, ()>;
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn like_patterns_match_literally() {
+        assert_eq!(super::like_pattern("50%_off\\"), "%50\\%\\_off\\\\%");
+    }
 }

@@ -9,7 +9,10 @@ use super::SqliteStore;
 use super::queries::*;
 use super::rows::{activity_from, message_from, message_group_from, micros, reply_from, uuid_at};
 use crate::domain::{Activity, Handle, Message, MessageGroup, Reply};
-use crate::store::{NewActivity, NewMessage, NewReply, Store, StoreFuture, StoreVersion};
+use crate::store::{
+    NewActivity, NewMessage, NewReply, Store, StoreFuture, StoreVersion, conversation_pair,
+    like_pattern,
+};
 
 /// Fills in each activity's replies with one query for the whole page,
 /// oldest first.
@@ -41,20 +44,6 @@ fn with_replies(
     Ok(activities)
 }
 
-/// Escapes `%`, `_` and `\` so user text matches literally inside LIKE.
-fn like_pattern(text: &str) -> String {
-    let mut pattern = String::with_capacity(text.len() + 2);
-    pattern.push('%');
-    for c in text.chars() {
-        if matches!(c, '%' | '_' | '\\') {
-            pattern.push('\\');
-        }
-        pattern.push(c);
-    }
-    pattern.push('%');
-    pattern
-}
-
 fn display_name(conn: &Connection, handle: &Handle) -> rusqlite::Result<Option<String>> {
     USER_DISPLAY_NAME.row(conn, [handle.as_str()], |row| row.get(0))
 }
@@ -70,6 +59,10 @@ impl Store for SqliteStore {
                 .query_row([], |row| row.get(0))?;
             Ok(StoreVersion::new(local, shared as u64))
         })
+    }
+
+    fn ping(&self) -> StoreFuture<'_, ()> {
+        self.read(|conn| conn.query_row("SELECT 1", [], |_| Ok(())))
     }
 
     fn ensure_user<'a>(&'a self, handle: &'a Handle, display_name: &'a str) -> StoreFuture<'a, ()> {
@@ -237,7 +230,7 @@ impl Store for SqliteStore {
             if display_name(conn, other)?.is_none() {
                 return Ok(None);
             }
-            let (a, b) = ordered(handle.as_str(), other.as_str());
+            let (a, b) = conversation_pair(handle.as_str(), other.as_str());
             CONVERSATION
                 .rows(conn, params![a, b, feed_limit()], message_from)
                 .map(Some)
@@ -290,15 +283,5 @@ impl Store for SqliteStore {
             }
             Ok(())
         }))
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn like_patterns_match_literally() {
-        assert_eq!(like_pattern("50%_off\\"), "%50\\%\\_off\\\\%");
     }
 }

@@ -6,8 +6,8 @@ use rusqlite::{Connection, OptionalExtension, Row, params};
 use uuid::Uuid;
 
 use super::SYSTEM;
-use crate::store::FEED_LIMIT;
 use crate::store::statement::Statement;
+use crate::store::{FEED_LIMIT, conversation_pair};
 
 /// Runs a [`Statement`] on a connection inside its span.
 pub(super) trait Run {
@@ -202,19 +202,10 @@ pub(super) const INSERT_MESSAGE: Statement = Statement {
 /// a query of the data.
 pub(super) const DATA_VERSION: &str = "PRAGMA data_version";
 
-/// The two handles of a conversation in the order message_groups keeps them.
-pub(super) fn ordered<'h>(one: &'h str, other: &'h str) -> (&'h str, &'h str) {
-    if one <= other {
-        (one, other)
-    } else {
-        (other, one)
-    }
-}
-
 /// The uuid of the conversation between two users, created if it is the
 /// first message between them.
 pub(super) fn conversation(conn: &Connection, one: &str, other: &str) -> rusqlite::Result<String> {
-    let (a, b) = ordered(one, other);
+    let (a, b) = conversation_pair(one, other);
     INSERT_MESSAGE_GROUP.execute(conn, params![Uuid::new_v4().to_string(), a, b])?;
     MESSAGE_GROUP_UUID
         .row(conn, params![a, b], |row| row.get(0))?
