@@ -1,11 +1,12 @@
-//! The HTTP contract of ../shared/API.md, spoken over real HTTP to the app.
+//! The HTTP contract of ../shared/API.md, spoken over real HTTP to the app,
+//! on each store: SQLite, and Postgres (see `support::postgres`).
 
 mod support;
 
 use std::collections::HashSet;
 
 use serde_json::{Value, json};
-use support::app::TestApp;
+use support::app::{TestApp, TestStore};
 
 fn keys(value: &Value) -> Vec<&str> {
     let mut keys: Vec<&str> = value
@@ -50,9 +51,8 @@ fn is_timestamp(value: &Value) -> bool {
         && text.contains('.')
 }
 
-#[tokio::test]
-async fn home_lists_live_cruds_newest_first_with_replies() {
-    let app = TestApp::start(&[]).await;
+async fn home_lists_live_cruds_newest_first_with_replies(store: TestStore) {
+    let app = TestApp::start_on(store, &[]).await;
     let (status, home) = app.get_json("/api/activities/home").await;
     assert_eq!(status, 200);
     let list = home.as_array().unwrap();
@@ -78,9 +78,8 @@ async fn home_lists_live_cruds_newest_first_with_replies() {
     assert_eq!(times, sorted, "newest first");
 }
 
-#[tokio::test]
-async fn a_new_crud_persists_and_shows_in_home_and_its_authors_feed() {
-    let app = TestApp::start(&[]).await;
+async fn a_new_crud_persists_and_shows_in_home_and_its_authors_feed(store: TestStore) {
+    let app = TestApp::start_on(store, &[]).await;
     let (status, created) = app
         .post_json(
             "/api/activities",
@@ -113,9 +112,8 @@ async fn a_new_crud_persists_and_shows_in_home_and_its_authors_feed() {
     assert_eq!(shown, created);
 }
 
-#[tokio::test]
-async fn a_reply_shows_under_its_crud_and_bumps_the_count() {
-    let app = TestApp::start(&[]).await;
+async fn a_reply_shows_under_its_crud_and_bumps_the_count(store: TestStore) {
+    let app = TestApp::start_on(store, &[]).await;
     let (_, created) = app
         .post_json(
             "/api/activities",
@@ -139,9 +137,8 @@ async fn a_reply_shows_under_its_crud_and_bumps_the_count() {
     assert_eq!(home[0]["replies"][0]["uuid"], reply["uuid"]);
 }
 
-#[tokio::test]
-async fn a_reply_to_a_reply_lands_in_the_cruds_thread() {
-    let app = TestApp::start(&[]).await;
+async fn a_reply_to_a_reply_lands_in_the_cruds_thread(store: TestStore) {
+    let app = TestApp::start_on(store, &[]).await;
     let (_, created) = app
         .post_json(
             "/api/activities",
@@ -168,9 +165,8 @@ async fn a_reply_to_a_reply_lands_in_the_cruds_thread() {
     assert_eq!(shown["replies"], json!([first, second]));
 }
 
-#[tokio::test]
-async fn messages_show_in_the_conversation_and_the_groups() {
-    let app = TestApp::start(&[]).await;
+async fn messages_show_in_the_conversation_and_the_groups(store: TestStore) {
+    let app = TestApp::start_on(store, &[]).await;
     let (status, sent) = app
         .post_json(
             "/api/messages",
@@ -213,9 +209,8 @@ async fn messages_show_in_the_conversation_and_the_groups() {
     assert_eq!(seeded[0]["handle"], "worf");
 }
 
-#[tokio::test]
-async fn notifications_and_search() {
-    let app = TestApp::start(&[]).await;
+async fn notifications_and_search(store: TestStore) {
+    let app = TestApp::start_on(store, &[]).await;
     let (status, notifications) = app.get_json("/api/activities/notifications").await;
     assert_eq!(status, 200);
     let list = notifications.as_array().unwrap();
@@ -237,9 +232,8 @@ async fn notifications_and_search() {
     assert_eq!(none, json!([]), "LIKE wildcards match literally");
 }
 
-#[tokio::test]
-async fn unknown_things_are_404_json() {
-    let app = TestApp::start(&[]).await;
+async fn unknown_things_are_404_json(store: TestStore) {
+    let app = TestApp::start_on(store, &[]).await;
     for path in [
         "/api/activities/@nobody",
         "/api/activities/@Worf",
@@ -278,9 +272,8 @@ async fn unknown_things_are_404_json() {
     assert_eq!((status, &body["error"]), (404, &json!("not_found")));
 }
 
-#[tokio::test]
-async fn wrong_method_is_405_json() {
-    let app = TestApp::start(&[]).await;
+async fn wrong_method_is_405_json(store: TestStore) {
+    let app = TestApp::start_on(store, &[]).await;
     let response = app
         .client
         .delete(app.url("/api/activities/home"))
@@ -292,9 +285,8 @@ async fn wrong_method_is_405_json() {
     assert_eq!(body["error"], "method_not_allowed");
 }
 
-#[tokio::test]
-async fn validation_errors_are_422_code_lists_and_store_nothing() {
-    let app = TestApp::start(&[]).await;
+async fn validation_errors_are_422_code_lists_and_store_nothing(store: TestStore) {
+    let app = TestApp::start_on(store, &[]).await;
     let before = app.home_len().await;
     let long_crud = "x".repeat(281);
     let long_message = "y".repeat(1025);
@@ -408,9 +400,8 @@ async fn validation_errors_are_422_code_lists_and_store_nothing() {
     );
 }
 
-#[tokio::test]
-async fn search_terms_are_checked() {
-    let app = TestApp::start(&[]).await;
+async fn search_terms_are_checked(store: TestStore) {
+    let app = TestApp::start_on(store, &[]).await;
     for path in [
         "/api/activities/search",
         "/api/activities/search?term=",
@@ -447,9 +438,8 @@ async fn search_terms_are_checked() {
     );
 }
 
-#[tokio::test]
-async fn malformed_bodies_get_clear_4xx_and_store_nothing() {
-    let app = TestApp::start(&[]).await;
+async fn malformed_bodies_get_clear_4xx_and_store_nothing(store: TestStore) {
+    let app = TestApp::start_on(store, &[]).await;
     let before = app.home_len().await;
     let json_type = "application/json";
     let cases: Vec<(&str, String, u16, &str)> = vec![
@@ -554,10 +544,9 @@ async fn malformed_bodies_get_clear_4xx_and_store_nothing() {
     assert_eq!(shown["replies_count"], crud["replies_count"], "no reply");
 }
 
-#[tokio::test]
-async fn a_chunked_body_over_the_limit_is_refused() {
+async fn a_chunked_body_over_the_limit_is_refused(store: TestStore) {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let app = TestApp::start(&[]).await;
+    let app = TestApp::start_on(store, &[]).await;
     let before = app.home_len().await;
     let mut stream = tokio::net::TcpStream::connect(app.addr).await.unwrap();
     let head = "POST /api/activities HTTP/1.1\r\nhost: localhost\r\ncontent-type: application/json\r\n\
@@ -582,9 +571,8 @@ async fn a_chunked_body_over_the_limit_is_refused() {
     assert_eq!(app.home_len().await, before);
 }
 
-#[tokio::test]
-async fn two_hundred_parallel_creates_all_land_once() {
-    let app = TestApp::start(&[]).await;
+async fn two_hundred_parallel_creates_all_land_once(store: TestStore) {
+    let app = TestApp::start_on(store, &[]).await;
     let before = app.home_len().await;
     let creates = (0..200).map(|i| {
         let client = app.client.clone();
@@ -623,9 +611,8 @@ async fn two_hundred_parallel_creates_all_land_once() {
     );
 }
 
-#[tokio::test]
-async fn cors_allows_only_the_configured_origins() {
-    let app = TestApp::start(&["--frontend-url", "https://3000-ws.gitpod.io/"]).await;
+async fn cors_allows_only_the_configured_origins(store: TestStore) {
+    let app = TestApp::start_on(store, &["--frontend-url", "https://3000-ws.gitpod.io/"]).await;
     let preflight = |origin: &'static str| {
         app.client
             .request(reqwest::Method::OPTIONS, app.url("/api/activities"))
@@ -685,9 +672,8 @@ async fn cors_allows_only_the_configured_origins() {
     );
 }
 
-#[tokio::test]
-async fn hostile_headers_do_not_break_requests() {
-    let app = TestApp::start(&[]).await;
+async fn hostile_headers_do_not_break_requests(store: TestStore) {
+    let app = TestApp::start_on(store, &[]).await;
     let huge = "x".repeat(8 * 1024);
     let response = app
         .client
@@ -703,9 +689,8 @@ async fn hostile_headers_do_not_break_requests() {
     assert_eq!(response.status(), 200);
 }
 
-#[tokio::test]
-async fn health_check_answers_success() {
-    let app = TestApp::start(&[]).await;
+async fn health_check_answers_success(store: TestStore) {
+    let app = TestApp::start_on(store, &[]).await;
     let (status, body) = app.get_json("/api/health-check").await;
     assert_eq!(status, 200);
     assert_eq!(body["success"], true);
@@ -778,3 +763,52 @@ async fn a_store_failure_is_a_json_500_without_internals() {
         "the process is still serving"
     );
 }
+
+async fn ready_answers_when_the_store_does(store: TestStore) {
+    let app = TestApp::start_on(store, &[]).await;
+    let (status, body) = app.get_json("/api/ready").await;
+    assert_eq!(status, 200);
+    assert_eq!(body, json!({"ready": true}));
+}
+
+/// Each test above that takes a [`TestStore`], once on each store.
+macro_rules! on_both_stores {
+    ($($test:ident),* $(,)?) => {
+        mod sqlite {
+            $(
+                #[tokio::test]
+                async fn $test() {
+                    super::$test(super::TestStore::sqlite()).await;
+                }
+            )*
+        }
+        mod postgres {
+            $(
+                #[tokio::test]
+                async fn $test() {
+                    super::$test(super::TestStore::postgres().await).await;
+                }
+            )*
+        }
+    };
+}
+
+on_both_stores!(
+    home_lists_live_cruds_newest_first_with_replies,
+    a_new_crud_persists_and_shows_in_home_and_its_authors_feed,
+    a_reply_shows_under_its_crud_and_bumps_the_count,
+    a_reply_to_a_reply_lands_in_the_cruds_thread,
+    messages_show_in_the_conversation_and_the_groups,
+    notifications_and_search,
+    unknown_things_are_404_json,
+    wrong_method_is_405_json,
+    validation_errors_are_422_code_lists_and_store_nothing,
+    search_terms_are_checked,
+    malformed_bodies_get_clear_4xx_and_store_nothing,
+    a_chunked_body_over_the_limit_is_refused,
+    two_hundred_parallel_creates_all_land_once,
+    cors_allows_only_the_configured_origins,
+    hostile_headers_do_not_break_requests,
+    health_check_answers_success,
+    ready_answers_when_the_store_does,
+);

@@ -22,10 +22,30 @@ pub async fn serve(router: axum::Router) -> SocketAddr {
     addr
 }
 
+/// The store a test app keeps its data in: a new in-memory SQLite
+/// database, or a new Postgres database (see `support::postgres`).
+pub enum TestStore {
+    Sqlite,
+    Postgres(super::postgres::Database),
+}
+
+impl TestStore {
+    pub fn sqlite() -> TestStore {
+        TestStore::Sqlite
+    }
+
+    pub async fn postgres() -> TestStore {
+        TestStore::Postgres(super::postgres::database().await)
+    }
+}
+
 pub struct TestApp {
     pub addr: SocketAddr,
     pub client: reqwest::Client,
     server: tokio::task::JoinHandle<()>,
+    /// Kept for as long as the app: a Postgres server of the test's own
+    /// stops when dropped.
+    _store: TestStore,
 }
 
 impl Drop for TestApp {
@@ -37,6 +57,11 @@ impl Drop for TestApp {
 impl TestApp {
     /// Starts the app with `extra` settings, by default on an in-memory database.
     pub async fn start(extra: &[&str]) -> TestApp {
+        TestApp::start_on(TestStore::Sqlite, extra).await
+    }
+
+    /// Starts the app on `store`, with `extra` settings.
+    pub async fn start_on(store: TestStore, extra: &[&str]) -> TestApp {
         let mut args = vec![
             "cruddur-backend",
             "--port",
@@ -46,6 +71,9 @@ impl TestApp {
         ];
         if !extra.contains(&"--database-path") {
             args.extend(["--database-path", ":memory:"]);
+        }
+        if let TestStore::Postgres(database) = &store {
+            args.extend(["--database-url", database.url.as_str()]);
         }
         args.extend_from_slice(extra);
         let config = Config::try_parse_from(args).expect("test config is valid");
@@ -60,6 +88,7 @@ impl TestApp {
             addr,
             client: reqwest::Client::new(),
             server,
+            _store: store,
         }
     }
 

@@ -7,6 +7,7 @@ pub mod gate;
 pub mod load;
 pub mod moto;
 pub mod otlp;
+pub mod postgres;
 pub mod rig;
 pub mod rollbar;
 pub mod server;

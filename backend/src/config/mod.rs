@@ -320,6 +320,8 @@ fn explain(err: clap::Error) -> ConfigError {
         variable.contains("KEY") || variable.contains("HEADERS") || variable.contains("TOKEN");
     let shown = if secret {
         "(hidden)".to_owned()
+    } else if variable == "DATABASE_URL" {
+        format!("{:?}", crate::store::postgres::mask(&value))
     } else {
         format!("{value:?}")
     };

@@ -85,6 +85,13 @@ error_answers! {
 }
 
 error_answers! {
+    /// What the readiness check answers when the store does not.
+    pub struct NotReady {
+        ApiError::Unavailable(String::new()) => "the database did not answer a trivial query within a second",
+    }
+}
+
+error_answers! {
     /// What an operation taking a JSON object body may answer.
     pub struct BodyErrors {
         ApiError::BadRequest(String::new()) => "malformed JSON, a value of the wrong JSON type, or a body that is not a JSON object",

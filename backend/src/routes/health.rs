@@ -1,4 +1,5 @@
 use std::collections::BTreeMap;
+use std::time::Duration;
 
 use axum::Json;
 use axum::extract::{RawQuery, State};
@@ -8,12 +9,44 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use super::AppState;
+use crate::error::ApiError;
 use crate::openapi::OPERATIONS;
+use crate::openapi::answers::NotReady;
 use crate::telemetry::doctor::DeepFindings;
 use crate::telemetry::sink::SinkHealth;
 
 pub fn router() -> OpenApiRouter<AppState> {
-    OpenApiRouter::new().routes(routes!(health_check))
+    OpenApiRouter::new()
+        .routes(routes!(health_check))
+        .routes(routes!(ready))
+}
+
+/// How long readiness waits for the store's answer.
+const READY_WITHIN: Duration = Duration::from_secs(1);
+
+#[derive(Serialize, ToSchema)]
+struct Ready {
+    ready: bool,
+}
+
+/// Readiness, for a load balancer's target-group check: 200 only when the
+/// store answers a trivial query within a second. The health check stays
+/// liveness: it answers while the database is down.
+#[utoipa::path(
+    get,
+    path = "/api/ready",
+    tag = OPERATIONS,
+    operation_id = "ready",
+    responses((status = 200, description = "the store answers", body = Ready), NotReady),
+)]
+async fn ready(State(state): State<AppState>) -> Result<Json<Ready>, ApiError> {
+    match tokio::time::timeout(READY_WITHIN, state.store().ping()).await {
+        Ok(Ok(())) => Ok(Json(Ready { ready: true })),
+        Ok(Err(err)) => Err(ApiError::Unavailable(err.to_string())),
+        Err(_) => Err(ApiError::Unavailable(format!(
+            "the store did not answer within {READY_WITHIN:?}"
+        ))),
+    }
 }
 
 #[derive(Serialize, ToSchema)]

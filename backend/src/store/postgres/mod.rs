@@ -32,7 +32,7 @@ use tokio_postgres::error::SqlState;
 use tokio_postgres::types::ToSql;
 use tracing::Instrument;
 
-pub use url::DatabaseUrl;
+pub use url::{DatabaseUrl, mask};
 
 use super::statement::Statement;
 use super::{OpenError, StoreError, StoreFuture, StoreSettings};

@@ -133,6 +133,40 @@ impl FromStr for DatabaseUrl {
     }
 }
 
+/// A `DATABASE_URL` that did not parse, as a message may show it: the
+/// password in the user part and any `password=` parameter masked.
+pub fn mask(raw: &str) -> String {
+    let (scheme, rest) = raw.split_once("://").unwrap_or(("", raw));
+    let end = rest.find(['/', '?']).unwrap_or(rest.len());
+    let (authority, tail) = rest.split_at(end);
+    let authority = match authority.rsplit_once('@') {
+        Some((user, host)) => match user.split_once(':') {
+            Some((name, _)) => format!("{name}:****@{host}"),
+            None => format!("{user}@{host}"),
+        },
+        None => authority.to_owned(),
+    };
+    let tail = match tail.split_once('?') {
+        Some((path, query)) => {
+            let query: Vec<String> = query
+                .split('&')
+                .map(|pair| match pair.split_once('=') {
+                    Some(("password", _)) => "password=****".to_owned(),
+                    _ => pair.to_owned(),
+                })
+                .collect();
+            format!("{path}?{}", query.join("&"))
+        }
+        None => tail.to_owned(),
+    };
+    let scheme = if scheme.is_empty() {
+        String::new()
+    } else {
+        format!("{scheme}://")
+    };
+    format!("{scheme}{authority}{tail}")
+}
+
 /// `postgres://user:****@host:port/database`, plus the TLS mode when it is
 /// not the default.
 fn masked(config: &tokio_postgres::Config, tls: Tls) -> String {
@@ -312,6 +346,15 @@ mod tests {
         );
         let url: DatabaseUrl = "postgres://me:pw@h/db?sslmode=disable".parse().unwrap();
         assert_eq!(url.tls, Tls::Disable);
+    }
+
+    #[test]
+    fn an_unparsed_url_is_shown_masked() {
+        assert_eq!(
+            mask("postgres://me:hunter2@h:notaport/db?password=hunter2&sslmode=x"),
+            "postgres://me:****@h:notaport/db?password=****&sslmode=x"
+        );
+        assert_eq!(mask("mysql://me@h"), "mysql://me@h");
     }
 
     #[test]
