@@ -112,11 +112,11 @@ def check_compose(path, backend_dockerfile, variables):
         "GITPOD_WORKSPACE_ID": "ws-check",
         "GITPOD_WORKSPACE_CLUSTER_HOST": "ws.gitpod.example",
     }
-    profiles = ("collector",) if path == "docker-compose.yml" else ()
+    profiles = ("collector", "postgres") if path == "docker-compose.yml" else ("postgres",)
     config = compose_config(path, fake, profiles)
     bare = compose_config(path, {}, profiles)
     services = config["services"]
-    expected = ["backend", "frontend", "xray-daemon"] + (["otel-collector"] if profiles else [])
+    expected = ["backend", "frontend", "xray-daemon", "db"] + (["otel-collector"] if "collector" in profiles else [])
     check(sorted(services) == sorted(expected), f"services are {', '.join(expected)}")
 
     backend = services["backend"]
@@ -158,9 +158,15 @@ def check_compose(path, backend_dockerfile, variables):
     check("AWS_REGION" in xray["environment"] and xray["environment"]["AWS_REGION"],
           "xray-daemon gets AWS_REGION")
     check("2000:2000/udp" in ports(xray), "xray-daemon publishes 2000/udp")
-    if profiles:
+    if "collector" in profiles:
         check(services["otel-collector"].get("profiles") == ["collector"],
               "otel-collector only runs under the collector profile")
+    db = services["db"]
+    check(db.get("profiles") == ["postgres"], "db only runs under the postgres profile")
+    check("db" not in backend.get("depends_on", {}), "backend does not depend on db (only in a profile)")
+    check(ports(db) == ["127.0.0.1:5432:5432/tcp"], "db publishes 5432 on 127.0.0.1 only")
+    check(bare["services"]["backend"]["environment"]["DATABASE_URL"] is None,
+          "DATABASE_URL unset on the host stays unset (SQLite), not empty")
 
     networks = {name for service in services.values() for name in service.get("networks", {})}
     check(networks == {"cruddur"} and list(config["networks"]) == ["cruddur"],

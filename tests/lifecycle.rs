@@ -25,6 +25,10 @@ fn help_lists_every_setting_with_its_variable() {
         "PORT",
         "BIND_ADDRESS",
         "DATABASE_PATH",
+        "DATABASE_URL",
+        "DATABASE_MAX_CONNECTIONS",
+        "DATABASE_CONNECT_TIMEOUT",
+        "DATABASE_STATEMENT_TIMEOUT",
         "CRUDDUR_DEFAULT_USER",
         "FRONTEND_URL",
         "BACKEND_URL",
@@ -96,6 +100,18 @@ fn bad_settings_stop_start_up_with_one_line_naming_the_variable() {
     let cases: Vec<(Vec<(&str, &str)>, &str)> = vec![
         (vec![("PORT", "abc")], "PORT=\"abc\" is invalid"),
         (vec![("PORT", "70000")], "PORT=\"70000\" is invalid"),
+        (
+            vec![("DATABASE_MAX_CONNECTIONS", "0")],
+            "DATABASE_MAX_CONNECTIONS",
+        ),
+        (
+            vec![("DATABASE_CONNECT_TIMEOUT", "soon")],
+            "DATABASE_CONNECT_TIMEOUT",
+        ),
+        (
+            vec![("DATABASE_STATEMENT_TIMEOUT", "0s")],
+            "DATABASE_STATEMENT_TIMEOUT",
+        ),
         (
             vec![("DATABASE_PATH", under_a_file.as_str())],
             "DATABASE_PATH",

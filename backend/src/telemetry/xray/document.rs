@@ -126,6 +126,10 @@ pub(super) struct Exception {
 #[derive(Serialize)]
 pub(super) struct Sql<'a> {
     pub(super) database_type: &'a str,
+    /// Where the database is, for a server database: never with a user
+    /// or password, which spans do not carry.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(super) url: Option<String>,
     pub(super) sanitized_query: Cow<'a, str>,
 }
 

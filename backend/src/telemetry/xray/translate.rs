@@ -112,6 +112,13 @@ fn document(span: &SpanData, name: String) -> Document<'_> {
     ) {
         (Some(system), Some(query)) => Some(Sql {
             database_type: system,
+            url: attr_str(span, "server.address").map(|host| {
+                let port = attr_i64(span, "server.port")
+                    .map(|port| format!(":{port}"))
+                    .unwrap_or_default();
+                let namespace = attr_str(span, "db.namespace").unwrap_or_default();
+                format!("{system}://{host}{port}/{namespace}")
+            }),
             sanitized_query: truncate(query, MAX_METADATA_CHARS),
         }),
         _ => None,
@@ -391,6 +398,10 @@ mod tests {
         let query = &service["subsegments"][0];
         assert_eq!(query["namespace"], "remote");
         assert_eq!(query["sql"]["database_type"], "sqlite");
+        assert!(
+            query["sql"].get("url").is_none(),
+            "an embedded database has none"
+        );
         assert_eq!(
             query["sql"]["sanitized_query"],
             "SELECT * FROM activities WHERE user_handle = ?1"
