@@ -4,6 +4,8 @@ use super::*;
 use crate::store::Store;
 use crate::store::seed;
 
+/// The integration tests' Postgres helper, shared; these tests use part of it.
+#[allow(dead_code)]
 #[path = "../../../../tests/support/postgres.rs"]
 mod server;
 
