@@ -298,3 +298,68 @@ async fn both_stores_answer_the_same_feeds() {
         assert_eq!(shape(&answered), shape(&expected), "{path}");
     }
 }
+
+#[tokio::test]
+async fn postgres_statements_are_client_spans_with_where_and_never_values() {
+    use support::otlp::{Behavior, OtlpReceiver, SPAN_KIND_CLIENT};
+    let database = postgres::database().await;
+    let receiver = OtlpReceiver::http(Behavior::Accept).await;
+    let endpoint = receiver.endpoint();
+    let app = replica(
+        &database.url,
+        &[
+            ("OTEL_TRACES_EXPORTER", "otlp"),
+            ("OTEL_EXPORTER_OTLP_ENDPOINT", endpoint.as_str()),
+            ("FEED_CACHE_MAX_BYTES", "0"),
+        ],
+    );
+    let client = reqwest::Client::new();
+    let (status, _) = get(&client, app.url("/api/activities/@worf")).await;
+    assert_eq!(status, 200);
+    let has_query = |spans: &[support::otlp::ReceivedSpan]| {
+        spans
+            .iter()
+            .any(|s| s.str_attr("db.collection.name") == Some("activities"))
+    };
+    let spans = receiver
+        .wait_for_spans_where(has_query, Duration::from_secs(10))
+        .await;
+    let service = spans
+        .iter()
+        .find(|s| s.name == "user_activities")
+        .expect("the service span");
+    let queries: Vec<_> = spans
+        .iter()
+        .filter(|s| s.kind == SPAN_KIND_CLIENT && s.trace_id == service.trace_id)
+        .collect();
+    assert!(queries.len() >= 2, "user lookup and feed query");
+    let port = database
+        .url
+        .rsplit_once(':')
+        .unwrap()
+        .1
+        .split('/')
+        .next()
+        .unwrap();
+    let namespace = database.url.rsplit_once('/').unwrap().1;
+    for query in &queries {
+        assert_eq!(query.parent_span_id, service.span_id);
+        assert_eq!(query.str_attr("db.system.name"), Some("postgresql"));
+        assert_eq!(query.str_attr("server.address"), Some("127.0.0.1"));
+        assert_eq!(query.int_attr("server.port"), port.parse().ok());
+        assert_eq!(query.str_attr("db.namespace"), Some(namespace));
+        assert_eq!(query.str_attr("db.operation.name"), Some("SELECT"));
+        let text = query.str_attr("db.query.text").unwrap();
+        assert!(text.contains("$1") && !text.contains("worf"), "{text}");
+    }
+    let wait = spans
+        .iter()
+        .find(|s| s.name == "wait for a database connection" && s.trace_id == service.trace_id)
+        .expect("the wait for a pooled connection is on the trace");
+    assert_eq!(wait.parent_span_id, service.span_id);
+    let everything = format!("{spans:?}");
+    assert!(
+        !everything.contains("cruddur-test-password"),
+        "no password in any span"
+    );
+}
