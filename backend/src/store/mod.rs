@@ -217,6 +217,54 @@ pub struct NewMessage {
     pub created_at: DateTime<Utc>,
 }
 
+impl NewActivity {
+    /// The crud as stored under `uuid`, by an author of that display name.
+    pub(crate) fn stored(self, uuid: Uuid, display_name: String) -> Activity {
+        Activity {
+            uuid,
+            display_name,
+            handle: self.handle.to_string(),
+            message: self.message,
+            created_at: self.created_at,
+            expires_at: self.expires_at,
+            likes_count: 0,
+            replies_count: 0,
+            reposts_count: 0,
+            replies: Vec::new(),
+        }
+    }
+}
+
+impl NewReply {
+    /// The reply as stored under `uuid`, in the thread of crud `thread`.
+    pub(crate) fn stored(self, uuid: Uuid, thread: Uuid, display_name: String) -> Reply {
+        Reply {
+            uuid,
+            reply_to_activity_uuid: thread,
+            display_name,
+            handle: self.handle.to_string(),
+            message: self.message,
+            likes_count: 0,
+            replies_count: 0,
+            reposts_count: 0,
+            created_at: self.created_at,
+        }
+    }
+}
+
+impl NewMessage {
+    /// The message as stored under `uuid`, by a sender of that display name.
+    pub(crate) fn stored(self, uuid: Uuid, display_name: String) -> Message {
+        Message {
+            uuid,
+            display_name,
+            handle: self.sender.to_string(),
+            message: self.message,
+            created_at: self.created_at,
+        }
+    }
+}
+
 /// Every query the services need. Feeds hide cruds expired at `now`, answer
 /// at most [`FEED_LIMIT`] newest first, each crud with its replies oldest
 /// first; an `Option` answer is `None` when the thing it hangs off does not

@@ -279,18 +279,7 @@ impl Store for PostgresStore {
             )
             .await?;
             self.commit(tx).await?;
-            Ok(Activity {
-                uuid,
-                display_name,
-                handle: new.handle.to_string(),
-                message: new.message,
-                created_at: new.created_at,
-                expires_at: new.expires_at,
-                likes_count: 0,
-                replies_count: 0,
-                reposts_count: 0,
-                replies: Vec::new(),
-            })
+            Ok(new.stored(uuid, display_name))
         })
     }
 
@@ -324,17 +313,7 @@ impl Store for PostgresStore {
             .await?;
             self.execute(&tx, &COUNT_REPLY, &[&activity_uuid]).await?;
             self.commit(tx).await?;
-            Ok(Some(Reply {
-                uuid,
-                reply_to_activity_uuid: activity_uuid,
-                display_name,
-                handle: new.handle.to_string(),
-                message: new.message,
-                likes_count: 0,
-                replies_count: 0,
-                reposts_count: 0,
-                created_at: new.created_at,
-            }))
+            Ok(Some(new.stored(uuid, activity_uuid, display_name)))
         })
     }
 
@@ -394,13 +373,7 @@ impl Store for PostgresStore {
             )
             .await?;
             self.commit(tx).await?;
-            Ok(Some(Message {
-                uuid,
-                display_name,
-                handle: new.sender.to_string(),
-                message: new.message,
-                created_at: new.created_at,
-            }))
+            Ok(Some(new.stored(uuid, display_name)))
         })
     }
 

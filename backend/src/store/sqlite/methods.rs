@@ -163,18 +163,7 @@ impl Store for SqliteStore {
                     micros(new.expires_at)
                 ],
             )?;
-            Ok(Activity {
-                uuid,
-                display_name,
-                handle: new.handle.to_string(),
-                message: new.message,
-                created_at: new.created_at,
-                expires_at: new.expires_at,
-                likes_count: 0,
-                replies_count: 0,
-                reposts_count: 0,
-                replies: Vec::new(),
-            })
+            Ok(new.stored(uuid, display_name))
         })
     }
 
@@ -203,17 +192,7 @@ impl Store for SqliteStore {
                 ],
             )?;
             COUNT_REPLY.execute(tx, [&activity])?;
-            Ok(Some(Reply {
-                uuid,
-                reply_to_activity_uuid: activity_uuid,
-                display_name,
-                handle: new.handle.to_string(),
-                message: new.message,
-                likes_count: 0,
-                replies_count: 0,
-                reposts_count: 0,
-                created_at: new.created_at,
-            }))
+            Ok(Some(new.stored(uuid, activity_uuid, display_name)))
         })
     }
 
@@ -256,13 +235,7 @@ impl Store for SqliteStore {
                     micros(new.created_at)
                 ],
             )?;
-            Ok(Some(Message {
-                uuid,
-                display_name,
-                handle: new.sender.to_string(),
-                message: new.message,
-                created_at: new.created_at,
-            }))
+            Ok(Some(new.stored(uuid, display_name)))
         })
     }
 
