@@ -1,6 +1,6 @@
-//! The data behind one small interface, so another store (Postgres) can be
-//! added without touching routes or services: services call [`Store`], a
-//! backend folder (today `sqlite/`) implements it, and [`open`] picks one.
+//! The data behind one small interface, so stores are added without
+//! touching routes or services: services call [`Store`], a backend folder
+//! (`sqlite/`, `postgres/`) implements it, and [`open`] picks one.
 //! What crosses the boundary names no backend: domain values, [`StoreError`],
 //! [`OpenError`], the seed data as plain values (`seed`) and the query span
 //! every backend's statements run in (`statement`).

@@ -208,7 +208,7 @@ fn namespace(config: &tokio_postgres::Config) -> &str {
 }
 
 impl DatabaseUrl {
-    /// The connection settings, with the given timeouts applied.
+    /// The connection settings, as parsed (timeouts are the store's to add).
     pub(super) fn config(&self) -> &tokio_postgres::Config {
         &self.config
     }
