@@ -343,6 +343,34 @@ mod tests {
     }
 
     #[test]
+    fn a_server_database_statement_names_where_it_is_in_the_sql_block() {
+        let spans = vec![
+            span(
+                2,
+                1,
+                SpanKind::Client,
+                "SELECT activities home",
+                vec![
+                    KeyValue::new("db.system.name", "postgresql"),
+                    KeyValue::new("db.query.text", "SELECT uuid FROM activities LIMIT $1"),
+                    KeyValue::new("server.address", "db.internal"),
+                    KeyValue::new("server.port", 5432),
+                    KeyValue::new("db.namespace", "cruddur"),
+                ],
+            ),
+            server(200),
+        ];
+        let segment = parse(&documents(&spans, &naming())[0]);
+        let sql = &segment["subsegments"][0]["sql"];
+        assert_eq!(sql["database_type"], "postgresql");
+        assert_eq!(sql["url"], "postgresql://db.internal:5432/cruddur");
+        assert_eq!(
+            sql["sanitized_query"],
+            "SELECT uuid FROM activities LIMIT $1"
+        );
+    }
+
+    #[test]
     fn a_request_is_one_segment_with_nested_subsegments() {
         let spans = vec![
             span(
