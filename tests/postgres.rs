@@ -363,3 +363,49 @@ async fn postgres_statements_are_client_spans_with_where_and_never_values() {
         "no password in any span"
     );
 }
+
+#[tokio::test]
+async fn tls_is_used_and_the_certificate_checked_as_sslmode_says() {
+    let server = postgres::Server::start_tls();
+    let name = format!("cruddur_{}", uuid::Uuid::new_v4().simple());
+    postgres::execute(&server.url, &format!("CREATE DATABASE {name}")).await;
+    let url = postgres::on_database(&server.url, &name);
+    let ca = server.ca();
+    let ca = ca.to_str().unwrap();
+    let client = reqwest::Client::new();
+    for (mode, root) in [("verify-full", Some(ca)), ("require", None)] {
+        let mut with = format!("{url}?sslmode={mode}");
+        if let Some(root) = root {
+            with.push_str(&format!("&sslrootcert={root}"));
+        }
+        let app = replica(&with, &[]);
+        let (status, home) = get(&client, app.url("/api/activities/home")).await;
+        assert_eq!(status, 200, "sslmode={mode}");
+        assert_eq!(home.as_array().unwrap().len(), 5, "sslmode={mode}");
+    }
+    let refused = [
+        // The server takes TLS only: connecting in clear is refused.
+        (format!("{url}?sslmode=disable"), "no encryption"),
+        // A CA of the test's own is not among the public roots.
+        (format!("{url}?sslmode=verify-full"), "certificate"),
+    ];
+    for (with, why) in refused {
+        let output = command(&[
+            ("DATABASE_URL", with.as_str()),
+            ("DATABASE_CONNECT_TIMEOUT", "1s"),
+        ])
+        .output()
+        .unwrap();
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(output.status.code(), Some(2), "{with}: {stderr}");
+        let last = stderr.lines().last().unwrap_or_default();
+        assert!(
+            last.starts_with(
+                "cruddur-backend: DATABASE_URL: cannot connect to postgres://cruddur:****@"
+            ),
+            "{last}"
+        );
+        assert!(last.contains(why), "{with}: {last}");
+        assert!(!stderr.contains("cruddur-test-password"), "{stderr}");
+    }
+}

@@ -25,6 +25,21 @@ pub struct Server {
 
 impl Server {
     pub fn start() -> Server {
+        Server::start_with(&[])
+    }
+
+    /// A server that takes TLS only (but for the superuser's `postgres`
+    /// database), its certificate signed by a CA of its own ([`Server::ca`]).
+    pub fn start_tls() -> Server {
+        Server::start_with(&["--tls"])
+    }
+
+    /// The PEM file of the CA that signed a TLS server's certificate.
+    pub fn ca(&self) -> PathBuf {
+        self.dir.path().join("server/ca.pem")
+    }
+
+    fn start_with(options: &[&str]) -> Server {
         let dir = tempfile::Builder::new()
             .prefix("cruddur-pg")
             .tempdir_in("/tmp")
@@ -32,6 +47,7 @@ impl Server {
         let output = Command::new(script())
             .arg("start")
             .arg(dir.path().join("server"))
+            .args(options)
             .output()
             .expect("scripts/postgres runs");
         assert!(
