@@ -29,6 +29,7 @@ fn help_lists_every_setting_with_its_variable() {
         "DATABASE_MAX_CONNECTIONS",
         "DATABASE_CONNECT_TIMEOUT",
         "DATABASE_STATEMENT_TIMEOUT",
+        "METRICS_PROMETHEUS",
         "CRUDDUR_DEFAULT_USER",
         "FRONTEND_URL",
         "BACKEND_URL",
@@ -181,6 +182,10 @@ fn bad_settings_stop_start_up_with_one_line_naming_the_variable() {
         (
             vec![("FEED_CACHE_MAX_BYTES", "-1")],
             "FEED_CACHE_MAX_BYTES=\"-1\" is invalid",
+        ),
+        (
+            vec![("METRICS_PROMETHEUS", "perhaps")],
+            "METRICS_PROMETHEUS=\"perhaps\" is invalid",
         ),
         (
             vec![("TRACE_EXPLORER", "maybe")],

@@ -25,6 +25,7 @@ use crate::telemetry::cloudwatch::CloudWatchSettings;
 use crate::telemetry::console::ConsoleSettings;
 use crate::telemetry::doctor::DoctorArgs;
 use crate::telemetry::explorer::ExplorerSettings;
+use crate::telemetry::metrics::MetricsSettings;
 use crate::telemetry::otlp::OtlpSettings;
 use crate::telemetry::rollbar::RollbarSettings;
 use crate::telemetry::xray::XraySettings;
@@ -141,6 +142,8 @@ pub struct TelemetryConfig {
     pub cloudwatch: CloudWatchSettings,
     #[command(flatten)]
     pub explorer: ExplorerSettings,
+    #[command(flatten)]
+    pub metrics: MetricsSettings,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]

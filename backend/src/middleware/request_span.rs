@@ -18,6 +18,7 @@ use tracing::Instrument;
 use tracing::field::Empty;
 
 use crate::error::InternalCause;
+use crate::telemetry::metrics::method_name;
 use crate::telemetry::scrub::scrub_query;
 use crate::telemetry::sink::RequestStart;
 use crate::telemetry::{RequestTelemetry, ids, propagation, spans};
@@ -136,12 +137,18 @@ pub async fn trace_request(
         span.record("http.client_ip", client.as_str());
     }
 
+    let active = settings
+        .metrics
+        .as_ref()
+        .map(|metrics| metrics.begin(method_name(&method)));
     let mut trace_header = None;
+    let mut sampled_trace = None;
     if !span.is_disabled() {
         let incoming = propagation::extract(request.headers());
         // Starting the span now fixes its trace id for the response header and logs.
         let started = spans::start_root(&span, incoming.parent.as_ref(), incoming.trace_id);
         if let Some(sc) = started.filter(|sc| sc.is_valid()) {
+            sampled_trace = sc.is_sampled().then(|| sc.trace_id());
             let sampled = (settings.answer_sampled)(&sc);
             trace_header = Some(ids::xray_header(sc.trace_id(), sc.span_id(), sampled));
         }
@@ -165,6 +172,16 @@ pub async fn trace_request(
 
     let status = response.status();
     let route = route.as_ref().map(MatchedPath::as_str);
+    if let Some(metrics) = &settings.metrics {
+        metrics.end(
+            method_name(&method),
+            route,
+            status.as_u16(),
+            started.elapsed(),
+            sampled_trace,
+        );
+        drop(active);
+    }
     spans::record_answer(
         span,
         &spans::Answer {

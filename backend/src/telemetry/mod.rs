@@ -18,6 +18,7 @@ mod export;
 mod guard;
 pub mod ids;
 mod logs;
+pub mod metrics;
 mod otel_api;
 pub mod otlp;
 mod otlp_wire;
@@ -88,6 +89,7 @@ pub fn start(config: &Config) -> Result<Vec<SinkParts>, TelemetryError> {
         cloudwatch::start(&t.cloudwatch, &shared)?,
         console::start(&t.console, &shared)?,
         explorer::start(t, &shared)?,
+        metrics::start(&t.metrics, &shared),
     ])
 }
 
@@ -178,6 +180,9 @@ fn install(parts: Vec<SinkParts>, config: &TelemetryConfig) -> Result<Telemetry,
         log_layers.extend(part.logs);
         span_sinks.extend(part.spans);
         hooks.extend(part.request_hook);
+        if let Some(metrics) = part.request_metrics {
+            requests.metrics = Some(metrics);
+        }
         if let Some(wrap) = part.sampler {
             sampler = wrap(sampler);
         }

@@ -23,6 +23,7 @@ use utoipa::ToSchema;
 use utoipa_axum::router::OpenApiRouter;
 
 use super::doctor::{DeepCheck, DeepFindings};
+use super::metrics::RequestMetrics;
 use super::queue::{Flush, SinkReport, SinkStats, Weigh};
 
 #[derive(Debug, thiserror::Error)]
@@ -232,6 +233,9 @@ pub struct RequestTelemetry {
     /// OpenTelemetry's decision unless a sink's own decides it.
     pub answer_sampled: fn(&SpanContext) -> bool,
     pub hooks: Arc<[Arc<dyn RequestHook>]>,
+    /// Each request's duration and status, and the requests in flight
+    /// (recorded whether or not spans are).
+    pub metrics: Option<Arc<RequestMetrics>>,
 }
 
 impl Default for RequestTelemetry {
@@ -240,6 +244,7 @@ impl Default for RequestTelemetry {
             http_dup_semconv: false,
             answer_sampled: SpanContext::is_sampled,
             hooks: Arc::new([]),
+            metrics: None,
         }
     }
 }
@@ -327,6 +332,8 @@ pub struct SinkParts {
     /// Routes served outside the request span: looking at them makes no
     /// trace (the trace explorer's).
     pub untraced_routes: Option<OpenApiRouter>,
+    /// What the request middleware records of every traced request.
+    pub request_metrics: Option<Arc<RequestMetrics>>,
 }
 
 impl SinkParts {
@@ -335,6 +342,12 @@ impl SinkParts {
         let mut parts = SinkParts::empty(SinkEntry::On(Arc::clone(queue.stats())));
         parts.flush = Some(Box::new(queue));
         parts
+    }
+
+    /// A sink that is on with nothing to flush (one that is read, such as
+    /// Prometheus's scrape route).
+    pub fn serving(entry: SinkEntry) -> Self {
+        SinkParts::empty(entry)
     }
 
     /// A sink that is off, with the reason the health check shows.
@@ -363,6 +376,7 @@ impl SinkParts {
             request_hook: None,
             routes: None,
             untraced_routes: None,
+            request_metrics: None,
         }
     }
 
@@ -389,6 +403,11 @@ impl SinkParts {
 
     pub fn with_untraced_routes(mut self, routes: OpenApiRouter) -> Self {
         self.untraced_routes = Some(routes);
+        self
+    }
+
+    pub fn with_request_metrics(mut self, metrics: Arc<RequestMetrics>) -> Self {
+        self.request_metrics = Some(metrics);
         self
     }
 }

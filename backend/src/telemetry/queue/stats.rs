@@ -153,7 +153,7 @@ impl SinkStats {
         self.note_error(reason);
     }
 
-    pub(super) fn record_success(&self, items: usize) {
+    pub(crate) fn record_success(&self, items: usize) {
         self.exported.fetch_add(items as u64, Ordering::Relaxed);
         *self
             .last_success
