@@ -112,11 +112,13 @@ def check_compose(path, backend_dockerfile, variables):
         "GITPOD_WORKSPACE_ID": "ws-check",
         "GITPOD_WORKSPACE_CLUSTER_HOST": "ws.gitpod.example",
     }
-    profiles = ("collector", "postgres") if path == "docker-compose.yml" else ("postgres",)
+    profiles = ("collector", "postgres", "prometheus") if path == "docker-compose.yml" \
+        else ("postgres", "prometheus")
     config = compose_config(path, fake, profiles)
     bare = compose_config(path, {}, profiles)
     services = config["services"]
-    expected = ["backend", "frontend", "xray-daemon", "db"] + (["otel-collector"] if "collector" in profiles else [])
+    expected = ["backend", "frontend", "xray-daemon", "db", "prometheus"] \
+        + (["otel-collector"] if "collector" in profiles else [])
     check(sorted(services) == sorted(expected), f"services are {', '.join(expected)}")
 
     backend = services["backend"]
@@ -167,6 +169,32 @@ def check_compose(path, backend_dockerfile, variables):
     check(ports(db) == ["127.0.0.1:5432:5432/tcp"], "db publishes 5432 on 127.0.0.1 only")
     check(bare["services"]["backend"]["environment"]["DATABASE_URL"] is None,
           "DATABASE_URL unset on the host stays unset (SQLite), not empty")
+    prometheus = services["prometheus"]
+    check(prometheus.get("profiles") == ["prometheus"], "prometheus only runs under the prometheus profile")
+    check("prometheus" not in backend.get("depends_on", {}),
+          "backend does not depend on prometheus (only in a profile)")
+    check(ports(prometheus) == ["127.0.0.1:9090:9090/tcp"], "prometheus publishes 9090 on 127.0.0.1 only")
+    command = prometheus.get("command")
+    command = shlex.split(command) if isinstance(command, str) else command
+    check("--config.file=/etc/prometheus/prometheus.yml" in command
+          and "--enable-feature=exemplar-storage" in command,
+          "prometheus reads /etc/prometheus/prometheus.yml and keeps exemplars")
+    mounts = [str(volume).split(":")[:2] if isinstance(volume, str) else [volume.get("source"), volume["target"]]
+              for volume in prometheus.get("volumes", [])]
+    config_file = os.path.join(ROOT, "prometheus.yml")
+    check([os.path.realpath(config_file), "/etc/prometheus/prometheus.yml"]
+          in [[os.path.realpath(source or ""), target] for source, target in mounts],
+          "prometheus has ./prometheus.yml mounted at /etc/prometheus/prometheus.yml")
+    scrape = {}
+    if os.path.exists(config_file):
+        with open(config_file) as file:
+            try:
+                scrape = yaml.safe_load(file) or {}
+            except yaml.YAMLError:
+                pass
+    targets = [target for job in scrape.get("scrape_configs", []) for static in job.get("static_configs", [])
+               for target in static.get("targets", [])]
+    check("backend:4567" in targets, "prometheus.yml has a scrape job targeting backend:4567")
 
     networks = {name for service in services.values() for name in service.get("networks", {})}
     check(networks == {"cruddur"} and list(config["networks"]) == ["cruddur"],

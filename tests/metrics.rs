@@ -1,8 +1,9 @@
 //! `/metrics` after known traffic, read by the official Prometheus Python
 //! client's parsers (`tests/support/prometheus_parse.py`; `./scripts/test`
 //! installs `prometheus_client` in `.venv` and sets `PROMETHEUS_PYTHON`):
-//! counts per route and status as sent, scrapes never counted, and
-//! exemplar trace ids that the OTLP receiver got.
+//! counts per route and status as sent, scrapes never counted, the
+//! store's statements timed, and exemplar trace ids that the OTLP receiver
+//! got.
 
 mod support;
 
@@ -107,7 +108,16 @@ async fn metrics_count_requests_as_sent_and_link_to_their_traces() {
         );
     }
     // Scrapes between requests must not count themselves.
-    scrape(&client, &server, None).await;
+    let (_, before) = scrape(&client, &server, None).await;
+    let inserts = |samples: &[Value]| {
+        sample(
+            samples,
+            "db_client_operation_duration_seconds_count",
+            json!({"db_operation_name": "INSERT", "db_collection_name": "activities"}),
+        )
+    };
+    let seeded = inserts(&parse("text", &before));
+    assert!(seeded >= 1.0, "the seed's inserts are timed");
     for _ in 0..3 {
         assert_eq!(
             client
@@ -186,6 +196,19 @@ async fn metrics_count_requests_as_sent_and_link_to_their_traces() {
             .any(|s| s["name"] == "http_server_active_requests"
                 && s["labels"]["http_request_method"] == "GET"),
         "requests in flight, per method"
+    );
+
+    let statements = "db_client_operation_duration_seconds_count";
+    let selects = sample(
+        &samples,
+        statements,
+        json!({"db_system_name": "sqlite", "db_operation_name": "SELECT", "db_collection_name": "activities"}),
+    );
+    assert!(selects >= 2.0, "the feeds' queries are timed: {selects}");
+    assert_eq!(
+        inserts(&samples),
+        seeded,
+        "refused creates stored nothing, so timed no insert"
     );
 
     let (content_type, open) = scrape(

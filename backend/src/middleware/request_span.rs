@@ -18,7 +18,7 @@ use tracing::Instrument;
 use tracing::field::Empty;
 
 use crate::error::InternalCause;
-use crate::telemetry::metrics::method_name;
+use crate::telemetry::metrics::method_index;
 use crate::telemetry::scrub::scrub_query;
 use crate::telemetry::sink::RequestStart;
 use crate::telemetry::{RequestTelemetry, ids, propagation, spans};
@@ -140,7 +140,7 @@ pub async fn trace_request(
     let active = settings
         .metrics
         .as_ref()
-        .map(|metrics| metrics.begin(method_name(&method)));
+        .map(|metrics| metrics.begin(method_index(&method)));
     let mut trace_header = None;
     let mut sampled_trace = None;
     if !span.is_disabled() {
@@ -174,7 +174,7 @@ pub async fn trace_request(
     let route = route.as_ref().map(MatchedPath::as_str);
     if let Some(metrics) = &settings.metrics {
         metrics.end(
-            method_name(&method),
+            method_index(&method),
             route,
             status.as_u16(),
             started.elapsed(),

@@ -21,7 +21,7 @@ mod url;
 
 use std::future::Future;
 use std::sync::atomic::AtomicU64;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
 use deadpool_postgres::{
@@ -184,12 +184,15 @@ impl PostgresStore {
         statement: &Statement,
         params: &[&(dyn ToSql + Sync)],
     ) -> Result<Vec<Row>, tokio_postgres::Error> {
-        async {
+        let started = Instant::now();
+        let answer = async {
             let prepared = client.prepare_cached(statement.sql).await?;
             client.query(&prepared, params).await
         }
         .instrument(self.span(statement))
-        .await
+        .await;
+        statement.observe(SYSTEM, started.elapsed());
+        answer
     }
 
     /// Runs a statement in its span, answering its first row if any.
@@ -199,12 +202,15 @@ impl PostgresStore {
         statement: &Statement,
         params: &[&(dyn ToSql + Sync)],
     ) -> Result<Option<Row>, tokio_postgres::Error> {
-        async {
+        let started = Instant::now();
+        let answer = async {
             let prepared = client.prepare_cached(statement.sql).await?;
             client.query_opt(&prepared, params).await
         }
         .instrument(self.span(statement))
-        .await
+        .await;
+        statement.observe(SYSTEM, started.elapsed());
+        answer
     }
 
     /// Runs a statement that changes rows, answering how many it changed.
@@ -214,12 +220,15 @@ impl PostgresStore {
         statement: &Statement,
         params: &[&(dyn ToSql + Sync)],
     ) -> Result<u64, tokio_postgres::Error> {
-        async {
+        let started = Instant::now();
+        let answer = async {
             let prepared = client.prepare_cached(statement.sql).await?;
             client.execute(&prepared, params).await
         }
         .instrument(self.span(statement))
-        .await
+        .await;
+        statement.observe(SYSTEM, started.elapsed());
+        answer
     }
 
     /// Runs one operation under its deadline (the connection wait plus the

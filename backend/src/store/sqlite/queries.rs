@@ -2,6 +2,8 @@
 //! how one runs inside its CLIENT span. Kept apart from the store's methods
 //! so the SQL of each query can be read in one place.
 
+use std::time::Instant;
+
 use rusqlite::{Connection, OptionalExtension, Row, params};
 use uuid::Uuid;
 
@@ -39,8 +41,11 @@ impl Run for Statement {
         map: impl FnMut(&Row<'_>) -> rusqlite::Result<T>,
     ) -> rusqlite::Result<Vec<T>> {
         let _entered = self.span(SYSTEM).entered();
+        let started = Instant::now();
         let mut statement = conn.prepare_cached(self.sql)?;
-        statement.query_map(params, map)?.collect()
+        let rows = statement.query_map(params, map)?.collect();
+        self.observe(SYSTEM, started.elapsed());
+        rows
     }
 
     fn row<T>(
@@ -50,14 +55,20 @@ impl Run for Statement {
         map: impl FnOnce(&Row<'_>) -> rusqlite::Result<T>,
     ) -> rusqlite::Result<Option<T>> {
         let _entered = self.span(SYSTEM).entered();
+        let started = Instant::now();
         let mut statement = conn.prepare_cached(self.sql)?;
-        statement.query_row(params, map).optional()
+        let row = statement.query_row(params, map).optional();
+        self.observe(SYSTEM, started.elapsed());
+        row
     }
 
     fn execute(&self, conn: &Connection, params: impl rusqlite::Params) -> rusqlite::Result<usize> {
         let _entered = self.span(SYSTEM).entered();
+        let started = Instant::now();
         let mut statement = conn.prepare_cached(self.sql)?;
-        statement.execute(params)
+        let changed = statement.execute(params);
+        self.observe(SYSTEM, started.elapsed());
+        changed
     }
 }
 

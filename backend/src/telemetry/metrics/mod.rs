@@ -4,9 +4,12 @@
 //! Instruments, with OpenTelemetry's semantic-convention names and units:
 //! `http.server.request.duration` (histogram, seconds; `http.request.method`,
 //! `http.route` when a route matched, `http.response.status_code`,
-//! `error.type` for 5xx) and `http.server.active_requests`. Their cardinality
-//! is bounded by construction: routes are the router's templates, methods
-//! outside HTTP's own are `_OTHER`.
+//! `error.type` for 5xx), `http.server.active_requests`, and
+//! `db.client.operation.duration` (each statement's, recorded by the stores
+//! through the global meter provider set here; see `store::statement`).
+//! Their cardinality is bounded by construction: routes are the router's
+//! templates, methods outside HTTP's own are `_OTHER`, statements are
+//! constants.
 //!
 //! Recording costs the request path a read lock and a few atomics: each
 //! series is bound once (the SDK's bound instruments,
@@ -24,13 +27,14 @@
 mod prometheus;
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError, RwLock};
 use std::time::{Duration, SystemTime};
 
 use clap::builder::BoolishValueParser;
 use opentelemetry::KeyValue;
 use opentelemetry::metrics::{
-    BoundHistogram, BoundUpDownCounter, Histogram, MeterProvider as _, UpDownCounter,
+    BoundHistogram, Histogram, MeterProvider as _, ObservableUpDownCounter,
 };
 use opentelemetry::trace::TraceId;
 use opentelemetry_sdk::metrics::{ManualReader, SdkMeterProvider};
@@ -65,18 +69,27 @@ pub struct MetricsSettings {
 /// The request middleware's part: one call as a request begins, one as it ends.
 pub struct RequestMetrics {
     duration: Histogram<f64>,
-    active: UpDownCounter<i64>,
     /// Bound series by route template ("" when none matched), then method
     /// and status.
-    series: RwLock<HashMap<Box<str>, Vec<Arc<Series>>>>,
-    /// Active requests, bound per method.
-    active_by_method: RwLock<HashMap<&'static str, BoundUpDownCounter<i64>>>,
+    series: RwLock<HashMap<Box<str>, Vec<Series>>>,
+    /// Requests in flight by method (index in [`METHODS`]), read by the
+    /// observable `http.server.active_requests` when collected.
+    active: Arc<Active>,
+    _active_gauge: ObservableUpDownCounter<i64>,
+}
+
+/// Requests in flight per method, and whether a method was ever seen (so
+/// a method's series stays, at 0, once it has been reported).
+#[derive(Default)]
+struct Active {
+    counts: [AtomicI64; METHODS.len()],
+    seen: [AtomicBool; METHODS.len()],
 }
 
 /// One combination of method, route and status: its bound histogram and
 /// the latest exemplar of each bucket.
 struct Series {
-    method: &'static str,
+    method: usize,
     status: u16,
     duration: BoundHistogram<f64>,
     exemplars: Vec<Mutex<Option<Exemplar>>>,
@@ -90,35 +103,42 @@ pub(crate) struct Exemplar {
     pub at: SystemTime,
 }
 
-/// The `http.request.method` value: HTTP's own methods, else `_OTHER`.
-pub fn method_name(method: &http::Method) -> &'static str {
+/// The `http.request.method` values: HTTP's own methods, then `_OTHER`.
+const METHODS: [&str; 10] = [
+    "GET", "HEAD", "POST", "PUT", "DELETE", "CONNECT", "OPTIONS", "TRACE", "PATCH", "_OTHER",
+];
+
+/// The method's index in [`METHODS`].
+pub fn method_index(method: &http::Method) -> usize {
     match *method {
-        http::Method::GET => "GET",
-        http::Method::HEAD => "HEAD",
-        http::Method::POST => "POST",
-        http::Method::PUT => "PUT",
-        http::Method::DELETE => "DELETE",
-        http::Method::CONNECT => "CONNECT",
-        http::Method::OPTIONS => "OPTIONS",
-        http::Method::TRACE => "TRACE",
-        http::Method::PATCH => "PATCH",
-        _ => "_OTHER",
+        http::Method::GET => 0,
+        http::Method::HEAD => 1,
+        http::Method::POST => 2,
+        http::Method::PUT => 3,
+        http::Method::DELETE => 4,
+        http::Method::CONNECT => 5,
+        http::Method::OPTIONS => 6,
+        http::Method::TRACE => 7,
+        http::Method::PATCH => 8,
+        _ => 9,
     }
 }
 
 /// Ends a request's count among the active ones when dropped, however
 /// the request ends.
-pub struct Active(BoundUpDownCounter<i64>);
+pub struct InFlight<'a>(&'a AtomicI64);
 
-impl Drop for Active {
+impl Drop for InFlight<'_> {
     fn drop(&mut self) {
-        self.0.add(-1);
+        self.0.fetch_sub(1, Ordering::Relaxed);
     }
 }
 
 impl RequestMetrics {
     fn new(provider: &SdkMeterProvider) -> Self {
         let meter = provider.meter("cruddur-backend");
+        let active = Arc::new(Active::default());
+        let observed = Arc::clone(&active);
         RequestMetrics {
             duration: meter
                 .f64_histogram("http.server.request.duration")
@@ -126,89 +146,69 @@ impl RequestMetrics {
                 .with_description("Duration of HTTP server requests.")
                 .with_boundaries(DURATION_BOUNDS.to_vec())
                 .build(),
-            active: meter
-                .i64_up_down_counter("http.server.active_requests")
+            series: RwLock::default(),
+            active,
+            _active_gauge: meter
+                .i64_observable_up_down_counter("http.server.active_requests")
                 .with_unit("{request}")
                 .with_description("Number of active HTTP server requests.")
+                .with_callback(move |observer| {
+                    for (index, method) in METHODS.iter().enumerate() {
+                        if observed.seen[index].load(Ordering::Relaxed) {
+                            observer.observe(
+                                observed.counts[index].load(Ordering::Relaxed),
+                                &[
+                                    KeyValue::new("http.request.method", *method),
+                                    KeyValue::new("url.scheme", "http"),
+                                ],
+                            );
+                        }
+                    }
+                })
                 .build(),
-            series: RwLock::default(),
-            active_by_method: RwLock::default(),
         }
     }
 
     /// A request begins: counted among the active until the guard drops.
-    pub fn begin(&self, method: &'static str) -> Active {
-        let bound = self
-            .active_by_method
-            .read()
-            .unwrap_or_else(PoisonError::into_inner)
-            .get(method)
-            .cloned();
-        let bound = bound.unwrap_or_else(|| {
-            let mut all = self
-                .active_by_method
-                .write()
-                .unwrap_or_else(PoisonError::into_inner);
-            all.entry(method)
-                .or_insert_with(|| {
-                    self.active.bind(&[
-                        KeyValue::new("http.request.method", method),
-                        KeyValue::new("url.scheme", "http"),
-                    ])
-                })
-                .clone()
-        });
-        bound.add(1);
-        Active(bound)
+    pub fn begin(&self, method: usize) -> InFlight<'_> {
+        self.active.seen[method].store(true, Ordering::Relaxed);
+        let count = &self.active.counts[method];
+        count.fetch_add(1, Ordering::Relaxed);
+        InFlight(count)
     }
 
     /// A request ended: its duration in its series, and the trace it was
     /// in as the bucket's exemplar when it was sampled.
     pub fn end(
         &self,
-        method: &'static str,
+        method: usize,
         route: Option<&str>,
         status: u16,
         elapsed: Duration,
         trace: Option<TraceId>,
     ) {
         let seconds = elapsed.as_secs_f64();
-        let series = self.series(method, route.unwrap_or_default(), status);
-        series.duration.record(seconds);
-        if let Some(trace_id) = trace {
-            let bucket = DURATION_BOUNDS.partition_point(|&bound| bound < seconds);
-            *series.exemplars[bucket]
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner) = Some(Exemplar {
-                trace_id,
-                seconds,
-                at: SystemTime::now(),
-            });
-        }
-    }
-
-    fn series(&self, method: &'static str, route: &str, status: u16) -> Arc<Series> {
-        let found = |list: &Vec<Arc<Series>>| {
-            list.iter()
-                .find(|s| s.method == method && s.status == status)
-                .cloned()
-        };
-        if let Some(series) = self
-            .series
-            .read()
-            .unwrap_or_else(PoisonError::into_inner)
-            .get(route)
-            .and_then(found)
+        let route = route.unwrap_or_default();
         {
-            return series;
+            let all = self.series.read().unwrap_or_else(PoisonError::into_inner);
+            if let Some(series) = all.get(route).and_then(|list| find(list, method, status)) {
+                series.record(seconds, trace);
+                return;
+            }
         }
         let mut all = self.series.write().unwrap_or_else(PoisonError::into_inner);
         let list = all.entry(route.into()).or_default();
-        if let Some(series) = found(list) {
-            return series;
+        if find(list, method, status).is_none() {
+            list.push(self.bind(method, route, status));
         }
+        if let Some(series) = find(list, method, status) {
+            series.record(seconds, trace);
+        }
+    }
+
+    fn bind(&self, method: usize, route: &str, status: u16) -> Series {
         let mut attributes = vec![
-            KeyValue::new("http.request.method", method),
+            KeyValue::new("http.request.method", METHODS[method]),
             KeyValue::new("http.response.status_code", i64::from(status)),
         ];
         if !route.is_empty() {
@@ -217,25 +217,23 @@ impl RequestMetrics {
         if status >= 500 {
             attributes.push(KeyValue::new("error.type", status.to_string()));
         }
-        let series = Arc::new(Series {
+        Series {
             method,
             status,
             duration: self.duration.bind(&attributes),
             exemplars: (0..=DURATION_BOUNDS.len())
                 .map(|_| Mutex::new(None))
                 .collect(),
-        });
-        list.push(Arc::clone(&series));
-        series
+        }
     }
 
     /// The exemplars of the series with these attributes, by bucket.
     fn exemplars(&self, method: &str, route: &str, status: u16) -> Vec<Option<Exemplar>> {
+        let Some(method) = METHODS.iter().position(|m| *m == method) else {
+            return Vec::new();
+        };
         let all = self.series.read().unwrap_or_else(PoisonError::into_inner);
-        let Some(series) = all.get(route).and_then(|list| {
-            list.iter()
-                .find(|s| s.method == method && s.status == status)
-        }) else {
+        let Some(series) = all.get(route).and_then(|list| find(list, method, status)) else {
             return Vec::new();
         };
         series
@@ -243,6 +241,27 @@ impl RequestMetrics {
             .iter()
             .map(|slot| *slot.lock().unwrap_or_else(PoisonError::into_inner))
             .collect()
+    }
+}
+
+fn find(list: &[Series], method: usize, status: u16) -> Option<&Series> {
+    list.iter()
+        .find(|s| s.method == method && s.status == status)
+}
+
+impl Series {
+    fn record(&self, seconds: f64, trace: Option<TraceId>) {
+        self.duration.record(seconds);
+        if let Some(trace_id) = trace {
+            let bucket = DURATION_BOUNDS.partition_point(|&bound| bound < seconds);
+            *self.exemplars[bucket]
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner) = Some(Exemplar {
+                trace_id,
+                seconds,
+                at: SystemTime::now(),
+            });
+        }
     }
 }
 
@@ -260,6 +279,9 @@ pub fn start(settings: &MetricsSettings, shared: &Shared) -> SinkParts {
         .with_reader(prometheus::Shared(Arc::clone(&reader)))
         .with_resource(shared.resource.clone())
         .build();
+    // The global provider: the store's statements record their durations
+    // through it, and so can code using the OpenTelemetry metrics API.
+    opentelemetry::global::set_meter_provider(provider.clone());
     let requests = Arc::new(RequestMetrics::new(&provider));
     eprintln!(
         "telemetry: prometheus on at {PATH} (RED per route; OpenMetrics with exemplars when asked)"

@@ -214,7 +214,7 @@ fn encode(collected: &ResourceMetrics, requests: &RequestMetrics, open: bool) ->
                         open,
                     );
                     for point in histogram.data_points() {
-                        let exemplars = if open {
+                        let exemplars = if open && metric.name() == "http.server.request.duration" {
                             let method = attribute(point.attributes(), "http.request.method")
                                 .map(|v| v.to_string())
                                 .unwrap_or_default();
