@@ -255,6 +255,33 @@ async fn metrics_count_requests_as_sent_and_link_to_their_traces() {
             "exemplar {trace} is a trace the OTLP receiver got"
         );
     }
+    // The sinks' own counters, as the health check has them (the sink
+    // counts an export once its answer is in, just after the receiver's).
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    let (samples, exported) = loop {
+        let (_, text) = scrape(&client, &server, None).await;
+        let samples = parse("text", &text);
+        let exported = sample(
+            &samples,
+            "cruddur_telemetry_exported_total",
+            json!({"sink": "otlp"}),
+        );
+        if exported >= 1.0 || tokio::time::Instant::now() > deadline {
+            break (samples, exported);
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    let health = server.health().await;
+    assert!(exported >= 1.0, "{exported}");
+    assert!(health["sinks"]["otlp"]["exported"].as_f64().unwrap() >= exported);
+    assert_eq!(
+        sample(
+            &samples,
+            "cruddur_telemetry_dropped_total",
+            json!({"sink": "otlp"})
+        ),
+        0.0
+    );
 }
 
 #[tokio::test]

@@ -221,9 +221,13 @@ fn install(parts: Vec<SinkParts>, config: &TelemetryConfig) -> Result<Telemetry,
         .with(span_layer)
         .try_init()
         .map_err(|_| TelemetryError::AlreadyInstalled)?;
+    let health = Health::new(entries);
+    if let Some(metrics) = &requests.metrics {
+        metrics.watch(health.clone());
+    }
     Ok(Telemetry {
         guard: Guard { sinks: flushes },
-        health: Health::new(entries),
+        health,
         requests,
         routes,
         untraced_routes,

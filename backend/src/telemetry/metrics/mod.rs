@@ -28,19 +28,20 @@ mod prometheus;
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
-use std::sync::{Arc, Mutex, PoisonError, RwLock};
+use std::sync::{Arc, Mutex, OnceLock, PoisonError, RwLock};
 use std::time::{Duration, SystemTime};
 
 use clap::builder::BoolishValueParser;
 use opentelemetry::KeyValue;
 use opentelemetry::metrics::{
-    BoundHistogram, Histogram, MeterProvider as _, ObservableUpDownCounter,
+    BoundHistogram, Histogram, Meter, MeterProvider as _, ObservableCounter,
+    ObservableUpDownCounter,
 };
 use opentelemetry::trace::TraceId;
 use opentelemetry_sdk::metrics::{ManualReader, SdkMeterProvider};
 
 use super::Shared;
-use super::sink::{SinkEntry, SinkParts};
+use super::sink::{Health, SinkEntry, SinkHealth, SinkParts};
 use crate::telemetry::queue::SinkStats;
 
 /// Where Prometheus scrapes.
@@ -76,6 +77,9 @@ pub struct RequestMetrics {
     /// observable `http.server.active_requests` when collected.
     active: Arc<Active>,
     _active_gauge: ObservableUpDownCounter<i64>,
+    /// Every sink's counters, once telemetry has put them together.
+    sinks: Arc<OnceLock<Health>>,
+    _sink_counters: [ObservableCounter<u64>; 3],
 }
 
 /// Requests in flight per method, and whether a method was ever seen (so
@@ -139,6 +143,7 @@ impl RequestMetrics {
         let meter = provider.meter("cruddur-backend");
         let active = Arc::new(Active::default());
         let observed = Arc::clone(&active);
+        let sinks: Arc<OnceLock<Health>> = Arc::default();
         RequestMetrics {
             duration: meter
                 .f64_histogram("http.server.request.duration")
@@ -166,7 +171,18 @@ impl RequestMetrics {
                     }
                 })
                 .build(),
+            _sink_counters: [
+                sink_counter(&meter, &sinks, "exported", |r| r.exported),
+                sink_counter(&meter, &sinks, "dropped", |r| r.dropped),
+                sink_counter(&meter, &sinks, "failed", |r| r.failed),
+            ],
+            sinks,
         }
+    }
+
+    /// Reports `health`'s sinks as `cruddur.telemetry.*` from now on.
+    pub fn watch(&self, health: Health) {
+        let _ = self.sinks.set(health);
     }
 
     /// A request begins: counted among the active until the guard drops.
@@ -242,6 +258,30 @@ impl RequestMetrics {
             .map(|slot| *slot.lock().unwrap_or_else(PoisonError::into_inner))
             .collect()
     }
+}
+
+/// `cruddur.telemetry.<what>`: a count of each sink that is on, by `sink`,
+/// read from the health check's counters when collected.
+fn sink_counter(
+    meter: &Meter,
+    sinks: &Arc<OnceLock<Health>>,
+    what: &'static str,
+    read: fn(&crate::telemetry::queue::SinkReport) -> u64,
+) -> ObservableCounter<u64> {
+    let sinks = Arc::clone(sinks);
+    meter
+        .u64_observable_counter(format!("cruddur.telemetry.{what}"))
+        .with_unit("{item}")
+        .with_description(format!("Telemetry items each sink has {what}."))
+        .with_callback(move |observer| {
+            let Some(health) = sinks.get() else { return };
+            for (name, sink) in health.report() {
+                if let SinkHealth::On(report) = sink {
+                    observer.observe(read(&report), &[KeyValue::new("sink", name)]);
+                }
+            }
+        })
+        .build()
 }
 
 fn find(list: &[Series], method: usize, status: u16) -> Option<&Series> {
