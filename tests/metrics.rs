@@ -1,8 +1,8 @@
 //! `/metrics` after known traffic, read by the official Prometheus Python
 //! client's parsers (`tests/support/prometheus_parse.py`; `./scripts/test`
 //! installs `prometheus_client` in `.venv` and sets `PROMETHEUS_PYTHON`):
-//! counts per route and status as sent, scrapes never counted, the
-//! store's statements timed, and exemplar trace ids that the OTLP receiver
+//! counts per route and status as sent, scrapes never counted, creates
+//! and validation refusals counted, the store's statements timed, and exemplar trace ids that the OTLP receiver
 //! got.
 
 mod support;
@@ -107,6 +107,13 @@ async fn metrics_count_requests_as_sent_and_link_to_their_traces() {
             200
         );
     }
+    let created = client
+        .post(server.url("/api/activities"))
+        .json(&json!({"message": "counted once", "ttl": "1-day"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(created.status(), 200);
     // Scrapes between requests must not count themselves.
     let (_, before) = scrape(&client, &server, None).await;
     let inserts = |samples: &[Value]| {
@@ -183,7 +190,17 @@ async fn metrics_count_requests_as_sent_and_link_to_their_traces() {
         .filter(|s| s["name"] == count.as_str())
         .map(|s| s["value"].as_f64().unwrap())
         .sum();
-    assert_eq!(total, 11.0, "scrapes are not counted");
+    assert_eq!(total, 12.0, "scrapes are not counted");
+    assert_eq!(sample(&samples, "app_cruds_created_total", json!({})), 1.0);
+    assert_eq!(
+        sample(
+            &samples,
+            "app_validation_rejected_total",
+            json!({"app_validation_code": "message_blank"})
+        ),
+        2.0,
+        "each refused create counted by its code"
+    );
     let inf = sample(
         &samples,
         &format!("{DURATION}_bucket"),

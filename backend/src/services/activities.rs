@@ -5,6 +5,7 @@ use tracing::field::Empty;
 use uuid::Uuid;
 
 use super::cache::{Feed, FeedCache, FeedKey, Page, earliest_expiry};
+use super::counters::{self, Created};
 use super::{NO_SUCH_USER, ServiceError, check_message, path_handle, validation_codes};
 use crate::domain::{
     Activity, Handle, MAX_ACTIVITY_CHARS, MAX_MESSAGE_CHARS, MAX_SEARCH_CHARS, Reply, Ttl,
@@ -230,6 +231,7 @@ pub async fn create(
         })
         .await?;
     tracing::Span::current().record("app.activity_uuid", activity.uuid.to_string());
+    counters::created(Created::Crud);
     Ok(activity)
 }
 
@@ -273,6 +275,7 @@ pub async fn reply(
         .await?
         .ok_or_else(not_found)?;
     tracing::Span::current().record("app.reply_uuid", reply.uuid.to_string());
+    counters::created(Created::Reply);
     Ok(reply)
 }
 

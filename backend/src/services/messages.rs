@@ -3,6 +3,7 @@
 use chrono::{DateTime, Utc};
 use tracing::field::Empty;
 
+use super::counters::{self, Created};
 use super::{NO_SUCH_USER, ServiceError, check_message, counted, path_handle, validation_codes};
 use crate::domain::{Handle, HandleError, MAX_MESSAGE_CHARS, Message, MessageGroup, api_time};
 use crate::store::{NewMessage, Store};
@@ -94,5 +95,6 @@ pub async fn send(
         .await?
         .ok_or(ServiceError::NotFound(NO_SUCH_USER))?;
     tracing::Span::current().record("app.message_uuid", sent.uuid.to_string());
+    counters::created(Created::Message);
     Ok(sent)
 }

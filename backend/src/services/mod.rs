@@ -3,6 +3,7 @@
 
 pub mod activities;
 pub mod cache;
+pub mod counters;
 pub mod messages;
 
 use tracing::Span;
@@ -51,7 +52,9 @@ macro_rules! validation_codes {
 
         impl From<Vec<$name>> for $crate::services::ServiceError {
             fn from(codes: Vec<$name>) -> Self {
-                $crate::services::ServiceError::Invalid(codes.into_iter().map($name::as_str).collect())
+                let codes: Vec<&'static str> = codes.into_iter().map($name::as_str).collect();
+                $crate::services::counters::rejected(&codes);
+                $crate::services::ServiceError::Invalid(codes)
             }
         }
     };

@@ -6,7 +6,9 @@
 //! `http.route` when a route matched, `http.response.status_code`,
 //! `error.type` for 5xx), `http.server.active_requests`, and
 //! `db.client.operation.duration` (each statement's, recorded by the stores
-//! through the global meter provider set here; see `store::statement`).
+//! through the global meter provider set here; see `store::statement`),
+//! the app's counters (`services::counters`, through the same), and each
+//! sink's `cruddur.telemetry.{exported,dropped,failed}`.
 //! Their cardinality is bounded by construction: routes are the router's
 //! templates, methods outside HTTP's own are `_OTHER`, statements are
 //! constants.
