@@ -238,14 +238,7 @@ async fn the_explorer_shows_what_the_otlp_receiver_got() {
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
         let list: serde_json::Value = reqwest::get(&list_url).await.unwrap().json().await.unwrap();
-        // Whole traces only: a root (its status code in) is filed last.
-        let ids: Vec<&str> = list["traces"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .filter(|t| !t["status_code"].is_null())
-            .map(|t| t["trace_id"].as_str().unwrap())
-            .collect();
+        let ids = support::whole_traces(&list);
         if all.iter().all(|id| ids.contains(&id.as_str())) {
             break;
         }

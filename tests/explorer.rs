@@ -33,21 +33,13 @@ async fn traced(server: &Server, path: &str) -> String {
 }
 
 /// The explorer's list once it holds every one of `ids` whole (its sink's
-/// thread keeps spans within 50 ms). The server span is filed last, and
-/// may be after the client has its answer, so the other spans of a trace
-/// can be listed first: whole means its root's status code is in.
+/// thread keeps spans within 50 ms; see `support::whole_traces`).
 async fn listing(server: &Server, query: &str, ids: &[String]) -> Value {
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
         let (status, list) = get(server, &format!("/_explorer/api/traces{query}")).await;
         assert_eq!(status, 200, "{list}");
-        let whole: Vec<&str> = list["traces"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .filter(|t| !t["status_code"].is_null())
-            .map(|t| t["trace_id"].as_str().unwrap())
-            .collect();
+        let whole = support::whole_traces(&list);
         if ids.iter().all(|id| whole.contains(&id.as_str())) {
             return list;
         }

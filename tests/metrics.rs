@@ -68,6 +68,23 @@ fn sample(samples: &[Value], name: &str, labels: Value) -> f64 {
     matching[0]["value"].as_f64().unwrap()
 }
 
+/// The status of a GET of `path`.
+async fn status(client: &reqwest::Client, server: &Server, path: &str) -> u16 {
+    let response = client.get(server.url(path)).send().await.unwrap();
+    response.status().as_u16()
+}
+
+/// The status of a POST of a crud with `message`.
+async fn create(client: &reqwest::Client, server: &Server, message: &str) -> u16 {
+    let response = client
+        .post(server.url("/api/activities"))
+        .json(&json!({"message": message, "ttl": "1-day"}))
+        .send()
+        .await
+        .unwrap();
+    response.status().as_u16()
+}
+
 async fn scrape(
     client: &reqwest::Client,
     server: &Server,
@@ -97,23 +114,9 @@ async fn metrics_count_requests_as_sent_and_link_to_their_traces() {
     ]);
     let client = reqwest::Client::new();
     for _ in 0..5 {
-        assert_eq!(
-            client
-                .get(server.url("/api/activities/home"))
-                .send()
-                .await
-                .unwrap()
-                .status(),
-            200
-        );
+        assert_eq!(status(&client, &server, "/api/activities/home").await, 200);
     }
-    let created = client
-        .post(server.url("/api/activities"))
-        .json(&json!({"message": "counted once", "ttl": "1-day"}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(created.status(), 200);
+    assert_eq!(create(&client, &server, "counted once").await, 200);
     // Scrapes between requests must not count themselves.
     let (_, before) = scrape(&client, &server, None).await;
     let inserts = |samples: &[Value]| {
@@ -126,34 +129,12 @@ async fn metrics_count_requests_as_sent_and_link_to_their_traces() {
     let seeded = inserts(&parse("text", &before));
     assert!(seeded >= 1.0, "the seed's inserts are timed");
     for _ in 0..3 {
-        assert_eq!(
-            client
-                .get(server.url("/api/activities/@worf"))
-                .send()
-                .await
-                .unwrap()
-                .status(),
-            200
-        );
+        assert_eq!(status(&client, &server, "/api/activities/@worf").await, 200);
     }
     for _ in 0..2 {
-        let response = client
-            .post(server.url("/api/activities"))
-            .json(&json!({"message": "", "ttl": "1-day"}))
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(response.status(), 422);
+        assert_eq!(create(&client, &server, "").await, 422);
     }
-    assert_eq!(
-        client
-            .get(server.url("/no/such/path"))
-            .send()
-            .await
-            .unwrap()
-            .status(),
-        404
-    );
+    assert_eq!(status(&client, &server, "/no/such/path").await, 404);
 
     let (content_type, text) = scrape(&client, &server, None).await;
     assert_eq!(content_type, "text/plain; version=0.0.4; charset=utf-8");

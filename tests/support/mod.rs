@@ -13,3 +13,16 @@ pub mod rollbar;
 pub mod server;
 pub mod xray;
 pub mod xray_api;
+
+/// The trace ids of the trace explorer's list (`/_explorer/api/traces`)
+/// whose traces are whole: their root, filed last (and possibly after the
+/// client has its answer), is in, with its status code.
+pub fn whole_traces(list: &serde_json::Value) -> Vec<&str> {
+    list["traces"]
+        .as_array()
+        .expect("a trace list")
+        .iter()
+        .filter(|t| !t["status_code"].is_null())
+        .map(|t| t["trace_id"].as_str().expect("a trace id"))
+        .collect()
+}
