@@ -18,9 +18,8 @@ use tracing::Instrument;
 use tracing::field::Empty;
 
 use crate::error::InternalCause;
-use crate::telemetry::metrics::method_index;
 use crate::telemetry::scrub::scrub_query;
-use crate::telemetry::sink::RequestStart;
+use crate::telemetry::sink::{InFlight, Metered, RequestStart};
 use crate::telemetry::{RequestTelemetry, ids, propagation, spans};
 
 /// Longest header text copied into a span attribute.
@@ -137,10 +136,10 @@ pub async fn trace_request(
         span.record("http.client_ip", client.as_str());
     }
 
-    let active = settings
-        .metrics
-        .as_ref()
-        .map(|metrics| metrics.begin(method_index(&method)));
+    let _in_flight = settings
+        .meter
+        .as_deref()
+        .map(|meter| InFlight::begin(meter, &method));
     let mut trace_header = None;
     let mut sampled_trace = None;
     if !span.is_disabled() {
@@ -172,15 +171,14 @@ pub async fn trace_request(
 
     let status = response.status();
     let route = route.as_ref().map(MatchedPath::as_str);
-    if let Some(metrics) = &settings.metrics {
-        metrics.end(
-            method_index(&method),
+    if let Some(meter) = &settings.meter {
+        meter.answered(&Metered {
+            method: &method,
             route,
-            status.as_u16(),
-            started.elapsed(),
-            sampled_trace,
-        );
-        drop(active);
+            status: status.as_u16(),
+            elapsed: started.elapsed(),
+            trace: sampled_trace,
+        });
     }
     spans::record_answer(
         span,

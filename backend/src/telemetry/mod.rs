@@ -168,6 +168,7 @@ fn install(parts: Vec<SinkParts>, config: &TelemetryConfig) -> Result<Telemetry,
     let mut entries = Vec::new();
     let mut flushes = Vec::new();
     let mut hooks = Vec::new();
+    let mut health_watches = Vec::new();
     let mut routes = OpenApiRouter::default();
     let mut untraced_routes = OpenApiRouter::default();
     let mut requests = RequestTelemetry {
@@ -180,9 +181,10 @@ fn install(parts: Vec<SinkParts>, config: &TelemetryConfig) -> Result<Telemetry,
         log_layers.extend(part.logs);
         span_sinks.extend(part.spans);
         hooks.extend(part.request_hook);
-        if let Some(metrics) = part.request_metrics {
-            requests.metrics = Some(metrics);
+        if let Some(meter) = part.request_meter {
+            requests.meter = Some(meter);
         }
+        health_watches.extend(part.health_watch);
         if let Some(wrap) = part.sampler {
             sampler = wrap(sampler);
         }
@@ -222,8 +224,8 @@ fn install(parts: Vec<SinkParts>, config: &TelemetryConfig) -> Result<Telemetry,
         .try_init()
         .map_err(|_| TelemetryError::AlreadyInstalled)?;
     let health = Health::new(entries);
-    if let Some(metrics) = &requests.metrics {
-        metrics.watch(health.clone());
+    for watch in health_watches {
+        watch(health.clone());
     }
     Ok(Telemetry {
         guard: Guard { sinks: flushes },

@@ -9,12 +9,13 @@
 use std::collections::BTreeMap;
 use std::net::IpAddr;
 use std::sync::Arc;
+use std::time::Duration;
 
 use axum::extract::Request;
 use axum::response::Response;
 use clap::ValueEnum;
-use http::HeaderValue;
-use opentelemetry::trace::SpanContext;
+use http::{HeaderValue, Method};
+use opentelemetry::trace::{SpanContext, TraceId};
 use opentelemetry_sdk::Resource;
 use opentelemetry_sdk::trace::{ShouldSample, SpanData};
 use serde::Serialize;
@@ -23,7 +24,6 @@ use utoipa::ToSchema;
 use utoipa_axum::router::OpenApiRouter;
 
 use super::doctor::{DeepCheck, DeepFindings};
-use super::metrics::RequestMetrics;
 use super::queue::{Flush, SinkReport, SinkStats, Weigh};
 
 #[derive(Debug, thiserror::Error)]
@@ -224,6 +224,45 @@ pub trait RequestEnd: Send {
     fn end(self: Box<Self>, span: &tracing::Span, response: &Response);
 }
 
+/// A signal that meters every request, whether spans are recorded or not
+/// (the metrics'): told as each request begins, when its answer is known,
+/// and as it leaves (however it ends: a dropped connection ends it too).
+pub trait RequestMeter: Send + Sync {
+    fn begin(&self, method: &Method);
+    fn answered(&self, answer: &Metered<'_>);
+    fn left(&self, method: &Method);
+}
+
+/// A request's answer, as a [`RequestMeter`] is told it.
+pub struct Metered<'a> {
+    pub method: &'a Method,
+    /// The route template that matched, if any.
+    pub route: Option<&'a str>,
+    pub status: u16,
+    pub elapsed: Duration,
+    /// The request's trace, when it was sampled.
+    pub trace: Option<TraceId>,
+}
+
+/// A request counted by a [`RequestMeter`] until this is dropped.
+pub struct InFlight<'a> {
+    meter: &'a dyn RequestMeter,
+    method: &'a Method,
+}
+
+impl<'a> InFlight<'a> {
+    pub fn begin(meter: &'a dyn RequestMeter, method: &'a Method) -> Self {
+        meter.begin(method);
+        InFlight { meter, method }
+    }
+}
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        self.meter.left(self.method);
+    }
+}
+
 /// What the request middleware needs from telemetry; cheap to clone.
 #[derive(Clone)]
 pub struct RequestTelemetry {
@@ -233,9 +272,8 @@ pub struct RequestTelemetry {
     /// OpenTelemetry's decision unless a sink's own decides it.
     pub answer_sampled: fn(&SpanContext) -> bool,
     pub hooks: Arc<[Arc<dyn RequestHook>]>,
-    /// Each request's duration and status, and the requests in flight
-    /// (recorded whether or not spans are).
-    pub metrics: Option<Arc<RequestMetrics>>,
+    /// Each request's duration and status, and the requests in flight.
+    pub meter: Option<Arc<dyn RequestMeter>>,
 }
 
 impl Default for RequestTelemetry {
@@ -244,7 +282,7 @@ impl Default for RequestTelemetry {
             http_dup_semconv: false,
             answer_sampled: SpanContext::is_sampled,
             hooks: Arc::new([]),
-            metrics: None,
+            meter: None,
         }
     }
 }
@@ -332,8 +370,11 @@ pub struct SinkParts {
     /// Routes served outside the request span: looking at them makes no
     /// trace (the trace explorer's).
     pub untraced_routes: Option<OpenApiRouter>,
-    /// What the request middleware records of every traced request.
-    pub request_metrics: Option<Arc<RequestMetrics>>,
+    /// What meters every request (see [`RequestMeter`]).
+    pub request_meter: Option<Arc<dyn RequestMeter>>,
+    /// Told the health check's sinks once every sink has started (the
+    /// metrics report their counters).
+    pub health_watch: Option<Box<dyn FnOnce(Health)>>,
 }
 
 impl SinkParts {
@@ -376,7 +417,8 @@ impl SinkParts {
             request_hook: None,
             routes: None,
             untraced_routes: None,
-            request_metrics: None,
+            request_meter: None,
+            health_watch: None,
         }
     }
 
@@ -406,8 +448,13 @@ impl SinkParts {
         self
     }
 
-    pub fn with_request_metrics(mut self, metrics: Arc<RequestMetrics>) -> Self {
-        self.request_metrics = Some(metrics);
+    pub fn with_request_meter(mut self, meter: Arc<dyn RequestMeter>) -> Self {
+        self.request_meter = Some(meter);
+        self
+    }
+
+    pub fn with_health_watch(mut self, watch: impl FnOnce(Health) + 'static) -> Self {
+        self.health_watch = Some(Box::new(watch));
         self
     }
 }

@@ -31,7 +31,7 @@ mod prometheus;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock, PoisonError, RwLock};
-use std::time::{Duration, SystemTime};
+use std::time::SystemTime;
 
 use clap::builder::BoolishValueParser;
 use opentelemetry::KeyValue;
@@ -43,7 +43,7 @@ use opentelemetry::trace::TraceId;
 use opentelemetry_sdk::metrics::{ManualReader, SdkMeterProvider};
 
 use super::Shared;
-use super::sink::{Health, SinkEntry, SinkHealth, SinkParts};
+use super::sink::{Health, Metered, RequestMeter, SinkEntry, SinkHealth, SinkParts};
 use crate::telemetry::queue::SinkStats;
 
 /// Where Prometheus scrapes.
@@ -69,7 +69,7 @@ pub struct MetricsSettings {
     pub prometheus: bool,
 }
 
-/// The request middleware's part: one call as a request begins, one as it ends.
+/// The request middleware's meter (see [`RequestMeter`]).
 pub struct RequestMetrics {
     duration: Histogram<f64>,
     /// Bound series by route template ("" when none matched), then method
@@ -115,7 +115,7 @@ const METHODS: [&str; 10] = [
 ];
 
 /// The method's index in [`METHODS`].
-pub fn method_index(method: &http::Method) -> usize {
+fn method_index(method: &http::Method) -> usize {
     match *method {
         http::Method::GET => 0,
         http::Method::HEAD => 1,
@@ -127,16 +127,6 @@ pub fn method_index(method: &http::Method) -> usize {
         http::Method::TRACE => 7,
         http::Method::PATCH => 8,
         _ => 9,
-    }
-}
-
-/// Ends a request's count among the active ones when dropped, however
-/// the request ends.
-pub struct InFlight<'a>(&'a AtomicI64);
-
-impl Drop for InFlight<'_> {
-    fn drop(&mut self) {
-        self.0.fetch_sub(1, Ordering::Relaxed);
     }
 }
 
@@ -183,45 +173,8 @@ impl RequestMetrics {
     }
 
     /// Reports `health`'s sinks as `cruddur.telemetry.*` from now on.
-    pub fn watch(&self, health: Health) {
+    fn watch(&self, health: Health) {
         let _ = self.sinks.set(health);
-    }
-
-    /// A request begins: counted among the active until the guard drops.
-    pub fn begin(&self, method: usize) -> InFlight<'_> {
-        self.active.seen[method].store(true, Ordering::Relaxed);
-        let count = &self.active.counts[method];
-        count.fetch_add(1, Ordering::Relaxed);
-        InFlight(count)
-    }
-
-    /// A request ended: its duration in its series, and the trace it was
-    /// in as the bucket's exemplar when it was sampled.
-    pub fn end(
-        &self,
-        method: usize,
-        route: Option<&str>,
-        status: u16,
-        elapsed: Duration,
-        trace: Option<TraceId>,
-    ) {
-        let seconds = elapsed.as_secs_f64();
-        let route = route.unwrap_or_default();
-        {
-            let all = self.series.read().unwrap_or_else(PoisonError::into_inner);
-            if let Some(series) = all.get(route).and_then(|list| find(list, method, status)) {
-                series.record(seconds, trace);
-                return;
-            }
-        }
-        let mut all = self.series.write().unwrap_or_else(PoisonError::into_inner);
-        let list = all.entry(route.into()).or_default();
-        if find(list, method, status).is_none() {
-            list.push(self.bind(method, route, status));
-        }
-        if let Some(series) = find(list, method, status) {
-            series.record(seconds, trace);
-        }
     }
 
     fn bind(&self, method: usize, route: &str, status: u16) -> Series {
@@ -259,6 +212,41 @@ impl RequestMetrics {
             .iter()
             .map(|slot| *slot.lock().unwrap_or_else(PoisonError::into_inner))
             .collect()
+    }
+}
+
+impl RequestMeter for RequestMetrics {
+    fn begin(&self, method: &http::Method) {
+        let method = method_index(method);
+        self.active.seen[method].store(true, Ordering::Relaxed);
+        self.active.counts[method].fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// The request's duration in its series, and the trace it was in as
+    /// the bucket's exemplar when it was sampled.
+    fn answered(&self, answer: &Metered<'_>) {
+        let (method, status) = (method_index(answer.method), answer.status);
+        let seconds = answer.elapsed.as_secs_f64();
+        let route = answer.route.unwrap_or_default();
+        {
+            let all = self.series.read().unwrap_or_else(PoisonError::into_inner);
+            if let Some(series) = all.get(route).and_then(|list| find(list, method, status)) {
+                series.record(seconds, answer.trace);
+                return;
+            }
+        }
+        let mut all = self.series.write().unwrap_or_else(PoisonError::into_inner);
+        let list = all.entry(route.into()).or_default();
+        if find(list, method, status).is_none() {
+            list.push(self.bind(method, route, status));
+        }
+        if let Some(series) = find(list, method, status) {
+            series.record(seconds, answer.trace);
+        }
+    }
+
+    fn left(&self, method: &http::Method) {
+        self.active.counts[method_index(method)].fetch_sub(1, Ordering::Relaxed);
     }
 }
 
@@ -336,6 +324,7 @@ pub fn start(settings: &MetricsSettings, shared: &Shared) -> SinkParts {
         _provider: provider,
     };
     SinkParts::serving(SinkEntry::On(stats))
-        .with_request_metrics(requests)
+        .with_request_meter(Arc::clone(&requests) as Arc<dyn RequestMeter>)
+        .with_health_watch(move |health| requests.watch(health))
         .with_untraced_routes(prometheus::routes(Arc::new(scrape)))
 }
