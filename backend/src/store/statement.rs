@@ -4,7 +4,7 @@
 
 use std::collections::HashMap;
 use std::sync::{OnceLock, PoisonError, RwLock};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use opentelemetry::KeyValue;
 use opentelemetry::metrics::{BoundHistogram, Histogram};
@@ -44,7 +44,17 @@ impl Statement {
     /// Adds one run's duration to `db.client.operation.duration`, for the
     /// database `system`.
     pub fn observe(&self, system: &'static str, took: Duration) {
-        durations().series(self, system).record(took.as_secs_f64());
+        durations().record(self, system, took.as_secs_f64());
+    }
+
+    /// Runs `work` (a backend's blocking call) inside the statement's span,
+    /// its duration observed.
+    pub fn timed<T>(&self, system: &'static str, work: impl FnOnce() -> T) -> T {
+        let _entered = self.span(system).entered();
+        let started = Instant::now();
+        let answer = work();
+        self.observe(system, started.elapsed());
+        answer
     }
 }
 
@@ -76,7 +86,8 @@ fn durations() -> &'static Durations {
 }
 
 impl Durations {
-    fn series(&self, statement: &Statement, system: &'static str) -> BoundHistogram<f64> {
+    /// Records in the statement's series, bound on its first run.
+    fn record(&self, statement: &Statement, system: &'static str, seconds: f64) {
         let key = statement.sql.as_ptr() as usize;
         if let Some(bound) = self
             .series
@@ -84,7 +95,8 @@ impl Durations {
             .unwrap_or_else(PoisonError::into_inner)
             .get(&key)
         {
-            return bound.clone();
+            bound.record(seconds);
+            return;
         }
         self.series
             .write()
@@ -97,7 +109,7 @@ impl Durations {
                     KeyValue::new("db.collection.name", statement.collection),
                 ])
             })
-            .clone()
+            .record(seconds);
     }
 }
 

@@ -68,6 +68,16 @@ enum Failure {
     Missing(&'static str),
 }
 
+impl Failure {
+    /// The driver's error inside, if the failure is one.
+    fn postgres(&self) -> Option<&tokio_postgres::Error> {
+        match self {
+            Failure::Pool(PoolError::Backend(err)) | Failure::Postgres(err) => Some(err),
+            Failure::Pool(_) | Failure::TimedOut(_) | Failure::Missing(_) => None,
+        }
+    }
+}
+
 impl From<tokio_postgres::Error> for Failure {
     fn from(err: tokio_postgres::Error) -> Self {
         Failure::Postgres(err)
@@ -177,6 +187,15 @@ impl PostgresStore {
         span
     }
 
+    /// Runs a statement's `work` in its span, its duration counted in
+    /// `db.client.operation.duration`.
+    async fn timed<T>(&self, statement: &Statement, work: impl Future<Output = T>) -> T {
+        let started = Instant::now();
+        let answer = work.instrument(self.span(statement)).await;
+        statement.observe(SYSTEM, started.elapsed());
+        answer
+    }
+
     /// Runs a statement in its span, answering its rows.
     async fn rows(
         &self,
@@ -184,15 +203,11 @@ impl PostgresStore {
         statement: &Statement,
         params: &[&(dyn ToSql + Sync)],
     ) -> Result<Vec<Row>, tokio_postgres::Error> {
-        let started = Instant::now();
-        let answer = async {
+        self.timed(statement, async {
             let prepared = client.prepare_cached(statement.sql).await?;
             client.query(&prepared, params).await
-        }
-        .instrument(self.span(statement))
-        .await;
-        statement.observe(SYSTEM, started.elapsed());
-        answer
+        })
+        .await
     }
 
     /// Runs a statement in its span, answering its first row if any.
@@ -202,15 +217,11 @@ impl PostgresStore {
         statement: &Statement,
         params: &[&(dyn ToSql + Sync)],
     ) -> Result<Option<Row>, tokio_postgres::Error> {
-        let started = Instant::now();
-        let answer = async {
+        self.timed(statement, async {
             let prepared = client.prepare_cached(statement.sql).await?;
             client.query_opt(&prepared, params).await
-        }
-        .instrument(self.span(statement))
-        .await;
-        statement.observe(SYSTEM, started.elapsed());
-        answer
+        })
+        .await
     }
 
     /// Runs a statement that changes rows, answering how many it changed.
@@ -220,15 +231,11 @@ impl PostgresStore {
         statement: &Statement,
         params: &[&(dyn ToSql + Sync)],
     ) -> Result<u64, tokio_postgres::Error> {
-        let started = Instant::now();
-        let answer = async {
+        self.timed(statement, async {
             let prepared = client.prepare_cached(statement.sql).await?;
             client.execute(&prepared, params).await
-        }
-        .instrument(self.span(statement))
-        .await;
-        statement.observe(SYSTEM, started.elapsed());
-        answer
+        })
+        .await
     }
 
     /// Runs one operation under its deadline (the connection wait plus the
@@ -252,10 +259,8 @@ impl PostgresStore {
 /// reached or is not ready yet, as opposed to refusing who we are or what
 /// we asked for.
 fn passing(failure: &Failure) -> bool {
-    let err = match failure {
-        Failure::Pool(PoolError::Backend(err)) | Failure::Postgres(err) => err,
-        Failure::Pool(_) | Failure::TimedOut(_) => return true,
-        Failure::Missing(_) => return false,
+    let Some(err) = failure.postgres() else {
+        return !matches!(failure, Failure::Missing(_));
     };
     match err.code() {
         None => true,
@@ -295,34 +300,25 @@ fn describe(failure: &Failure) -> String {
 /// (the server unreachable, restarting, overloaded, a statement over its
 /// timeout, a serialization failure) is unavailable; the rest internal.
 fn store_error(failure: Failure) -> StoreError {
-    let line = describe(&failure);
-    let code = match &failure {
-        Failure::Pool(PoolError::Backend(err)) | Failure::Postgres(err) => err.code().cloned(),
-        Failure::Pool(_) | Failure::TimedOut(_) | Failure::Missing(_) => None,
-    };
-    let Some(code) = code else {
-        return if lost_connection(&failure) {
-            StoreError::Unavailable(line.into())
-        } else {
-            StoreError::Internal(line.into())
+    let line = describe(&failure).into();
+    let Some(err) = failure.postgres() else {
+        return match failure {
+            Failure::Missing(_) => StoreError::Internal(line),
+            _ => StoreError::Unavailable(line),
         };
     };
-    let class = &code.code()[..2];
-    match class {
-        "23" => StoreError::Conflict(line.into()),
-        "08" | "40" | "53" | "57" | "58" => StoreError::Unavailable(line.into()),
-        _ => StoreError::Internal(line.into()),
+    match err.code().map(|code| &code.code()[..2]) {
+        Some("23") => StoreError::Conflict(line),
+        Some("08" | "40" | "53" | "57" | "58") => StoreError::Unavailable(line),
+        Some(_) => StoreError::Internal(line),
+        None if lost_connection(err) => StoreError::Unavailable(line),
+        None => StoreError::Internal(line),
     }
 }
 
-/// A failure with no SQLSTATE that is about the connection, not the data:
-/// the pool's, a timeout, a closed or broken connection.
-fn lost_connection(failure: &Failure) -> bool {
-    let err = match failure {
-        Failure::Pool(PoolError::Backend(err)) | Failure::Postgres(err) => err,
-        Failure::Pool(_) | Failure::TimedOut(_) => return true,
-        Failure::Missing(_) => return false,
-    };
+/// An error with no SQLSTATE that is about the connection, not the data:
+/// a closed or broken connection, a timeout.
+fn lost_connection(err: &tokio_postgres::Error) -> bool {
     err.is_closed()
         || std::error::Error::source(err).is_some_and(|source| source.is::<std::io::Error>())
         || {

@@ -2,8 +2,6 @@
 //! how one runs inside its CLIENT span. Kept apart from the store's methods
 //! so the SQL of each query can be read in one place.
 
-use std::time::Instant;
-
 use rusqlite::{Connection, OptionalExtension, Row, params};
 use uuid::Uuid;
 
@@ -40,12 +38,10 @@ impl Run for Statement {
         params: impl rusqlite::Params,
         map: impl FnMut(&Row<'_>) -> rusqlite::Result<T>,
     ) -> rusqlite::Result<Vec<T>> {
-        let _entered = self.span(SYSTEM).entered();
-        let started = Instant::now();
-        let mut statement = conn.prepare_cached(self.sql)?;
-        let rows = statement.query_map(params, map)?.collect();
-        self.observe(SYSTEM, started.elapsed());
-        rows
+        self.timed(SYSTEM, || {
+            let mut statement = conn.prepare_cached(self.sql)?;
+            statement.query_map(params, map)?.collect()
+        })
     }
 
     fn row<T>(
@@ -54,21 +50,17 @@ impl Run for Statement {
         params: impl rusqlite::Params,
         map: impl FnOnce(&Row<'_>) -> rusqlite::Result<T>,
     ) -> rusqlite::Result<Option<T>> {
-        let _entered = self.span(SYSTEM).entered();
-        let started = Instant::now();
-        let mut statement = conn.prepare_cached(self.sql)?;
-        let row = statement.query_row(params, map).optional();
-        self.observe(SYSTEM, started.elapsed());
-        row
+        self.timed(SYSTEM, || {
+            let mut statement = conn.prepare_cached(self.sql)?;
+            statement.query_row(params, map).optional()
+        })
     }
 
     fn execute(&self, conn: &Connection, params: impl rusqlite::Params) -> rusqlite::Result<usize> {
-        let _entered = self.span(SYSTEM).entered();
-        let started = Instant::now();
-        let mut statement = conn.prepare_cached(self.sql)?;
-        let changed = statement.execute(params);
-        self.observe(SYSTEM, started.elapsed());
-        changed
+        self.timed(SYSTEM, || {
+            let mut statement = conn.prepare_cached(self.sql)?;
+            statement.execute(params)
+        })
     }
 }
 
