@@ -41,7 +41,9 @@ pub enum Tls {
 pub struct DatabaseUrl {
     config: tokio_postgres::Config,
     tls: Tls,
-    root_cert: Option<PathBuf>,
+    /// What `verify-ca`/`verify-full` trusts: the public roots and
+    /// `sslrootcert`'s, read once when the URL is parsed.
+    roots: Arc<RootCertStore>,
     masked: String,
 }
 
@@ -118,16 +120,14 @@ impl FromStr for DatabaseUrl {
             Tls::Prefer => SslMode::Prefer,
             Tls::Require | Tls::Verify => SslMode::Require,
         });
-        if let Some(path) = &root_cert {
-            // Read now: a missing file is a configuration error, not a
-            // connection failure retried until the timeout.
-            roots(Some(path))?;
-        }
+        // Read now: a missing file is a configuration error, not a
+        // connection failure retried until the timeout.
+        let roots = Arc::new(roots(root_cert.as_ref())?);
         let masked = masked(&config, tls);
         Ok(DatabaseUrl {
             config,
             tls,
-            root_cert,
+            roots,
             masked,
         })
     }
@@ -237,7 +237,7 @@ impl DatabaseUrl {
             .map_err(|err| err.to_string())?;
         let config = match self.tls {
             Tls::Verify => builder
-                .with_root_certificates(roots(self.root_cert.as_ref())?)
+                .with_root_certificates(Arc::clone(&self.roots))
                 .with_no_client_auth(),
             Tls::Disable | Tls::Prefer | Tls::Require => builder
                 .dangerous()
