@@ -123,12 +123,20 @@ pub async fn database() -> Database {
     }
 }
 
-/// Runs SQL on the database at `url`, panicking on failure.
-pub async fn execute(url: &str, sql: &str) {
+/// A connection to the database at `url`, and the task driving it.
+async fn connect(url: &str) -> (tokio_postgres::Client, tokio::task::JoinHandle<()>) {
     let (client, connection) = tokio_postgres::connect(url, tokio_postgres::NoTls)
         .await
         .unwrap_or_else(|err| panic!("cannot connect to the test server: {err}"));
-    let connection = tokio::spawn(connection);
+    let connection = tokio::spawn(async move {
+        let _ = connection.await;
+    });
+    (client, connection)
+}
+
+/// Runs SQL on the database at `url`, panicking on failure.
+pub async fn execute(url: &str, sql: &str) {
+    let (client, connection) = connect(url).await;
     client
         .batch_execute(sql)
         .await
@@ -139,10 +147,7 @@ pub async fn execute(url: &str, sql: &str) {
 
 /// The first column of the first row of `sql`, as a number.
 pub async fn count(url: &str, sql: &str) -> i64 {
-    let (client, connection) = tokio_postgres::connect(url, tokio_postgres::NoTls)
-        .await
-        .unwrap_or_else(|err| panic!("cannot connect to the test server: {err}"));
-    let connection = tokio::spawn(connection);
+    let (client, connection) = connect(url).await;
     let value = client
         .query_one(sql, &[])
         .await
