@@ -3,7 +3,9 @@
 //! installs `prometheus_client` in `.venv` and sets `PROMETHEUS_PYTHON`):
 //! counts per route and status as sent, scrapes never counted, creates
 //! and validation refusals counted, the store's statements timed, and exemplar trace ids that the OTLP receiver
-//! got.
+//! got. Then OTLP metrics as the receiver decodes them from real protobuf,
+//! over HTTP and gRPC: names, units, attributes, temporality, Honeycomb's
+//! headers, the last interval at shutdown, and a receiver that is down.
 
 mod support;
 
@@ -13,7 +15,10 @@ use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use serde_json::{Value, json};
-use support::otlp::{Behavior, OtlpReceiver};
+use support::otlp::{
+    Behavior, HONEYCOMB_KEY, MetricExport, MetricPoint, OtlpReceiver, TEMPORALITY_CUMULATIVE,
+    TEMPORALITY_DELTA,
+};
 use support::server::Server;
 
 const DURATION: &str = "http_server_request_duration_seconds";
@@ -298,4 +303,399 @@ async fn metrics_prometheus_false_turns_the_route_off_and_says_why() {
             .stderr()
             .contains("telemetry: prometheus off (METRICS_PROMETHEUS=false)")
     );
+}
+
+/// The request-duration points for `route` and `status` in `export`.
+fn durations<'a>(
+    export: &'a MetricExport,
+    route: Option<&str>,
+    status: i64,
+) -> Vec<&'a MetricPoint> {
+    export
+        .points
+        .iter()
+        .filter(|p| p.name == "http.server.request.duration")
+        .filter(|p| p.str_attr("http.route") == route)
+        .filter(|p| p.int_attr("http.response.status_code") == Some(status))
+        .collect()
+}
+
+/// The count of the one duration point for `route` and `status` in the
+/// latest export that has one (0 when none has).
+fn latest_count(exports: &[MetricExport], route: Option<&str>, status: i64) -> u64 {
+    exports
+        .iter()
+        .rev()
+        .find_map(|e| durations(e, route, status).first().map(|p| p.count))
+        .unwrap_or(0)
+}
+
+const HOME: Option<&str> = Some("/api/activities/home");
+
+#[tokio::test]
+async fn otlp_metrics_over_http_are_cumulative_red_per_route_with_honeycombs_headers() {
+    let receiver = OtlpReceiver::http(Behavior::Accept).await;
+    let endpoint = receiver.endpoint();
+    let server = Server::start(&[
+        ("OTEL_EXPORTER_OTLP_ENDPOINT", endpoint.as_str()),
+        ("HONEYCOMB_API_KEY", HONEYCOMB_KEY),
+        ("OTEL_SERVICE_NAME", "cruddur-metrics-test"),
+        ("OTEL_METRIC_EXPORT_INTERVAL", "100"),
+    ]);
+    assert!(server.stderr().contains(&format!(
+        "telemetry: otlp-metrics on: {endpoint}/v1/metrics (http/protobuf), headers x-honeycomb-team=…"
+    )));
+    let client = reqwest::Client::new();
+    for _ in 0..3 {
+        assert_eq!(status(&client, &server, "/api/activities/home").await, 200);
+    }
+    assert_eq!(status(&client, &server, "/no/such/path").await, 404);
+    assert_eq!(create(&client, &server, "").await, 422);
+    let exports = receiver
+        .wait_for_metrics(
+            |e| latest_count(e, HOME, 200) == 3 && latest_count(e, None, 404) == 1,
+            Duration::from_secs(10),
+        )
+        .await;
+    let last = exports
+        .iter()
+        .rev()
+        .find(|e| !durations(e, HOME, 200).is_empty())
+        .expect("an export with the home feed's requests");
+    assert!(last.decoded);
+    assert_eq!(last.headers["content-type"], "application/x-protobuf");
+    assert_eq!(last.headers["x-honeycomb-team"], HONEYCOMB_KEY);
+    assert_eq!(
+        last.headers["x-honeycomb-dataset"], "cruddur-metrics-test",
+        "metrics go to a dataset named after the service"
+    );
+    let home = durations(last, HOME, 200)[0];
+    assert_eq!((home.unit.as_str(), home.kind), ("s", "histogram"));
+    assert_eq!(home.temporality, TEMPORALITY_CUMULATIVE);
+    assert_eq!(home.str_attr("http.request.method"), Some("GET"));
+    assert_eq!(home.bucket_counts.iter().sum::<u64>(), 3);
+    assert_eq!(home.bounds[0], 0.0001);
+    assert_eq!(
+        home.resource.get("service.name").and_then(|v| v.as_str()),
+        Some("cruddur-metrics-test")
+    );
+    assert_eq!(
+        latest_count(&exports, None, 404),
+        1,
+        "a path no route matched has no http.route"
+    );
+    let rejected = last
+        .points
+        .iter()
+        .find(|p| p.name == "app.validation.rejected")
+        .expect("validation refusals counted");
+    assert_eq!(
+        (rejected.kind, rejected.monotonic, rejected.value),
+        ("sum", true, 1.0)
+    );
+    assert_eq!(
+        rejected.str_attr("app.validation.code"),
+        Some("message_blank")
+    );
+    assert!(
+        last.points
+            .iter()
+            .any(|p| p.name == "db.client.operation.duration" && p.unit == "s"),
+        "the store's statements"
+    );
+    assert!(
+        last.points
+            .iter()
+            .any(|p| p.name == "http.server.active_requests" && p.kind == "sum" && !p.monotonic)
+    );
+
+    // Cumulative: the next exports count from the start.
+    assert_eq!(status(&client, &server, "/api/activities/home").await, 200);
+    let exports = receiver
+        .wait_for_metrics(|e| latest_count(e, HOME, 200) == 4, Duration::from_secs(10))
+        .await;
+    assert_eq!(latest_count(&exports, HOME, 200), 4);
+    let health = server.health().await;
+    assert!(
+        health["sinks"]["otlp-metrics"]["exported"]
+            .as_u64()
+            .unwrap()
+            >= 1
+    );
+    assert_eq!(health["sinks"]["otlp-metrics"]["failed"], 0);
+}
+
+#[tokio::test]
+async fn otlp_metrics_over_grpc_in_delta_send_the_last_interval_at_shutdown() {
+    let receiver = OtlpReceiver::grpc(Behavior::Accept).await;
+    let endpoint = receiver.endpoint();
+    let server = Server::start(&[
+        ("OTEL_EXPORTER_OTLP_ENDPOINT", endpoint.as_str()),
+        ("OTEL_EXPORTER_OTLP_PROTOCOL", "grpc"),
+        (
+            "OTEL_EXPORTER_OTLP_HEADERS",
+            "x-honeycomb-team=hcaik_grpc_key_abcd",
+        ),
+        ("HONEYCOMB_METRICS_DATASET", "cruddur-metrics"),
+        ("OTEL_EXPORTER_OTLP_METRICS_TEMPORALITY_PREFERENCE", "delta"),
+        // Never within the test: only shutdown exports.
+        ("OTEL_METRIC_EXPORT_INTERVAL", "3600000"),
+    ]);
+    let client = reqwest::Client::new();
+    for _ in 0..4 {
+        assert_eq!(status(&client, &server, "/api/activities/home").await, 200);
+    }
+    assert!(
+        receiver.metric_exports().is_empty(),
+        "nothing before the interval"
+    );
+    let server = server.stop(Duration::from_secs(20)).await;
+    assert!(
+        server.stderr().contains("telemetry: otlp-metrics flushed"),
+        "{}",
+        server.stderr()
+    );
+    let exports = receiver.metric_exports();
+    assert_eq!(exports.len(), 1, "one export, at shutdown: {exports:?}");
+    let export = &exports[0];
+    assert_eq!(export.headers["content-type"], "application/grpc");
+    assert_eq!(export.headers["x-honeycomb-dataset"], "cruddur-metrics");
+    assert_eq!(export.headers["x-honeycomb-team"], "hcaik_grpc_key_abcd");
+    let home = durations(export, HOME, 200);
+    assert_eq!(home.len(), 1, "{export:?}");
+    assert_eq!((home[0].count, home[0].temporality), (4, TEMPORALITY_DELTA));
+}
+
+#[tokio::test]
+async fn a_metrics_receiver_that_fails_costs_requests_nothing_and_is_counted() {
+    let receiver = OtlpReceiver::http(Behavior::Status(500)).await;
+    let endpoint = receiver.endpoint();
+    let server = Server::start(&[
+        (
+            "OTEL_EXPORTER_OTLP_METRICS_ENDPOINT",
+            format!("{endpoint}/v1/metrics").as_str(),
+        ),
+        ("OTEL_METRICS_EXPORTER", "otlp"),
+        ("OTEL_METRIC_EXPORT_INTERVAL", "100"),
+        ("OTEL_METRIC_EXPORT_TIMEOUT", "300"),
+    ]);
+    assert!(
+        server
+            .stderr()
+            .contains("telemetry: prometheus off (not in OTEL_METRICS_EXPORTER)")
+    );
+    let client = reqwest::Client::new();
+    assert_eq!(status(&client, &server, "/api/activities/home").await, 200);
+    server
+        .wait_for_stderr("telemetry: otlp-metrics failing:", Duration::from_secs(10))
+        .await;
+    for _ in 0..20 {
+        assert_eq!(status(&client, &server, "/api/activities/home").await, 200);
+    }
+    let health = server.health().await;
+    assert!(
+        health["sinks"]["otlp-metrics"]["failed"].as_u64().unwrap() >= 1,
+        "{health}"
+    );
+    assert!(
+        health["sinks"]["otlp-metrics"]["last_error"]
+            .as_str()
+            .unwrap()
+            .contains("500"),
+        "{health}"
+    );
+    // Black-holed at shutdown: the export gives up at the deadline.
+    receiver.set_behavior(Behavior::Hang);
+    let server = tokio::task::spawn_blocking(move || {
+        let mut server = server;
+        let started = std::time::Instant::now();
+        server.signal("TERM");
+        let status = server.wait(Duration::from_secs(15));
+        (server, status, started.elapsed())
+    })
+    .await
+    .unwrap();
+    let (server, exit, took) = server;
+    assert!(took < Duration::from_secs(8), "shutdown took {took:?}");
+    assert!(exit.code().is_some(), "{}", server.stderr());
+    assert!(
+        server.stderr().contains("otlp-metrics NOT flushed in time")
+            || server.stderr().contains("otlp-metrics flushed"),
+        "{}",
+        server.stderr()
+    );
+}
+
+#[tokio::test]
+async fn console_metrics_print_each_interval_on_stdout() {
+    let server = Server::start(&[
+        ("OTEL_METRICS_EXPORTER", "console,prometheus"),
+        ("OTEL_METRIC_EXPORT_INTERVAL", "3600000"),
+    ]);
+    let client = reqwest::Client::new();
+    for _ in 0..2 {
+        assert_eq!(status(&client, &server, "/api/activities/home").await, 200);
+    }
+    assert_eq!(
+        scrape(&client, &server, None).await.0,
+        "text/plain; version=0.0.4; charset=utf-8"
+    );
+    let server = server.stop(Duration::from_secs(20)).await;
+    let stdout = server.stdout();
+    assert!(
+        stdout.lines().any(
+            |line| line.starts_with("metric http.server.request.duration{")
+                && line.contains("http.route=/api/activities/home")
+                && line.contains("http.response.status_code=200")
+                && line.contains(" count=2 ")
+        ),
+        "{stdout}"
+    );
+    assert!(
+        server
+            .stderr()
+            .contains("telemetry: console-metrics on: stdout every 1h")
+    );
+}
+
+/// Checks `record` against the rules of the published EMF specification;
+/// answers its one directive.
+fn valid_emf(record: &Value) -> &Value {
+    let aws = &record["_aws"];
+    assert!(
+        aws["Timestamp"]
+            .as_i64()
+            .is_some_and(|t| t > 1_600_000_000_000),
+        "{record}"
+    );
+    let directives = aws["CloudWatchMetrics"]
+        .as_array()
+        .expect("CloudWatchMetrics");
+    assert_eq!(directives.len(), 1, "{record}");
+    let directive = &directives[0];
+    let namespace = directive["Namespace"].as_str().unwrap();
+    assert!((1..=255).contains(&namespace.len()));
+    for set in directive["Dimensions"].as_array().unwrap() {
+        let set = set.as_array().unwrap();
+        assert!((1..=30).contains(&set.len()), "at most 30 dimensions a set");
+        for name in set {
+            let name = name.as_str().unwrap();
+            assert!(
+                record[name].is_string(),
+                "dimension {name} is a string member: {record}"
+            );
+        }
+    }
+    let metrics = directive["Metrics"].as_array().unwrap();
+    assert!(
+        (1..=100).contains(&metrics.len()),
+        "at most 100 metrics a directive"
+    );
+    for metric in metrics {
+        let name = metric["Name"].as_str().unwrap();
+        assert!((1..=1024).contains(&name.len()));
+        let value = &record[name];
+        let numbers = value
+            .as_array()
+            .map(|values| values.iter().all(Value::is_number) && values.len() <= 100)
+            .unwrap_or(value.is_number());
+        assert!(numbers, "{name} is a number or up to 100 numbers: {value}");
+        let unit = metric["Unit"].as_str().unwrap_or("None");
+        assert!(["Seconds", "Count", "None"].contains(&unit), "{unit}");
+        if let Some(resolution) = metric.get("StorageResolution") {
+            assert!(resolution == 1 || resolution == 60);
+        }
+    }
+    directive
+}
+
+#[tokio::test]
+async fn cloudwatch_emf_records_land_in_the_log_stream_one_per_route_with_a_trace() {
+    let moto = support::moto::Moto::start().await;
+    let mut env = support::moto::Moto::env(&moto.endpoint());
+    env.extend([
+        ("CLOUDWATCH_LOG_STREAM", "emf-stream".to_owned()),
+        ("CLOUDWATCH_METRICS", "emf".to_owned()),
+        ("CLOUDWATCH_METRICS_NAMESPACE", "Cruddur/Test".to_owned()),
+        ("OTEL_SERVICE_NAME", "cruddur-emf".to_owned()),
+        // Only shutdown exports: one interval holds every request below.
+        ("OTEL_METRIC_EXPORT_INTERVAL", "3600000".to_owned()),
+    ]);
+    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let server = Server::start(&env);
+    assert!(server.stderr().contains(
+        "telemetry: cloudwatch-metrics on: EMF records in the cloudwatch stream, namespace Cruddur/Test"
+    ));
+    let client = reqwest::Client::new();
+    let mut home_traces = HashSet::new();
+    for _ in 0..3 {
+        let response = client
+            .get(server.url("/api/activities/home"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 200);
+        home_traces.insert(support::server::answered_trace_id(&response));
+    }
+    for _ in 0..2 {
+        assert_eq!(status(&client, &server, "/api/activities/@worf").await, 200);
+    }
+    assert_eq!(status(&client, &server, "/no/such/path").await, 404);
+    let server = server.stop(Duration::from_secs(20)).await;
+    assert!(
+        server
+            .stderr()
+            .contains("telemetry: cloudwatch-metrics flushed"),
+        "{}",
+        server.stderr()
+    );
+    let messages = support::moto::messages(&moto.client(), "cruddur", "emf-stream").await;
+    let records: Vec<Value> = messages
+        .iter()
+        .map(|(_, m)| serde_json::from_str::<Value>(m).unwrap())
+        .filter(|r| r.get("_aws").is_some())
+        .collect();
+    let by_route = |route: &str| {
+        let found: Vec<&Value> = records.iter().filter(|r| r["route"] == route).collect();
+        assert_eq!(found.len(), 1, "one record for {route}: {records:?}");
+        found[0]
+    };
+    assert_eq!(records.len(), 3, "{records:?}");
+    for record in &records {
+        let directive = valid_emf(record);
+        assert_eq!(directive["Namespace"], "Cruddur/Test");
+        assert_eq!(
+            directive["Dimensions"],
+            json!([["service", "route"], ["service"]])
+        );
+        assert_eq!(record["service"], "cruddur-emf");
+    }
+    let home = by_route("/api/activities/home");
+    assert_eq!(home["http.server.request.count"], 3);
+    assert_eq!(home["http.server.request.errors"], 0);
+    let durations = home["http.server.request.duration"].as_array().unwrap();
+    assert_eq!(durations.len(), 3, "one value a request");
+    assert!(durations.iter().all(|d| d.as_f64().unwrap() > 0.0));
+    let trace = home["trace_id"].as_str().expect("a trace of the interval");
+    assert!(
+        home_traces.contains(trace),
+        "{trace} answered one of {home_traces:?}"
+    );
+    assert_eq!(
+        home["xray_trace_id"].as_str().unwrap().replace('-', "")[1..],
+        *trace
+    );
+    assert_eq!(
+        by_route("/api/activities/@{handle}")["http.server.request.count"],
+        2
+    );
+    assert_eq!(by_route("unmatched")["http.server.request.count"], 1);
+}
+
+#[test]
+fn cloudwatch_emf_without_the_cloudwatch_sink_says_why() {
+    let server = Server::start(&[("CLOUDWATCH_METRICS", "emf"), ("CLOUDWATCH_LOGS", "false")]);
+    assert!(server.stderr().contains(
+        "telemetry: cloudwatch-metrics off (CLOUDWATCH_METRICS=emf writes to the CloudWatch Logs stream, and cloudwatch is off)"
+    ));
 }

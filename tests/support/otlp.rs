@@ -13,6 +13,10 @@
 //! [`OtlpReceiver::wait_for_spans`] / [`OtlpReceiver::wait_for_requests`],
 //! which are woken by each request (no polling).
 //!
+//! Metrics arrive the same ways (`POST /v1/metrics`, `MetricsService/Export`)
+//! and are kept apart from the spans, with their own headers: see
+//! [`OtlpReceiver::metric_exports`] and [`MetricPoint`].
+//!
 //! The HTTP receiver also answers Honeycomb's `GET /1/auth` for
 //! [`HONEYCOMB_KEY`] and [`HONEYCOMB_CLASSIC_KEY`] (401 for other keys).
 //!
@@ -37,6 +41,12 @@ use axum::extract::{DefaultBodyLimit, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
+use opentelemetry_proto::tonic::collector::metrics::v1::metrics_service_server::{
+    MetricsService, MetricsServiceServer,
+};
+use opentelemetry_proto::tonic::collector::metrics::v1::{
+    ExportMetricsServiceRequest, ExportMetricsServiceResponse,
+};
 use opentelemetry_proto::tonic::collector::trace::v1::trace_service_server::{
     TraceService, TraceServiceServer,
 };
@@ -44,6 +54,7 @@ use opentelemetry_proto::tonic::collector::trace::v1::{
     ExportTraceServiceRequest, ExportTraceServiceResponse,
 };
 use opentelemetry_proto::tonic::common::v1::{AnyValue, KeyValue, any_value};
+use opentelemetry_proto::tonic::metrics::v1::{metric, number_data_point};
 use prost::Message as _;
 use tokio::net::TcpListener;
 use tokio::sync::{Notify, watch};
@@ -339,6 +350,8 @@ struct Recorded {
     arrivals: Vec<std::time::Instant>,
     spans: Vec<ReceivedSpan>,
     last_headers: BTreeMap<String, String>,
+    /// Metrics export requests, apart from the spans' requests.
+    metrics: Vec<MetricExport>,
 }
 
 struct Shared {
@@ -365,6 +378,26 @@ impl Shared {
             if let Some(request) = request {
                 state.spans.extend(flatten(request));
             }
+            state.behavior
+        };
+        self.notify.notify_waiters();
+        behavior
+    }
+
+    /// Records one metrics request (`None`: it did not decode) and returns
+    /// how to answer it.
+    fn record_metrics(
+        &self,
+        headers: &HeaderMap,
+        request: Option<&ExportMetricsServiceRequest>,
+    ) -> Behavior {
+        let behavior = {
+            let mut state = self.lock();
+            state.metrics.push(MetricExport {
+                headers: header_map(headers),
+                points: request.map(flatten_metrics).unwrap_or_default(),
+                decoded: request.is_some(),
+            });
             state.behavior
         };
         self.notify.notify_waiters();
@@ -412,6 +445,7 @@ impl OtlpReceiver {
         let (shutdown_tx, shared) = shared(behavior);
         let app = axum::Router::new()
             .route("/v1/traces", post(http_export))
+            .route("/v1/metrics", post(http_metrics))
             .route("/1/auth", get(honeycomb_auth))
             .layer(DefaultBodyLimit::disable())
             .with_state(shared.clone());
@@ -434,10 +468,12 @@ impl OtlpReceiver {
         let addr = listener.local_addr().expect("receiver local addr");
         let (shutdown_tx, shared) = shared(behavior);
         let service = TraceServiceServer::new(GrpcTraces(shared.clone()));
+        let metrics = MetricsServiceServer::new(GrpcMetrics(shared.clone()));
         let task = tokio::spawn(async move {
             let incoming = tonic::transport::server::TcpIncoming::from(listener);
             if let Err(e) = tonic::transport::Server::builder()
                 .add_service(service)
+                .add_service(metrics)
                 .serve_with_incoming(incoming)
                 .await
             {
@@ -522,6 +558,22 @@ impl OtlpReceiver {
         self.requests()
     }
 
+    /// Every metrics export request so far, in arrival order.
+    pub fn metric_exports(&self) -> Vec<MetricExport> {
+        self.shared.lock().metrics.clone()
+    }
+
+    /// Waits until the metrics requests received satisfy `done` or
+    /// `timeout` elapses, and returns them.
+    pub async fn wait_for_metrics(
+        &self,
+        done: impl Fn(&[MetricExport]) -> bool,
+        timeout: Duration,
+    ) -> Vec<MetricExport> {
+        self.wait_until(timeout, |s| done(&s.metrics)).await;
+        self.metric_exports()
+    }
+
     async fn wait_until(&self, timeout: Duration, done: impl Fn(&Recorded) -> bool) {
         let deadline = tokio::time::Instant::now() + timeout;
         loop {
@@ -568,6 +620,7 @@ fn shared(behavior: Behavior) -> (watch::Sender<()>, Arc<Shared>) {
             arrivals: Vec::new(),
             spans: Vec::new(),
             last_headers: BTreeMap::new(),
+            metrics: Vec::new(),
         }),
         notify: Notify::new(),
         shutdown: shutdown_rx,
@@ -687,6 +740,182 @@ impl TraceService for GrpcTraces {
                 self.0.hang().await;
                 Err(tonic::Status::unavailable("receiver shut down"))
             }
+        }
+    }
+}
+
+/// One metrics export request as it arrived.
+#[derive(Debug, Clone)]
+pub struct MetricExport {
+    /// Its headers (gRPC: its metadata), lowercase names.
+    pub headers: BTreeMap<String, String>,
+    pub points: Vec<MetricPoint>,
+    /// Whether its body decoded as an `ExportMetricsServiceRequest`.
+    pub decoded: bool,
+}
+
+/// `AggregationTemporality` values (the proto enum).
+pub const TEMPORALITY_DELTA: i32 = 1;
+pub const TEMPORALITY_CUMULATIVE: i32 = 2;
+
+/// One data point of a received metric, with its metric's name, unit and
+/// kind, and the resource's attributes.
+#[derive(Debug, Clone)]
+pub struct MetricPoint {
+    pub name: String,
+    pub unit: String,
+    /// `histogram`, `sum` or `gauge`.
+    pub kind: &'static str,
+    /// The proto's `AggregationTemporality` (0 for gauges).
+    pub temporality: i32,
+    pub monotonic: bool,
+    pub attributes: BTreeMap<String, AttrValue>,
+    pub resource: BTreeMap<String, AttrValue>,
+    /// A histogram's count; a sum's or gauge's value (as a float).
+    pub count: u64,
+    pub value: f64,
+    pub bucket_counts: Vec<u64>,
+    pub bounds: Vec<f64>,
+}
+
+impl MetricPoint {
+    pub fn str_attr(&self, key: &str) -> Option<&str> {
+        self.attributes.get(key).and_then(AttrValue::as_str)
+    }
+
+    pub fn int_attr(&self, key: &str) -> Option<i64> {
+        self.attributes.get(key).and_then(AttrValue::as_int)
+    }
+}
+
+fn number(value: Option<&number_data_point::Value>) -> f64 {
+    match value {
+        Some(number_data_point::Value::AsDouble(v)) => *v,
+        Some(number_data_point::Value::AsInt(v)) => *v as f64,
+        None => 0.0,
+    }
+}
+
+/// Every data point of `request`.
+pub fn flatten_metrics(request: &ExportMetricsServiceRequest) -> Vec<MetricPoint> {
+    let mut out = Vec::new();
+    for resource_metrics in &request.resource_metrics {
+        let resource = resource_metrics
+            .resource
+            .as_ref()
+            .map(|r| attr_map(&r.attributes))
+            .unwrap_or_default();
+        for scope in &resource_metrics.scope_metrics {
+            for m in &scope.metrics {
+                let point = |kind, temporality, monotonic, attributes: &[KeyValue]| MetricPoint {
+                    name: m.name.clone(),
+                    unit: m.unit.clone(),
+                    kind,
+                    temporality,
+                    monotonic,
+                    attributes: attr_map(attributes),
+                    resource: resource.clone(),
+                    count: 0,
+                    value: 0.0,
+                    bucket_counts: Vec::new(),
+                    bounds: Vec::new(),
+                };
+                match &m.data {
+                    Some(metric::Data::Histogram(h)) => {
+                        for p in &h.data_points {
+                            out.push(MetricPoint {
+                                count: p.count,
+                                value: p.sum.unwrap_or_default(),
+                                bucket_counts: p.bucket_counts.clone(),
+                                bounds: p.explicit_bounds.clone(),
+                                ..point(
+                                    "histogram",
+                                    h.aggregation_temporality,
+                                    false,
+                                    &p.attributes,
+                                )
+                            });
+                        }
+                    }
+                    Some(metric::Data::Sum(sum)) => {
+                        for p in &sum.data_points {
+                            out.push(MetricPoint {
+                                value: number(p.value.as_ref()),
+                                ..point(
+                                    "sum",
+                                    sum.aggregation_temporality,
+                                    sum.is_monotonic,
+                                    &p.attributes,
+                                )
+                            });
+                        }
+                    }
+                    Some(metric::Data::Gauge(gauge)) => {
+                        for p in &gauge.data_points {
+                            out.push(MetricPoint {
+                                value: number(p.value.as_ref()),
+                                ..point("gauge", 0, false, &p.attributes)
+                            });
+                        }
+                    }
+                    _ => {}
+                }
+            }
+        }
+    }
+    out
+}
+
+async fn http_metrics(
+    State(shared): State<Arc<Shared>>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let request = ExportMetricsServiceRequest::decode(body).ok();
+    let behavior = shared.record_metrics(&headers, request.as_ref());
+    if request.is_none() {
+        return (StatusCode::BAD_REQUEST, "bad ExportMetricsServiceRequest").into_response();
+    }
+    match behavior {
+        Behavior::Status(code) if !(200..300).contains(&code) => {
+            let status = StatusCode::from_u16(code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+            (status, format!("injected failure (HTTP {code})")).into_response()
+        }
+        Behavior::Hang => {
+            shared.hang().await;
+            (StatusCode::SERVICE_UNAVAILABLE, "receiver shut down").into_response()
+        }
+        _ => (
+            StatusCode::OK,
+            [(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("application/x-protobuf"),
+            )],
+            ExportMetricsServiceResponse::default().encode_to_vec(),
+        )
+            .into_response(),
+    }
+}
+
+struct GrpcMetrics(Arc<Shared>);
+
+#[tonic::async_trait]
+impl MetricsService for GrpcMetrics {
+    async fn export(
+        &self,
+        request: tonic::Request<ExportMetricsServiceRequest>,
+    ) -> Result<tonic::Response<ExportMetricsServiceResponse>, tonic::Status> {
+        let headers = request.metadata().clone().into_headers();
+        match self.0.record_metrics(&headers, Some(request.get_ref())) {
+            Behavior::Status(code) => match grpc_status(code) {
+                None => Ok(tonic::Response::new(ExportMetricsServiceResponse::default())),
+                Some(status) => Err(status),
+            },
+            Behavior::Hang => {
+                self.0.hang().await;
+                Err(tonic::Status::unavailable("receiver shut down"))
+            }
+            Behavior::Accept => Ok(tonic::Response::new(ExportMetricsServiceResponse::default())),
         }
     }
 }

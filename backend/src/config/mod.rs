@@ -25,7 +25,7 @@ use crate::telemetry::cloudwatch::CloudWatchSettings;
 use crate::telemetry::console::ConsoleSettings;
 use crate::telemetry::doctor::DoctorArgs;
 use crate::telemetry::explorer::ExplorerSettings;
-use crate::telemetry::metrics::MetricsSettings;
+use crate::telemetry::metrics::{MetricsExporter, MetricsSettings};
 use crate::telemetry::otlp::OtlpSettings;
 use crate::telemetry::rollbar::RollbarSettings;
 use crate::telemetry::xray::XraySettings;
@@ -252,6 +252,18 @@ impl Config {
                     .into(),
             );
         }
+        if let Some(exporters) = &t.metrics.exporter
+            && exporters.contains(&MetricsExporter::Otlp)
+            && t.otlp
+                .signal_url("metrics", t.metrics.otlp_metrics_endpoint.as_ref())
+                .is_none()
+        {
+            return Err(
+                "OTEL_METRICS_EXPORTER includes otlp, but neither OTEL_EXPORTER_OTLP_ENDPOINT, \
+                        OTEL_EXPORTER_OTLP_METRICS_ENDPOINT nor HONEYCOMB_API_KEY is set"
+                    .into(),
+            );
+        }
         if matches!(
             t.sampler,
             SamplerKind::Traceidratio | SamplerKind::ParentbasedTraceidratio
@@ -427,6 +439,70 @@ mod tests {
         assert!(config.telemetry.traces_exporters().is_empty());
         let config = parse(&["--sdk-disabled", "true"]).unwrap();
         assert!(config.telemetry.traces_exporters().is_empty());
+    }
+
+    #[test]
+    fn metrics_go_to_prometheus_and_to_otlp_when_it_has_a_destination() {
+        use crate::telemetry::metrics::MetricsExporter::{Console, Otlp, Prometheus};
+        let t = parse(&[]).unwrap().telemetry;
+        assert_eq!(t.metrics.wants(Prometheus, false), Ok(()));
+        assert!(t.metrics.wants(Otlp, false).unwrap_err().contains("unset"));
+        assert_eq!(t.metrics.wants(Otlp, true), Ok(()));
+        assert!(t.metrics.wants(Console, true).is_err());
+        let t = parse(&["--metrics-exporter", "console"]).unwrap().telemetry;
+        assert_eq!(t.metrics.wants(Console, false), Ok(()));
+        assert_eq!(
+            t.metrics.wants(Prometheus, false),
+            Err("not in OTEL_METRICS_EXPORTER".into())
+        );
+        let t = parse(&["--metrics-prometheus", "false"]).unwrap().telemetry;
+        assert_eq!(
+            t.metrics.wants(Prometheus, false),
+            Err("METRICS_PROMETHEUS=false".into())
+        );
+        let config = parse(&["--otlp-endpoint", "http://c:4318/"]).unwrap();
+        let otlp = &config.telemetry.otlp;
+        assert_eq!(
+            otlp.signal_url("metrics", None).unwrap(),
+            "http://c:4318/v1/metrics"
+        );
+        let given: http::Uri = "http://m:9000/in".parse().unwrap();
+        assert_eq!(
+            otlp.signal_url("metrics", Some(&given)).unwrap(),
+            "http://m:9000/in"
+        );
+    }
+
+    #[test]
+    fn bad_metrics_settings_name_their_variable() {
+        assert!(
+            invalid(&["--metrics-exporter", "otlp"])
+                .contains("OTEL_EXPORTER_OTLP_METRICS_ENDPOINT")
+        );
+        assert!(invalid(&["--metrics-exporter", "statsd"]).starts_with("OTEL_METRICS_EXPORTER="));
+        assert!(
+            invalid(&["--metric-export-interval", "0"]).starts_with("OTEL_METRIC_EXPORT_INTERVAL=")
+        );
+        assert!(
+            invalid(&["--metric-export-timeout", "soon"])
+                .starts_with("OTEL_METRIC_EXPORT_TIMEOUT=")
+        );
+        assert!(
+            invalid(&["--otlp-metrics-temporality", "sometimes"])
+                .starts_with("OTEL_EXPORTER_OTLP_METRICS_TEMPORALITY_PREFERENCE=")
+        );
+        assert!(
+            invalid(&["--cloudwatch-metrics-namespace", "AWS/EC2"])
+                .starts_with("CLOUDWATCH_METRICS_NAMESPACE=")
+        );
+        assert!(invalid(&["--cloudwatch-metrics", "yes"]).starts_with("CLOUDWATCH_METRICS="));
+        let t = parse(&["--otlp-metrics-temporality", "Delta"])
+            .unwrap()
+            .telemetry;
+        assert_eq!(
+            t.metrics.temporality,
+            crate::telemetry::metrics::TemporalityPreference::Delta
+        );
     }
 
     #[test]

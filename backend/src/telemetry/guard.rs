@@ -8,49 +8,58 @@ use super::queue::{Flush, SinkReport};
 #[must_use = "dropping the guard without shutdown loses queued telemetry"]
 #[derive(Default)]
 pub struct Guard {
+    /// Sinks that write into other sinks (the EMF records' driver): shut
+    /// down, and waited for, before the others.
+    pub(super) feeders: Vec<Box<dyn Flush>>,
     /// Trace sinks first, the console last so it can still print.
     pub(super) sinks: Vec<Box<dyn Flush>>,
 }
 
 impl Guard {
-    /// Flushes every sink in parallel, giving up at `timeout`. Blocks: call
-    /// it off the async runtime (e.g. in `spawn_blocking`).
+    /// Flushes every sink in parallel, the feeders first, giving up at
+    /// `timeout`. Blocks: call it off the async runtime (e.g. in
+    /// `spawn_blocking`).
     pub fn shutdown(self, timeout: Duration) -> bool {
         let deadline = Instant::now() + timeout;
-        let waits: Vec<_> = self
-            .sinks
-            .iter()
-            .map(|sink| sink.begin_shutdown(deadline))
-            .collect();
-        let mut complete = true;
         let mut lost = Vec::new();
-        for (sink, wait) in self.sinks.iter().zip(waits) {
-            let finished = wait
-                .recv_timeout(deadline.saturating_duration_since(Instant::now()))
-                .is_ok();
-            let report = sink.stats().report();
-            eprintln!(
-                "telemetry: {} {}: exported {}, dropped {}, failed {}",
-                sink.stats().name(),
-                if finished {
-                    "flushed"
-                } else {
-                    "NOT flushed in time"
-                },
-                report.exported,
-                report.dropped,
-                report.failed
-            );
-            complete &= finished;
-            if let Some(loss) = loss(sink.stats().name(), &report) {
-                lost.push(loss);
-            }
-        }
+        let fed = shut(&self.feeders, deadline, &mut lost);
+        let complete = shut(&self.sinks, deadline, &mut lost) && fed;
         if !lost.is_empty() {
             eprintln!("telemetry: not delivered: {}", lost.join(", "));
         }
         complete
     }
+}
+
+/// Flushes `sinks` in parallel by `deadline`, printing each one's totals
+/// and adding what each lost to `lost`. Answers whether all finished in time.
+fn shut(sinks: &[Box<dyn Flush>], deadline: Instant, lost: &mut Vec<String>) -> bool {
+    let waits: Vec<_> = sinks
+        .iter()
+        .map(|sink| sink.begin_shutdown(deadline))
+        .collect();
+    let mut complete = true;
+    for (sink, wait) in sinks.iter().zip(waits) {
+        let finished = wait
+            .recv_timeout(deadline.saturating_duration_since(Instant::now()))
+            .is_ok();
+        let report = sink.stats().report();
+        eprintln!(
+            "telemetry: {} {}: exported {}, dropped {}, failed {}",
+            sink.stats().name(),
+            if finished {
+                "flushed"
+            } else {
+                "NOT flushed in time"
+            },
+            report.exported,
+            report.dropped,
+            report.failed
+        );
+        complete &= finished;
+        lost.extend(loss(sink.stats().name(), &report));
+    }
+    complete
 }
 
 /// What a sink gave up on over its life, for the one summary line at

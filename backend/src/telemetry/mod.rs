@@ -82,15 +82,17 @@ pub fn init(config: &Config) -> Result<Telemetry, TelemetryError> {
 pub fn start(config: &Config) -> Result<Vec<SinkParts>, TelemetryError> {
     let t = &config.telemetry;
     let shared = shared(config);
-    Ok(vec![
+    let mut parts = vec![
         otlp::start(&t.otlp, &shared)?,
         xray::start(&t.xray, &shared)?,
         rollbar::start(&t.rollbar, &shared)?,
         cloudwatch::start(&t.cloudwatch, &shared)?,
         console::start(&t.console, &shared)?,
         explorer::start(t, &shared)?,
-        metrics::start(&t.metrics, &shared),
-    ])
+    ];
+    let log_lines = parts.iter().find_map(|part| part.log_lines.clone());
+    parts.extend(metrics::start(&t.metrics, &t.otlp, log_lines, &shared)?);
+    Ok(parts)
 }
 
 /// The sinks' own subcommands (`cruddur-backend xray setup`), one line each.
@@ -167,6 +169,7 @@ fn install(parts: Vec<SinkParts>, config: &TelemetryConfig) -> Result<Telemetry,
     let mut log_layers = Vec::new();
     let mut entries = Vec::new();
     let mut flushes = Vec::new();
+    let mut feeders = Vec::new();
     let mut hooks = Vec::new();
     let mut health_watches = Vec::new();
     let mut routes = OpenApiRouter::default();
@@ -177,7 +180,11 @@ fn install(parts: Vec<SinkParts>, config: &TelemetryConfig) -> Result<Telemetry,
     };
     for part in parts {
         entries.push(part.entry);
-        flushes.extend(part.flush);
+        if part.feeds {
+            feeders.extend(part.flush);
+        } else {
+            flushes.extend(part.flush);
+        }
         log_layers.extend(part.logs);
         span_sinks.extend(part.spans);
         hooks.extend(part.request_hook);
@@ -228,7 +235,10 @@ fn install(parts: Vec<SinkParts>, config: &TelemetryConfig) -> Result<Telemetry,
         watch(health.clone());
     }
     Ok(Telemetry {
-        guard: Guard { sinks: flushes },
+        guard: Guard {
+            feeders,
+            sinks: flushes,
+        },
         health,
         requests,
         routes,

@@ -202,6 +202,13 @@ impl SpanRouter {
     }
 }
 
+/// A log store's stream that other signals may write whole lines into
+/// (CloudWatch Logs' stream takes the metrics' EMF records). Writing only
+/// queues: the store's sink ships the lines with its own.
+pub trait LogLines: Send + Sync {
+    fn write(&self, timestamp_ms: i64, line: String);
+}
+
 /// A sink's part in every request (Rollbar's error reports), run by the
 /// request middleware inside the request's server span.
 pub trait RequestHook: Send + Sync {
@@ -360,6 +367,8 @@ pub struct SinkParts {
     pub entry: SinkEntry,
     /// Flushed under the shutdown deadline, in the order sinks started.
     pub flush: Option<Box<dyn Flush>>,
+    /// The sink writes into another (its [`LogLines`]): flushed first.
+    pub feeds: bool,
     pub logs: Option<LogLayer>,
     pub spans: Option<Arc<dyn SpanSink>>,
     pub sampler: Option<SamplerWrap>,
@@ -375,6 +384,8 @@ pub struct SinkParts {
     /// Told the health check's sinks once every sink has started (the
     /// metrics report their counters).
     pub health_watch: Option<Box<dyn FnOnce(Health)>>,
+    /// A stream other signals may write lines into (see [`LogLines`]).
+    pub log_lines: Option<Arc<dyn LogLines>>,
 }
 
 impl SinkParts {
@@ -410,6 +421,7 @@ impl SinkParts {
         SinkParts {
             entry,
             flush: None,
+            feeds: false,
             logs: None,
             spans: None,
             sampler: None,
@@ -419,6 +431,7 @@ impl SinkParts {
             untraced_routes: None,
             request_meter: None,
             health_watch: None,
+            log_lines: None,
         }
     }
 
@@ -450,6 +463,18 @@ impl SinkParts {
 
     pub fn with_request_meter(mut self, meter: Arc<dyn RequestMeter>) -> Self {
         self.request_meter = Some(meter);
+        self
+    }
+
+    /// The sink writes into another sink, which must stay open until it
+    /// has flushed.
+    pub fn feeding(mut self) -> Self {
+        self.feeds = true;
+        self
+    }
+
+    pub fn with_log_lines(mut self, lines: Arc<dyn LogLines>) -> Self {
+        self.log_lines = Some(lines);
         self
     }
 

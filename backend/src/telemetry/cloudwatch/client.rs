@@ -131,6 +131,14 @@ impl CloudWatchSink {
             .log_group_name(&self.group)
             .log_stream_name(&self.stream)
             .set_log_events(Some(events.to_vec()))
+            .customize()
+            // What the EMF specification asks of PutLogEvents: records with
+            // an `_aws` block become metrics; other lines stay lines.
+            .mutate_request(|request| {
+                request
+                    .headers_mut()
+                    .insert("x-amzn-logs-format", "json/emf");
+            })
             .send()
             .await;
         match answer {

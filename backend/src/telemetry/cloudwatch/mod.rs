@@ -35,7 +35,7 @@ pub use doctor::examine;
 
 use super::logs::LogRecord;
 use super::queue::{self, QueueConfig, QueueSender, SinkStats, Weigh};
-use super::sink::{LogLayer, Shared, SinkParts, TelemetryError};
+use super::sink::{LogLayer, LogLines, Shared, SinkParts, TelemetryError};
 use crate::config::values::{parse_filter, parse_nonzero_duration};
 
 /// How long start-up waits for the AWS chain: a machine without AWS must
@@ -401,7 +401,18 @@ pub fn start(config: &CloudWatchSettings, shared: &Shared) -> Result<SinkParts, 
             sink_stats,
         ))
     })?;
-    Ok(SinkParts::on(events.clone()).with_logs(layer(events, level)))
+    Ok(SinkParts::on(events.clone())
+        .with_logs(layer(events.clone(), level))
+        .with_log_lines(Arc::new(Lines(events))))
+}
+
+/// The stream as other signals write to it (the metrics' EMF records).
+struct Lines(QueueSender<LogEvent>);
+
+impl LogLines for Lines {
+    fn write(&self, timestamp_ms: i64, line: String) {
+        self.0.try_send(LogEvent::new(timestamp_ms, line));
+    }
 }
 
 impl Weigh for LogEvent {

@@ -1,5 +1,9 @@
 //! Metrics, the third signal: RED per route (issue 15), recorded with the
-//! OpenTelemetry metrics SDK and served to Prometheus at `GET /metrics`.
+//! OpenTelemetry metrics SDK, served to Prometheus at `GET /metrics` and
+//! pushed every `OTEL_METRIC_EXPORT_INTERVAL` to OTLP (`otlp`, with
+//! opentelemetry-otlp's exporter) and the console (`console`) as
+//! `OTEL_METRICS_EXPORTER` names them. Each exporter has a reader of its
+//! own, in its own temporality; `push` drives the pushed ones.
 //!
 //! Instruments, with OpenTelemetry's semantic-convention names and units:
 //! `http.server.request.duration` (histogram, seconds; `http.request.method`,
@@ -26,24 +30,37 @@
 //! per series and bucket, the trace id of the latest sampled request that
 //! fell in it, shown to scrapers that ask for OpenMetrics.
 
+mod console;
+mod emf;
+mod otlp;
 mod prometheus;
+mod push;
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock, PoisonError, RwLock};
 use std::time::SystemTime;
 
+use std::time::Duration;
+
+use clap::ValueEnum;
 use clap::builder::BoolishValueParser;
+use http::Uri;
 use opentelemetry::KeyValue;
 use opentelemetry::metrics::{
     BoundHistogram, Histogram, Meter, MeterProvider as _, ObservableCounter,
     ObservableUpDownCounter,
 };
 use opentelemetry::trace::TraceId;
-use opentelemetry_sdk::metrics::{ManualReader, SdkMeterProvider};
+use opentelemetry_sdk::metrics::{SdkMeterProvider, Temporality};
 
+use self::push::{Schedule, SharedReader};
 use super::Shared;
-use super::sink::{Health, Metered, RequestMeter, SinkEntry, SinkHealth, SinkParts};
+use super::otlp::OtlpSettings;
+use super::sink::{
+    Health, LogLines, Metered, RequestMeter, SinkEntry, SinkHealth, SinkParts, TelemetryError,
+};
+use crate::config::values::{parse_millis, parse_url};
 use crate::telemetry::queue::SinkStats;
 
 /// Where Prometheus scrapes.
@@ -64,9 +81,141 @@ pub struct MetricsSettings {
         env = "METRICS_PROMETHEUS",
         value_name = "METRICS_PROMETHEUS",
         default_value = "true",
-        value_parser = BoolishValueParser::new()
+        value_parser = BoolishValueParser::new(),
+        action = clap::ArgAction::Set
     )]
     pub prometheus: bool,
+    /// Where metrics go: `otlp`, `prometheus`, `console`, `none`, or a comma list; default `prometheus`, and `otlp` too when an OTLP endpoint or Honeycomb key is set
+    #[arg(
+        long = "metrics-exporter",
+        env = "OTEL_METRICS_EXPORTER",
+        value_name = "OTEL_METRICS_EXPORTER",
+        value_delimiter = ','
+    )]
+    pub exporter: Option<Vec<MetricsExporter>>,
+    /// Full OTLP metrics URL, used as is (default: the OTLP endpoint with /v1/metrics)
+    #[arg(long, env = "OTEL_EXPORTER_OTLP_METRICS_ENDPOINT", value_name = "OTEL_EXPORTER_OTLP_METRICS_ENDPOINT", value_parser = parse_url)]
+    pub otlp_metrics_endpoint: Option<Uri>,
+    /// Milliseconds between pushes of metrics (OTLP, console)
+    #[arg(long = "metric-export-interval", env = "OTEL_METRIC_EXPORT_INTERVAL", value_name = "OTEL_METRIC_EXPORT_INTERVAL", default_value = "60000", value_parser = parse_interval)]
+    pub export_interval: Duration,
+    /// Milliseconds one push of metrics may take, retries included
+    #[arg(long = "metric-export-timeout", env = "OTEL_METRIC_EXPORT_TIMEOUT", value_name = "OTEL_METRIC_EXPORT_TIMEOUT", default_value = "30000", value_parser = parse_interval)]
+    pub export_timeout: Duration,
+    /// OTLP metrics' temporality: `cumulative`, `delta` or `lowmemory`
+    #[arg(
+        long = "otlp-metrics-temporality",
+        env = "OTEL_EXPORTER_OTLP_METRICS_TEMPORALITY_PREFERENCE",
+        value_name = "OTEL_EXPORTER_OTLP_METRICS_TEMPORALITY_PREFERENCE",
+        default_value = "cumulative",
+        ignore_case = true
+    )]
+    pub temporality: TemporalityPreference,
+    /// Honeycomb dataset for metrics (the x-honeycomb-dataset header sent with HONEYCOMB_API_KEY); default the service name
+    #[arg(
+        long,
+        env = "HONEYCOMB_METRICS_DATASET",
+        value_name = "HONEYCOMB_METRICS_DATASET"
+    )]
+    pub honeycomb_dataset: Option<String>,
+    /// CloudWatch Metrics: `emf` (Embedded Metric Format records in the CloudWatch Logs stream, which must be on) or `off`
+    #[arg(
+        long = "cloudwatch-metrics",
+        env = "CLOUDWATCH_METRICS",
+        value_name = "CLOUDWATCH_METRICS",
+        default_value = "off"
+    )]
+    pub cloudwatch: CloudWatchMetrics,
+    /// CloudWatch Metrics namespace of the EMF records
+    #[arg(long = "cloudwatch-metrics-namespace", env = "CLOUDWATCH_METRICS_NAMESPACE", value_name = "CLOUDWATCH_METRICS_NAMESPACE", default_value = "Cruddur", value_parser = parse_namespace)]
+    pub cloudwatch_namespace: String,
+}
+
+/// `CLOUDWATCH_METRICS`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum CloudWatchMetrics {
+    Emf,
+    #[value(alias = "false", alias = "none")]
+    Off,
+}
+
+/// A CloudWatch namespace: 1 to 255 letters, digits and `.-_/#: `, not
+/// starting with `AWS/` (AWS's own).
+fn parse_namespace(raw: &str) -> Result<String, String> {
+    let fits = (1..=255).contains(&raw.len())
+        && raw
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || ".-_/#: ".contains(c))
+        && !raw.starts_with("AWS/")
+        && !raw.starts_with(':');
+    if fits {
+        Ok(raw.to_owned())
+    } else {
+        Err(format!(
+            "not a CloudWatch namespace: {raw:?} (1-255 of letters, digits and .-_/#: , not AWS/...)"
+        ))
+    }
+}
+
+/// The metrics exporters `OTEL_METRICS_EXPORTER` can name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum MetricsExporter {
+    Otlp,
+    Prometheus,
+    Console,
+    None,
+}
+
+/// `OTEL_EXPORTER_OTLP_METRICS_TEMPORALITY_PREFERENCE`, as the
+/// specification spells it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum TemporalityPreference {
+    Cumulative,
+    Delta,
+    Lowmemory,
+}
+
+impl TemporalityPreference {
+    fn sdk(self) -> Temporality {
+        match self {
+            TemporalityPreference::Cumulative => Temporality::Cumulative,
+            TemporalityPreference::Delta => Temporality::Delta,
+            TemporalityPreference::Lowmemory => Temporality::LowMemory,
+        }
+    }
+}
+
+/// A whole number of milliseconds, at least one.
+fn parse_interval(raw: &str) -> Result<Duration, String> {
+    match parse_millis(raw)? {
+        Duration::ZERO => Err(format!("must be at least 1 millisecond, got {raw:?}")),
+        interval => Ok(interval),
+    }
+}
+
+impl MetricsSettings {
+    /// Whether `exporter` is on; if not, why. OTLP needs somewhere to send
+    /// (`otlp_configured`), which the configuration check ensures when it
+    /// is named.
+    pub fn wants(&self, exporter: MetricsExporter, otlp_configured: bool) -> Result<(), String> {
+        if let Some(list) = &self.exporter
+            && !list.contains(&exporter)
+        {
+            return Err("not in OTEL_METRICS_EXPORTER".into());
+        }
+        match exporter {
+            MetricsExporter::Prometheus if !self.prometheus => {
+                Err("METRICS_PROMETHEUS=false".into())
+            }
+            MetricsExporter::Otlp if !otlp_configured => Err(
+                "OTEL_EXPORTER_OTLP_ENDPOINT, OTEL_EXPORTER_OTLP_METRICS_ENDPOINT and HONEYCOMB_API_KEY unset".into(),
+            ),
+            MetricsExporter::Console if self.exporter.is_none() => {
+                Err("not in OTEL_METRICS_EXPORTER".into())
+            }
+            _ => Ok(()),
+        }
+    }
 }
 
 /// The request middleware's meter (see [`RequestMeter`]).
@@ -82,6 +231,8 @@ pub struct RequestMetrics {
     /// Every sink's counters, once telemetry has put them together.
     sinks: Arc<OnceLock<Health>>,
     _sink_counters: [ObservableCounter<u64>; 3],
+    /// Kept so the instruments keep recording.
+    _provider: SdkMeterProvider,
 }
 
 /// Requests in flight per method, and whether a method was ever seen (so
@@ -169,6 +320,7 @@ impl RequestMetrics {
                 sink_counter(&meter, &sinks, "failed", |r| r.failed),
             ],
             sinks,
+            _provider: provider.clone(),
         }
     }
 
@@ -196,6 +348,19 @@ impl RequestMetrics {
                 .map(|_| Mutex::new(None))
                 .collect(),
         }
+    }
+
+    /// The newest sampled request of `route` ("" for none matched) since
+    /// `since`, across its methods, statuses and buckets.
+    fn latest_trace(&self, route: &str, since: SystemTime) -> Option<TraceId> {
+        let all = self.series.read().unwrap_or_else(PoisonError::into_inner);
+        all.get(route)?
+            .iter()
+            .flat_map(|series| &series.exemplars)
+            .filter_map(|slot| *slot.lock().unwrap_or_else(PoisonError::into_inner))
+            .filter(|exemplar| exemplar.at >= since)
+            .max_by_key(|exemplar| exemplar.at)
+            .map(|exemplar| exemplar.trace_id)
     }
 
     /// The exemplars of the series with these attributes, by bucket.
@@ -296,35 +461,145 @@ impl Series {
 }
 
 /// The metrics' parts: the Prometheus route and the request middleware's
-/// recorder when on; prints the start-up line.
-pub fn start(settings: &MetricsSettings, shared: &Shared) -> SinkParts {
-    if shared.sdk_disabled {
-        return SinkParts::announce_off("prometheus", "OTEL_SDK_DISABLED=true");
+/// recorder when anything is on, then a part for each pushed exporter;
+/// prints a start-up line for each.
+pub fn start(
+    settings: &MetricsSettings,
+    otlp_settings: &OtlpSettings,
+    log_lines: Option<Arc<dyn LogLines>>,
+    shared: &Shared,
+) -> Result<Vec<SinkParts>, TelemetryError> {
+    let otlp = otlp::Destination::resolve(settings, otlp_settings, &shared.service_name);
+    let on = |exporter| {
+        if shared.sdk_disabled {
+            Err("OTEL_SDK_DISABLED=true".to_owned())
+        } else {
+            settings.wants(exporter, otlp.is_some())
+        }
+    };
+    let schedule = Schedule {
+        interval: settings.export_interval,
+        timeout: settings.export_timeout,
+    };
+    let every = humantime::format_duration(settings.export_interval);
+    let mut provider = SdkMeterProvider::builder().with_resource(shared.resource.clone());
+    let mut pushed = Vec::new();
+    match (on(MetricsExporter::Otlp), &otlp) {
+        (Ok(()), Some(destination)) => {
+            let temporality = settings.temporality.sdk();
+            let reader = SharedReader::new(temporality);
+            provider = provider.with_reader(reader.clone());
+            eprintln!(
+                "telemetry: otlp-metrics on: {}, every {every}, {}",
+                destination.shown,
+                format!("{temporality:?}").to_lowercase()
+            );
+            let stats = SinkStats::new(
+                "otlp-metrics",
+                format!("{} ({})", destination.url, otlp_settings.protocol_name()),
+            );
+            let pusher = push::spawn(stats, reader, schedule, || {
+                otlp::exporter(destination, otlp_settings, temporality, schedule.timeout)
+            })?;
+            pushed.push(SinkParts::on(pusher));
+        }
+        // Never (Ok, None): OTLP is on only with somewhere to send.
+        (result, _) => pushed.push(SinkParts::announce_off(
+            "otlp-metrics",
+            result.err().unwrap_or_default(),
+        )),
     }
-    if !settings.prometheus {
-        return SinkParts::announce_off("prometheus", "METRICS_PROMETHEUS=false");
+    if on(MetricsExporter::Console).is_ok() {
+        let reader = SharedReader::new(Temporality::Delta);
+        provider = provider.with_reader(reader.clone());
+        eprintln!("telemetry: console-metrics on: stdout every {every}");
+        let stats = SinkStats::new("console-metrics", "stdout".into());
+        let pusher = push::spawn(stats, reader, schedule, || Ok(console::ConsoleExporter))?;
+        pushed.push(SinkParts::on(pusher));
     }
-    let reader = Arc::new(ManualReader::builder().build());
-    let provider = SdkMeterProvider::builder()
-        .with_reader(prometheus::Shared(Arc::clone(&reader)))
-        .with_resource(shared.resource.clone())
-        .build();
+    let requests_cell: Arc<OnceLock<Arc<RequestMetrics>>> = Arc::default();
+    match (settings.cloudwatch, log_lines) {
+        (CloudWatchMetrics::Off, _) => pushed.push(SinkParts::off(
+            "cloudwatch-metrics",
+            "CLOUDWATCH_METRICS=off",
+        )),
+        (CloudWatchMetrics::Emf, _) if shared.sdk_disabled => pushed.push(SinkParts::announce_off(
+            "cloudwatch-metrics",
+            "OTEL_SDK_DISABLED=true",
+        )),
+        (CloudWatchMetrics::Emf, None) => pushed.push(SinkParts::announce_off(
+            "cloudwatch-metrics",
+            "CLOUDWATCH_METRICS=emf writes to the CloudWatch Logs stream, and cloudwatch is off",
+        )),
+        (CloudWatchMetrics::Emf, Some(lines)) => {
+            let reader = SharedReader::new(Temporality::Delta);
+            provider = provider.with_reader(reader.clone());
+            eprintln!(
+                "telemetry: cloudwatch-metrics on: EMF records in the cloudwatch stream, namespace {}, every {every}",
+                settings.cloudwatch_namespace
+            );
+            let stats = SinkStats::new(
+                "cloudwatch-metrics",
+                format!("EMF, namespace {}", settings.cloudwatch_namespace),
+            );
+            let exporter = emf::EmfExporter {
+                namespace: settings.cloudwatch_namespace.clone(),
+                service: shared.service_name.clone(),
+                lines,
+                requests: Arc::clone(&requests_cell),
+                since: Mutex::new(SystemTime::now()),
+            };
+            let pusher = push::spawn(stats, reader, schedule, || Ok(exporter))?;
+            pushed.push(SinkParts::on(pusher).feeding());
+        }
+    }
+    let prometheus = on(MetricsExporter::Prometheus);
+    let prometheus_reader = prometheus
+        .is_ok()
+        .then(|| SharedReader::new(Temporality::Cumulative));
+    if let Some(reader) = &prometheus_reader {
+        provider = provider.with_reader(reader.clone());
+    }
+    let mut parts = Vec::with_capacity(pushed.len() + 1);
+    let main = match (&prometheus_reader, &prometheus) {
+        (None, Err(reason))
+            if pushed
+                .iter()
+                .all(|p| matches!(p.entry, SinkEntry::Off { .. })) =>
+        {
+            parts.push(SinkParts::announce_off("prometheus", reason.clone()));
+            parts.extend(pushed);
+            return Ok(parts);
+        }
+        _ => provider.build(),
+    };
     // The global provider: the store's statements record their durations
     // through it, and so can code using the OpenTelemetry metrics API.
-    opentelemetry::global::set_meter_provider(provider.clone());
-    let requests = Arc::new(RequestMetrics::new(&provider));
-    eprintln!(
-        "telemetry: prometheus on at {PATH} (RED per route; OpenMetrics with exemplars when asked)"
-    );
-    let stats = SinkStats::new("prometheus", PATH.into());
-    let scrape = prometheus::Scrape {
-        reader,
-        requests: Arc::clone(&requests),
-        stats: Arc::clone(&stats),
-        _provider: provider,
+    opentelemetry::global::set_meter_provider(main.clone());
+    let requests = Arc::new(RequestMetrics::new(&main));
+    let _ = requests_cell.set(Arc::clone(&requests));
+    let watched = Arc::clone(&requests);
+    let first = match (prometheus_reader, prometheus) {
+        (Some(reader), _) => {
+            eprintln!(
+                "telemetry: prometheus on at {PATH} (RED per route; OpenMetrics with exemplars when asked)"
+            );
+            let stats = SinkStats::new("prometheus", PATH.into());
+            let scrape = prometheus::Scrape {
+                reader,
+                requests: Arc::clone(&requests),
+                stats: Arc::clone(&stats),
+            };
+            SinkParts::serving(SinkEntry::On(stats))
+                .with_untraced_routes(prometheus::routes(Arc::new(scrape)))
+        }
+        (None, reason) => SinkParts::announce_off("prometheus", reason.err().unwrap_or_default()),
     };
-    SinkParts::serving(SinkEntry::On(stats))
-        .with_request_meter(Arc::clone(&requests) as Arc<dyn RequestMeter>)
-        .with_health_watch(move |health| requests.watch(health))
-        .with_untraced_routes(prometheus::routes(Arc::new(scrape)))
+    parts.push(
+        first
+            .with_request_meter(requests as Arc<dyn RequestMeter>)
+            .with_health_watch(move |health| watched.watch(health)),
+    );
+    parts.extend(pushed);
+    Ok(parts)
 }

@@ -7,21 +7,18 @@
 
 use std::fmt::Write as _;
 use std::sync::Arc;
-use std::time::{Duration, UNIX_EPOCH};
+use std::time::UNIX_EPOCH;
 
 use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, header};
 use axum::response::{IntoResponse, Response};
 use opentelemetry::{KeyValue, Value};
-use opentelemetry_sdk::error::OTelSdkResult;
 use opentelemetry_sdk::metrics::data::{AggregatedMetrics, MetricData, ResourceMetrics};
 use opentelemetry_sdk::metrics::reader::MetricReader;
-use opentelemetry_sdk::metrics::{
-    InstrumentKind, ManualReader, Pipeline, SdkMeterProvider, Temporality,
-};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
+use super::push::SharedReader;
 use super::{Exemplar, RequestMetrics};
 use crate::error::ApiError;
 use crate::openapi::TELEMETRY;
@@ -30,40 +27,11 @@ use crate::telemetry::queue::SinkStats;
 const TEXT: &str = "text/plain; version=0.0.4; charset=utf-8";
 const OPENMETRICS: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
 
-/// The manual reader, shared between the provider (which owns its
-/// readers) and the scrape route.
-#[derive(Debug)]
-pub(super) struct Shared(pub Arc<ManualReader>);
-
-impl MetricReader for Shared {
-    fn register_pipeline(&self, pipeline: std::sync::Weak<Pipeline>) {
-        self.0.register_pipeline(pipeline);
-    }
-
-    fn collect(&self, rm: &mut ResourceMetrics) -> OTelSdkResult {
-        self.0.collect(rm)
-    }
-
-    fn force_flush(&self) -> OTelSdkResult {
-        self.0.force_flush()
-    }
-
-    fn shutdown_with_timeout(&self, timeout: Duration) -> OTelSdkResult {
-        self.0.shutdown_with_timeout(timeout)
-    }
-
-    fn temporality(&self, kind: InstrumentKind) -> Temporality {
-        self.0.temporality(kind)
-    }
-}
-
 /// What a scrape reads.
 pub(super) struct Scrape {
-    pub reader: Arc<ManualReader>,
+    pub reader: SharedReader,
     pub requests: Arc<RequestMetrics>,
     pub stats: Arc<SinkStats>,
-    /// Kept so the instruments keep recording.
-    pub _provider: SdkMeterProvider,
 }
 
 pub(super) fn routes(scrape: Arc<Scrape>) -> OpenApiRouter {

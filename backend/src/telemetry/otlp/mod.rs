@@ -80,7 +80,14 @@ impl OtlpSettings {
     /// Where OTLP traces go: the traces URL as given, else the base URL with
     /// `/v1/traces` (HTTP) appended, else Honeycomb when its key is set.
     pub fn traces_url(&self) -> Option<String> {
-        if let Some(url) = &self.otlp_traces_endpoint {
+        self.signal_url("traces", self.otlp_traces_endpoint.as_ref())
+    }
+
+    /// Where one signal goes (`traces`, `metrics`): `given`, the signal's
+    /// own URL, as is; else the base URL with `/v1/{signal}` (HTTP)
+    /// appended; else Honeycomb when its key is set.
+    pub fn signal_url(&self, signal: &str, given: Option<&Uri>) -> Option<String> {
+        if let Some(url) = given {
             return Some(url.to_string());
         }
         let base = match (&self.otlp_endpoint, &self.honeycomb_api_key) {
@@ -89,10 +96,11 @@ impl OtlpSettings {
             (None, None) => return None,
         };
         let base = base.trim_end_matches('/');
+        let path = format!("/v1/{signal}");
         Some(match self.otlp_protocol {
             OtlpProtocol::Grpc => base.to_owned(),
-            OtlpProtocol::HttpProtobuf if base.ends_with("/v1/traces") => base.to_owned(),
-            OtlpProtocol::HttpProtobuf => format!("{base}/v1/traces"),
+            OtlpProtocol::HttpProtobuf if base.ends_with(&path) => base.to_owned(),
+            OtlpProtocol::HttpProtobuf => format!("{base}{path}"),
         })
     }
 
@@ -106,9 +114,12 @@ impl OtlpSettings {
     /// Where exports go, as the start-up line and the doctor show it:
     /// `{url} ({protocol}), headers name=…abcd` (secrets' last four only).
     pub fn shown(&self) -> String {
-        let url = self.traces_url().unwrap_or_default();
-        let headers: Vec<String> = self
-            .headers()
+        self.shown_at(&self.traces_url().unwrap_or_default(), &self.headers())
+    }
+
+    /// `url` and `headers` as [`Self::shown`] writes them.
+    pub fn shown_at(&self, url: &str, headers: &[(HeaderName, Secret)]) -> String {
+        let headers: Vec<String> = headers
             .iter()
             .map(|(name, value)| format!("{name}={value}"))
             .collect();

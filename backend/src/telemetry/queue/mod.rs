@@ -191,7 +191,7 @@ impl<T> std::fmt::Debug for QueueSender<T> {
 /// arrives before the caller stops waiting.
 const ANSWER_MARGIN: Duration = Duration::from_millis(50);
 
-fn worker_deadline(deadline: Instant) -> Instant {
+pub(crate) fn worker_deadline(deadline: Instant) -> Instant {
     let now = Instant::now();
     deadline
         .checked_sub(ANSWER_MARGIN)

@@ -167,7 +167,7 @@ impl SinkStats {
     /// Notes a failed attempt. The first of a run of failures prints one
     /// line with its cause and hint (never a line per failure; the
     /// worker's trouble goes to stderr, never back into a sink).
-    pub(super) fn record_error(&self, err: &SendError) {
+    pub(crate) fn record_error(&self, err: &SendError) {
         self.note_error(&err.message);
         if self.console().failed(Instant::now()) {
             eprintln!("{}", self.failing_line(err));
@@ -197,7 +197,7 @@ impl SinkStats {
     }
 
     /// Counts items given up on after their last attempt.
-    pub(super) fn record_failed(&self, items: usize) {
+    pub(crate) fn record_failed(&self, items: usize) {
         self.failed.fetch_add(items as u64, Ordering::Relaxed);
     }
 }
