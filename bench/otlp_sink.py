@@ -2,8 +2,8 @@
 """Minimal OTLP/HTTP trace sink and X-Ray daemon stand-in for benchmarks
 (stdlib only).
 
-Answers every POST /v1/traces with 200 and an empty protobuf body, after
-reading the request body fully, and counts the UDP datagrams (X-Ray segment
+Answers every POST /v1/traces and /v1/metrics with 200 and an empty protobuf
+body, after reading the request body fully (metrics requests counted apart), and counts the UDP datagrams (X-Ray segment
 documents) sent to the same port number. Prints the totals to stdout on
 SIGTERM/SIGINT.
 
@@ -16,7 +16,7 @@ import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 lock = threading.Lock()
-stats = {"requests": 0, "bytes": 0, "other": 0, "datagrams": 0}
+stats = {"requests": 0, "bytes": 0, "metrics": 0, "other": 0, "datagrams": 0}
 
 
 def count_datagrams(port):
@@ -37,11 +37,14 @@ class Handler(BaseHTTPRequestHandler):
         else:
             length = int(self.headers.get("Content-Length") or 0)
             body = self.rfile.read(length) if length > 0 else b""
-        ok = self.path.split("?", 1)[0] == "/v1/traces"
+        path = self.path.split("?", 1)[0]
+        ok = path in ("/v1/traces", "/v1/metrics")
         with lock:
-            if ok:
+            if path == "/v1/traces":
                 stats["requests"] += 1
                 stats["bytes"] += len(body)
+            elif ok:
+                stats["metrics"] += 1
             else:
                 stats["other"] += 1
         self.send_response(200 if ok else 404)
@@ -80,7 +83,7 @@ def main():
     server.serve_forever()
     with lock:
         print(f"otlp sink: requests={stats['requests']} bytes={stats['bytes']} "
-              f"other={stats['other']} xray_datagrams={stats['datagrams']}", flush=True)
+              f"metrics={stats['metrics']} other={stats['other']} xray_datagrams={stats['datagrams']}", flush=True)
 
 
 if __name__ == "__main__":
