@@ -2,7 +2,8 @@
 //! OpenTelemetry metrics SDK, served to Prometheus at `GET /metrics` and
 //! pushed every `OTEL_METRIC_EXPORT_INTERVAL` to OTLP (`otlp`, with
 //! opentelemetry-otlp's exporter) and the console (`console`) as
-//! `OTEL_METRICS_EXPORTER` names them. Each exporter has a reader of its
+//! `OTEL_METRICS_EXPORTER` names them, and to CloudWatch as EMF records
+//! (`emf`) with `CLOUDWATCH_METRICS=emf`. Each exporter has a reader of its
 //! own, in its own temporality; `push` drives the pushed ones.
 //!
 //! Instruments, with OpenTelemetry's semantic-convention names and units:
@@ -39,9 +40,7 @@ mod push;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock, PoisonError, RwLock};
-use std::time::SystemTime;
-
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use clap::ValueEnum;
 use clap::builder::BoolishValueParser;
@@ -481,67 +480,50 @@ pub fn start(
         interval: settings.export_interval,
         timeout: settings.export_timeout,
     };
-    let every = humantime::format_duration(settings.export_interval);
-    let mut provider = SdkMeterProvider::builder().with_resource(shared.resource.clone());
+    let mut readers = Vec::new();
     let mut pushed = Vec::new();
-    match (on(MetricsExporter::Otlp), &otlp) {
-        (Ok(()), Some(destination)) => {
-            let temporality = settings.temporality.sdk();
-            let reader = SharedReader::new(temporality);
-            provider = provider.with_reader(reader.clone());
-            eprintln!(
-                "telemetry: otlp-metrics on: {}, every {every}, {}",
-                destination.shown,
-                format!("{temporality:?}").to_lowercase()
-            );
-            let stats = SinkStats::new(
-                "otlp-metrics",
-                format!("{} ({})", destination.url, otlp_settings.protocol_name()),
-            );
-            let pusher = push::spawn(stats, reader, schedule, || {
-                otlp::exporter(destination, otlp_settings, temporality, schedule.timeout)
-            })?;
-            pushed.push(SinkParts::on(pusher));
-        }
+    let mut add = |(reader, parts): (Option<SharedReader>, SinkParts)| {
+        readers.extend(reader);
+        pushed.push(parts);
+    };
+    add(match (on(MetricsExporter::Otlp), &otlp) {
+        (Ok(()), Some(destination)) => start_otlp(destination, settings, otlp_settings, schedule)?,
         // Never (Ok, None): OTLP is on only with somewhere to send.
-        (result, _) => pushed.push(SinkParts::announce_off(
-            "otlp-metrics",
-            result.err().unwrap_or_default(),
-        )),
-    }
+        (result, _) => (
+            None,
+            SinkParts::announce_off("otlp-metrics", result.err().unwrap_or_default()),
+        ),
+    });
     if on(MetricsExporter::Console).is_ok() {
         let reader = SharedReader::new(Temporality::Delta);
-        provider = provider.with_reader(reader.clone());
-        eprintln!("telemetry: console-metrics on: stdout every {every}");
+        eprintln!(
+            "telemetry: console-metrics on: stdout every {}",
+            humantime::format_duration(schedule.interval)
+        );
         let stats = SinkStats::new("console-metrics", "stdout".into());
-        let pusher = push::spawn(stats, reader, schedule, || Ok(console::ConsoleExporter))?;
-        pushed.push(SinkParts::on(pusher));
+        let pusher = push::spawn(stats, reader.clone(), schedule, || {
+            Ok(console::ConsoleExporter)
+        })?;
+        add((Some(reader), SinkParts::on(pusher)));
     }
     let requests_cell: Arc<OnceLock<Arc<RequestMetrics>>> = Arc::default();
-    match (settings.cloudwatch, log_lines) {
-        (CloudWatchMetrics::Off, _) => pushed.push(SinkParts::off(
-            "cloudwatch-metrics",
-            "CLOUDWATCH_METRICS=off",
-        )),
-        (CloudWatchMetrics::Emf, _) if shared.sdk_disabled => pushed.push(SinkParts::announce_off(
-            "cloudwatch-metrics",
-            "OTEL_SDK_DISABLED=true",
-        )),
-        (CloudWatchMetrics::Emf, None) => pushed.push(SinkParts::announce_off(
-            "cloudwatch-metrics",
-            "CLOUDWATCH_METRICS=emf writes to the CloudWatch Logs stream, and cloudwatch is off",
-        )),
-        (CloudWatchMetrics::Emf, Some(lines)) => {
-            let reader = SharedReader::new(Temporality::Delta);
-            provider = provider.with_reader(reader.clone());
-            eprintln!(
-                "telemetry: cloudwatch-metrics on: EMF records in the cloudwatch stream, namespace {}, every {every}",
-                settings.cloudwatch_namespace
-            );
-            let stats = SinkStats::new(
+    add(match (settings.cloudwatch, log_lines) {
+        (CloudWatchMetrics::Off, _) => (
+            None,
+            SinkParts::off("cloudwatch-metrics", "CLOUDWATCH_METRICS=off"),
+        ),
+        (CloudWatchMetrics::Emf, _) if shared.sdk_disabled => (
+            None,
+            SinkParts::announce_off("cloudwatch-metrics", "OTEL_SDK_DISABLED=true"),
+        ),
+        (CloudWatchMetrics::Emf, None) => (
+            None,
+            SinkParts::announce_off(
                 "cloudwatch-metrics",
-                format!("EMF, namespace {}", settings.cloudwatch_namespace),
-            );
+                "CLOUDWATCH_METRICS=emf writes to the CloudWatch Logs stream, and cloudwatch is off",
+            ),
+        ),
+        (CloudWatchMetrics::Emf, Some(lines)) => {
             let exporter = emf::EmfExporter {
                 namespace: settings.cloudwatch_namespace.clone(),
                 service: shared.service_name.clone(),
@@ -549,17 +531,18 @@ pub fn start(
                 requests: Arc::clone(&requests_cell),
                 since: Mutex::new(SystemTime::now()),
             };
-            let pusher = push::spawn(stats, reader, schedule, || Ok(exporter))?;
-            pushed.push(SinkParts::on(pusher).feeding());
+            start_emf(exporter, schedule)?
         }
-    }
+    });
     let prometheus = on(MetricsExporter::Prometheus);
     let prometheus_reader = prometheus
         .is_ok()
         .then(|| SharedReader::new(Temporality::Cumulative));
-    if let Some(reader) = &prometheus_reader {
-        provider = provider.with_reader(reader.clone());
-    }
+    readers.extend(prometheus_reader.clone());
+    let provider = readers.into_iter().fold(
+        SdkMeterProvider::builder().with_resource(shared.resource.clone()),
+        |provider, reader| provider.with_reader(reader),
+    );
     let mut parts = Vec::with_capacity(pushed.len() + 1);
     let main = match (&prometheus_reader, &prometheus) {
         (None, Err(reason))
@@ -602,4 +585,49 @@ pub fn start(
     );
     parts.extend(pushed);
     Ok(parts)
+}
+
+/// OTLP metrics to `destination`: the reader and the part.
+fn start_otlp(
+    destination: &otlp::Destination,
+    settings: &MetricsSettings,
+    otlp_settings: &OtlpSettings,
+    schedule: Schedule,
+) -> Result<(Option<SharedReader>, SinkParts), TelemetryError> {
+    let temporality = settings.temporality.sdk();
+    let reader = SharedReader::new(temporality);
+    eprintln!(
+        "telemetry: otlp-metrics on: {}, every {}, {}",
+        destination.shown,
+        humantime::format_duration(schedule.interval),
+        format!("{temporality:?}").to_lowercase()
+    );
+    let stats = SinkStats::new(
+        "otlp-metrics",
+        format!("{} ({})", destination.url, otlp_settings.protocol_name()),
+    );
+    let pusher = push::spawn(stats, reader.clone(), schedule, || {
+        otlp::exporter(destination, otlp_settings, temporality, schedule.timeout)
+    })?;
+    Ok((Some(reader), SinkParts::on(pusher)))
+}
+
+/// EMF records into the CloudWatch stream: the reader and the part, which
+/// is shut down before the stream it writes into.
+fn start_emf(
+    exporter: emf::EmfExporter,
+    schedule: Schedule,
+) -> Result<(Option<SharedReader>, SinkParts), TelemetryError> {
+    let reader = SharedReader::new(Temporality::Delta);
+    eprintln!(
+        "telemetry: cloudwatch-metrics on: EMF records in the cloudwatch stream, namespace {}, every {}",
+        exporter.namespace,
+        humantime::format_duration(schedule.interval)
+    );
+    let stats = SinkStats::new(
+        "cloudwatch-metrics",
+        format!("EMF, namespace {}", exporter.namespace),
+    );
+    let pusher = push::spawn(stats, reader.clone(), schedule, || Ok(exporter))?;
+    Ok((Some(reader), SinkParts::on(pusher).feeding()))
 }
