@@ -699,3 +699,166 @@ fn cloudwatch_emf_without_the_cloudwatch_sink_says_why() {
         "telemetry: cloudwatch-metrics off (CLOUDWATCH_METRICS=emf writes to the CloudWatch Logs stream, and cloudwatch is off)"
     ));
 }
+
+/// A stand-in for CloudWatch's OTLP metrics endpoint: it recomputes each
+/// request's SigV4 signature (service `monitoring`) with the secret it was
+/// given, refuses a mismatch with 403, and keeps what it accepted.
+struct SignedMetricsEndpoint {
+    url: String,
+    accepted: std::sync::Arc<std::sync::Mutex<Vec<MetricExport>>>,
+    refused: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for SignedMetricsEndpoint {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+impl SignedMetricsEndpoint {
+    async fn start(secret: &'static str) -> SignedMetricsEndpoint {
+        use axum::body::Bytes;
+        use axum::http::{HeaderMap, StatusCode};
+        use prost::Message;
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}/v1/metrics", listener.local_addr().unwrap());
+        let accepted = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let refused = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let app = {
+            let (url, accepted, refused) = (url.clone(), accepted.clone(), refused.clone());
+            axum::Router::new().route(
+                "/v1/metrics",
+                axum::routing::post(move |headers: HeaderMap, body: Bytes| async move {
+                    let header = |name: &str| {
+                        headers
+                            .get(name)
+                            .and_then(|v| v.to_str().ok())
+                            .unwrap_or("")
+                            .to_owned()
+                    };
+                    let expected = support::sigv4::expected_authorization(
+                        "monitoring",
+                        secret,
+                        &url,
+                        &header("x-amz-date"),
+                        &header("content-type"),
+                        &body,
+                    );
+                    if header("authorization") != expected {
+                        refused.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                        return StatusCode::FORBIDDEN;
+                    }
+                    let request =
+                        opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest::decode(body)
+                            .expect("OTLP protobuf");
+                    accepted.lock().unwrap().push(MetricExport {
+                        headers: headers
+                            .iter()
+                            .map(|(k, v)| (k.to_string(), v.to_str().unwrap_or("").to_owned()))
+                            .collect(),
+                        points: support::otlp::flatten_metrics(&request),
+                        decoded: true,
+                    });
+                    StatusCode::OK
+                }),
+            )
+        };
+        let task = tokio::spawn(async move {
+            axum::serve(listener, app).await.unwrap();
+        });
+        SignedMetricsEndpoint {
+            url,
+            accepted,
+            refused,
+            task,
+        }
+    }
+}
+
+fn cloudwatch_otlp_env<'a>(
+    endpoint: &'a SignedMetricsEndpoint,
+    interval: &'a str,
+) -> Vec<(&'a str, &'a str)> {
+    vec![
+        ("CLOUDWATCH_METRICS", "otlp"),
+        ("CLOUDWATCH_METRICS_ENDPOINT", endpoint.url.as_str()),
+        ("CLOUDWATCH_LOGS", "false"),
+        ("AWS_REGION", "us-east-1"),
+        ("AWS_ACCESS_KEY_ID", support::sigv4::ACCESS_KEY),
+        ("AWS_SECRET_ACCESS_KEY", "right-secret"),
+        ("AWS_EC2_METADATA_DISABLED", "true"),
+        // For an OTLP destination, never for AWS.
+        (
+            "OTEL_EXPORTER_OTLP_HEADERS",
+            "x-honeycomb-team=hcaik_never_to_aws",
+        ),
+        ("OTEL_METRIC_EXPORT_INTERVAL", interval),
+    ]
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cloudwatch_otlp_metrics_are_signed_with_sigv4_and_carry_no_otlp_headers() {
+    let endpoint = SignedMetricsEndpoint::start("right-secret").await;
+    let server = Server::start(&cloudwatch_otlp_env(&endpoint, "3600000"));
+    assert!(server.stderr().contains(&format!(
+        "telemetry: cloudwatch-metrics on: {} (OTLP, SigV4)",
+        endpoint.url
+    )));
+    let client = reqwest::Client::new();
+    for _ in 0..2 {
+        assert_eq!(status(&client, &server, "/api/activities/home").await, 200);
+    }
+    let server = server.stop(Duration::from_secs(20)).await;
+    assert_eq!(
+        endpoint.refused.load(std::sync::atomic::Ordering::SeqCst),
+        0,
+        "{}",
+        server.stderr()
+    );
+    let accepted = endpoint.accepted.lock().unwrap().clone();
+    assert_eq!(accepted.len(), 1, "the last interval, at shutdown");
+    assert!(!accepted[0].headers.contains_key("x-honeycomb-team"));
+    let home = durations(&accepted[0], HOME, 200);
+    assert_eq!(home.len(), 1);
+    assert_eq!(home[0].count, 2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cloudwatch_otlp_metrics_refused_for_a_bad_signature_are_counted() {
+    let endpoint = SignedMetricsEndpoint::start("another-secret").await;
+    let server = Server::start(&cloudwatch_otlp_env(&endpoint, "100"));
+    let client = reqwest::Client::new();
+    assert_eq!(status(&client, &server, "/api/activities/home").await, 200);
+    server
+        .wait_for_stderr(
+            "telemetry: cloudwatch-metrics failing:",
+            Duration::from_secs(10),
+        )
+        .await;
+    assert!(endpoint.refused.load(std::sync::atomic::Ordering::SeqCst) >= 1);
+    let health = server.health().await;
+    assert!(
+        health["sinks"]["cloudwatch-metrics"]["failed"]
+            .as_u64()
+            .unwrap()
+            >= 1
+    );
+    assert!(
+        !server.stderr().contains("right-secret"),
+        "the secret never shows: {}",
+        server.stderr()
+    );
+}
+
+#[test]
+fn cloudwatch_otlp_without_a_region_says_why() {
+    let server = Server::start(&[
+        ("CLOUDWATCH_METRICS", "otlp"),
+        ("AWS_REGION", ""),
+        ("AWS_DEFAULT_REGION", ""),
+    ]);
+    assert!(server.stderr().contains(
+        "telemetry: cloudwatch-metrics off (CLOUDWATCH_METRICS=otlp needs a region: set AWS_REGION, or CLOUDWATCH_METRICS_ENDPOINT)"
+    ));
+}

@@ -399,43 +399,6 @@ impl Drop for SignedOtlpEndpoint {
     }
 }
 
-fn expected_authorization(
-    secret: &str,
-    url: &str,
-    amz_date: &str,
-    content_type: &str,
-    body: &[u8],
-) -> String {
-    use aws_sigv4::http_request::{SignableBody, SignableRequest, SigningSettings, sign};
-    let time = chrono::NaiveDateTime::parse_from_str(amz_date, "%Y%m%dT%H%M%SZ")
-        .unwrap()
-        .and_utc();
-    let identity: aws_smithy_runtime_api::client::identity::Identity =
-        aws_credential_types::Credentials::new("AKIDTEST", secret, None, None, "test").into();
-    let params = aws_sigv4::sign::v4::SigningParams::builder()
-        .identity(&identity)
-        .region("us-east-1")
-        .name("xray")
-        .time(time.into())
-        .settings(SigningSettings::default())
-        .build()
-        .unwrap()
-        .into();
-    let request = SignableRequest::new(
-        "POST",
-        url,
-        std::iter::once(("content-type", content_type)),
-        SignableBody::Bytes(body),
-    )
-    .unwrap();
-    let (instructions, _) = sign(request, &params).unwrap().into_parts();
-    instructions
-        .headers()
-        .find(|(name, _)| *name == "authorization")
-        .map(|(_, value)| value.to_owned())
-        .unwrap()
-}
-
 impl SignedOtlpEndpoint {
     async fn start(secret: &'static str) -> SignedOtlpEndpoint {
         use axum::body::Bytes;
@@ -451,7 +414,8 @@ impl SignedOtlpEndpoint {
                 "/v1/traces",
                 axum::routing::post(move |headers: HeaderMap, body: Bytes| async move {
                     let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok()).unwrap_or("").to_owned();
-                    let expected = expected_authorization(
+                    let expected = support::sigv4::expected_authorization(
+                        "xray",
                         secret,
                         &url,
                         &header("x-amz-date"),

@@ -11,6 +11,7 @@ pub mod postgres;
 pub mod rig;
 pub mod rollbar;
 pub mod server;
+pub mod sigv4;
 pub mod xray;
 pub mod xray_api;
 

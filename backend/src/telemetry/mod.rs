@@ -26,6 +26,7 @@ pub mod propagation;
 pub mod queue;
 pub mod rollbar;
 pub mod scrub;
+mod sigv4;
 pub mod sink;
 pub mod spans;
 #[cfg(test)]

@@ -31,6 +31,7 @@
 //! per series and bucket, the trace id of the latest sampled request that
 //! fell in it, shown to scrapers that ask for OpenMetrics.
 
+mod cloudwatch_otlp;
 mod console;
 mod emf;
 mod otlp;
@@ -117,7 +118,7 @@ pub struct MetricsSettings {
         value_name = "HONEYCOMB_METRICS_DATASET"
     )]
     pub honeycomb_dataset: Option<String>,
-    /// CloudWatch Metrics: `emf` (Embedded Metric Format records in the CloudWatch Logs stream, which must be on) or `off`
+    /// CloudWatch Metrics: `emf` (Embedded Metric Format records in the CloudWatch Logs stream, which must be on), `otlp` (CloudWatch's OTLP endpoint, SigV4) or `off`
     #[arg(
         long = "cloudwatch-metrics",
         env = "CLOUDWATCH_METRICS",
@@ -128,12 +129,19 @@ pub struct MetricsSettings {
     /// CloudWatch Metrics namespace of the EMF records
     #[arg(long = "cloudwatch-metrics-namespace", env = "CLOUDWATCH_METRICS_NAMESPACE", value_name = "CLOUDWATCH_METRICS_NAMESPACE", default_value = "Cruddur", value_parser = parse_namespace)]
     pub cloudwatch_namespace: String,
+    /// CloudWatch's OTLP metrics URL for CLOUDWATCH_METRICS=otlp; default https://monitoring.{region}.amazonaws.com/v1/metrics
+    #[arg(long = "cloudwatch-metrics-endpoint", env = "CLOUDWATCH_METRICS_ENDPOINT", value_name = "CLOUDWATCH_METRICS_ENDPOINT", value_parser = parse_url)]
+    pub cloudwatch_endpoint: Option<Uri>,
+    /// The region variables, for CloudWatch's endpoint.
+    #[arg(skip = crate::config::AwsEnvironment::read())]
+    pub aws: crate::config::AwsEnvironment,
 }
 
 /// `CLOUDWATCH_METRICS`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum CloudWatchMetrics {
     Emf,
+    Otlp,
     #[value(alias = "false", alias = "none")]
     Off,
 }
@@ -512,7 +520,7 @@ pub fn start(
             None,
             SinkParts::off("cloudwatch-metrics", "CLOUDWATCH_METRICS=off"),
         ),
-        (CloudWatchMetrics::Emf, _) if shared.sdk_disabled => (
+        (_, _) if shared.sdk_disabled => (
             None,
             SinkParts::announce_off("cloudwatch-metrics", "OTEL_SDK_DISABLED=true"),
         ),
@@ -523,6 +531,16 @@ pub fn start(
                 "CLOUDWATCH_METRICS=emf writes to the CloudWatch Logs stream, and cloudwatch is off",
             ),
         ),
+        (CloudWatchMetrics::Otlp, _) => match cloudwatch_otlp::url(settings) {
+            Some(url) => start_cloudwatch_otlp(&url, settings, schedule)?,
+            None => (
+                None,
+                SinkParts::announce_off(
+                    "cloudwatch-metrics",
+                    "CLOUDWATCH_METRICS=otlp needs a region: set AWS_REGION, or CLOUDWATCH_METRICS_ENDPOINT",
+                ),
+            ),
+        },
         (CloudWatchMetrics::Emf, Some(lines)) => {
             let exporter = emf::EmfExporter {
                 namespace: settings.cloudwatch_namespace.clone(),
@@ -630,4 +648,24 @@ fn start_emf(
     );
     let pusher = push::spawn(stats, reader.clone(), schedule, || Ok(exporter))?;
     Ok((Some(reader), SinkParts::on(pusher).feeding()))
+}
+
+/// CloudWatch's OTLP endpoint at `url`, signed: the reader and the part.
+fn start_cloudwatch_otlp(
+    url: &str,
+    settings: &MetricsSettings,
+    schedule: Schedule,
+) -> Result<(Option<SharedReader>, SinkParts), TelemetryError> {
+    let temporality = settings.temporality.sdk();
+    let reader = SharedReader::new(temporality);
+    eprintln!(
+        "telemetry: cloudwatch-metrics on: {url} (OTLP, SigV4), every {}, {}",
+        humantime::format_duration(schedule.interval),
+        format!("{temporality:?}").to_lowercase()
+    );
+    let stats = SinkStats::new("cloudwatch-metrics", format!("{url} (OTLP, SigV4)"));
+    let pusher = push::spawn(stats, reader.clone(), schedule, || {
+        cloudwatch_otlp::exporter(url, temporality, schedule.timeout)
+    })?;
+    Ok((Some(reader), SinkParts::on(pusher)))
 }
