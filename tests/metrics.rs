@@ -862,3 +862,38 @@ fn cloudwatch_otlp_without_a_region_says_why() {
         "telemetry: cloudwatch-metrics off (CLOUDWATCH_METRICS=otlp needs a region: set AWS_REGION, or CLOUDWATCH_METRICS_ENDPOINT)"
     ));
 }
+
+#[tokio::test]
+async fn a_stuck_sinks_queue_depth_is_in_the_metrics_and_the_health_check() {
+    let receiver = OtlpReceiver::http(Behavior::Hang).await;
+    let endpoint = receiver.endpoint();
+    let server = Server::start(&[
+        ("OTEL_TRACES_EXPORTER", "otlp"),
+        ("OTEL_EXPORTER_OTLP_ENDPOINT", endpoint.as_str()),
+        ("OTEL_METRICS_EXPORTER", "prometheus"),
+        ("OTEL_BSP_MAX_EXPORT_BATCH_SIZE", "1"),
+        ("OTEL_BSP_SCHEDULE_DELAY", "10"),
+        ("SHUTDOWN_TIMEOUT", "1s"),
+    ]);
+    let client = reqwest::Client::new();
+    for _ in 0..5 {
+        assert_eq!(status(&client, &server, "/api/activities/home").await, 200);
+    }
+    // The worker holds one span in a request that never answers; the
+    // others wait in the queue.
+    receiver.wait_for_requests(1, Duration::from_secs(10)).await;
+    let health = server.health().await;
+    let queued = health["sinks"]["otlp"]["queued"].as_u64().unwrap();
+    assert!(queued >= 4, "{health}");
+    let (_, text) = scrape(&client, &server, None).await;
+    let gauge = sample(
+        &parse("text", &text),
+        "cruddur_telemetry_queued",
+        json!({"sink": "otlp"}),
+    );
+    assert!(gauge >= queued as f64, "{gauge} < {queued}");
+    assert!(
+        health["sinks"]["prometheus"].get("queued").is_none(),
+        "a sink without a queue reports none"
+    );
+}

@@ -77,6 +77,16 @@ fn lines(metrics: &ResourceMetrics) -> String {
                     );
                 }
             }
+            AggregatedMetrics::U64(MetricData::Gauge(gauge)) => {
+                for point in gauge.data_points() {
+                    let _ = writeln!(
+                        out,
+                        "metric {name}{} {}",
+                        attributes(point.attributes()),
+                        point.value()
+                    );
+                }
+            }
             AggregatedMetrics::I64(MetricData::Sum(sum)) => {
                 for point in sum.data_points() {
                     let _ = writeln!(

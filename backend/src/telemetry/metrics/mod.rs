@@ -13,7 +13,8 @@
 //! `db.client.operation.duration` (each statement's, recorded by the stores
 //! through the global meter provider set here; see `store::statement`),
 //! the app's counters (`services::counters`, through the same), and each
-//! sink's `cruddur.telemetry.{exported,dropped,failed}`.
+//! sink's `cruddur.telemetry.{exported,dropped,failed}` and
+//! `cruddur.telemetry.queued` (its queue's backlog when collected).
 //! Their cardinality is bounded by construction: routes are the router's
 //! templates, methods outside HTTP's own are `_OTHER`, statements are
 //! constants.
@@ -48,7 +49,7 @@ use clap::builder::BoolishValueParser;
 use http::Uri;
 use opentelemetry::KeyValue;
 use opentelemetry::metrics::{
-    BoundHistogram, Histogram, Meter, MeterProvider as _, ObservableCounter,
+    BoundHistogram, Histogram, Meter, MeterProvider as _, ObservableCounter, ObservableGauge,
     ObservableUpDownCounter,
 };
 use opentelemetry::trace::TraceId;
@@ -238,6 +239,7 @@ pub struct RequestMetrics {
     /// Every sink's counters, once telemetry has put them together.
     sinks: Arc<OnceLock<Health>>,
     _sink_counters: [ObservableCounter<u64>; 3],
+    _sink_queues: ObservableGauge<u64>,
     /// Kept so the instruments keep recording.
     _provider: SdkMeterProvider,
 }
@@ -326,6 +328,7 @@ impl RequestMetrics {
                 sink_counter(&meter, &sinks, "dropped", |r| r.dropped),
                 sink_counter(&meter, &sinks, "failed", |r| r.failed),
             ],
+            _sink_queues: sink_queues(&meter, &sinks),
             sinks,
             _provider: provider.clone(),
         }
@@ -440,6 +443,27 @@ fn sink_counter(
             for (name, sink) in health.report() {
                 if let SinkHealth::On(report) = sink {
                     observer.observe(read(&report), &[KeyValue::new("sink", name)]);
+                }
+            }
+        })
+        .build()
+}
+
+/// `cruddur.telemetry.queued`: the items waiting in each sink's queue,
+/// by `sink`, read when collected (sinks without a queue have none).
+fn sink_queues(meter: &Meter, sinks: &Arc<OnceLock<Health>>) -> ObservableGauge<u64> {
+    let sinks = Arc::clone(sinks);
+    meter
+        .u64_observable_gauge("cruddur.telemetry.queued")
+        .with_unit("{item}")
+        .with_description("Telemetry items waiting in each sink's queue.")
+        .with_callback(move |observer| {
+            let Some(health) = sinks.get() else { return };
+            for (name, sink) in health.report() {
+                if let SinkHealth::On(report) = sink
+                    && let Some(queued) = report.queued
+                {
+                    observer.observe(queued, &[KeyValue::new("sink", name)]);
                 }
             }
         })

@@ -231,6 +231,17 @@ fn encode(collected: &ResourceMetrics, requests: &RequestMetrics, open: bool) ->
                         );
                     }
                 }
+                AggregatedMetrics::U64(MetricData::Gauge(gauge)) => {
+                    header(&mut out, &name, metric.description(), "gauge", unit, open);
+                    for point in gauge.data_points() {
+                        let _ = writeln!(
+                            out,
+                            "{name}{} {}",
+                            labels(point.attributes(), None),
+                            point.value()
+                        );
+                    }
+                }
                 AggregatedMetrics::U64(MetricData::Sum(sum)) => {
                     let base = name.strip_suffix("_total").unwrap_or(&name).to_owned();
                     header(&mut out, &base, metric.description(), "counter", unit, open);

@@ -33,6 +33,7 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::mpsc;
 
+use self::stats::Depth;
 pub use self::stats::{SinkReport, SinkStats};
 use self::worker::{Control, Worker};
 
@@ -302,6 +303,12 @@ where
         batch_ready: tokio::sync::Notify::new(),
         closed: AtomicBool::new(false),
     });
+    let backlog = Arc::downgrade(&waiting);
+    stats.watch_depth(Depth(Box::new(move || {
+        backlog
+            .upgrade()
+            .map_or(0, |waiting| waiting.lock().items.len() as u64)
+    })));
     let (control_tx, control_rx) = mpsc::unbounded_channel();
     let worker = Worker::new(
         sink,

@@ -2,7 +2,7 @@
 //! health check and the shutdown summary.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, SecondsFormat, Utc};
@@ -31,6 +31,18 @@ pub struct SinkStats {
     console: Mutex<Announced>,
     last_error: Mutex<Option<(DateTime<Utc>, String)>>,
     last_success: Mutex<Option<DateTime<Utc>>>,
+    /// How many items wait in the sink's queue, read when reported (never
+    /// counted on the request path); set by the queue a sink has.
+    depth: OnceLock<Depth>,
+}
+
+/// Reads a queue's backlog.
+pub(crate) struct Depth(pub Box<dyn Fn() -> u64 + Send + Sync>);
+
+impl std::fmt::Debug for Depth {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Depth({})", (self.0)())
+    }
 }
 
 /// What the console was told of a sink.
@@ -81,6 +93,9 @@ pub struct SinkReport {
     /// Items inside an accepted delivery that the destination refused one
     /// by one (CloudWatch's too old or too new events); also in `exported`.
     pub rejected: u64,
+    /// Items waiting in its queue now (sinks without a queue have none).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub queued: Option<u64>,
     pub last_error: Option<String>,
     pub last_error_at: Option<String>,
     pub last_success: Option<String>,
@@ -103,6 +118,7 @@ impl SinkStats {
             console: Mutex::new(Announced::default()),
             last_error: Mutex::new(None),
             last_success: Mutex::new(None),
+            depth: OnceLock::new(),
         })
     }
 
@@ -127,10 +143,16 @@ impl SinkStats {
             dropped: self.dropped.load(Ordering::Relaxed),
             failed: self.failed.load(Ordering::Relaxed),
             rejected: self.rejected.load(Ordering::Relaxed),
+            queued: self.depth.get().map(|depth| (depth.0)()),
             last_error_at: last_error.as_ref().map(|(at, _)| stamp(*at)),
             last_error: last_error.map(|(_, message)| message),
             last_success: last_success.map(stamp),
         }
+    }
+
+    /// Reports the queue's backlog from now on.
+    pub(crate) fn watch_depth(&self, depth: Depth) {
+        let _ = self.depth.set(depth);
     }
 
     /// Counts items dropped before or instead of delivery.
