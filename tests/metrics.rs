@@ -897,3 +897,61 @@ async fn a_stuck_sinks_queue_depth_is_in_the_metrics_and_the_health_check() {
         "a sink without a queue reports none"
     );
 }
+
+#[tokio::test]
+async fn a_refused_metrics_destination_is_counted_and_shutdown_keeps_its_deadline() {
+    // Nothing listens there: every push is refused at once.
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}/v1/metrics", closed.local_addr().unwrap());
+    drop(closed);
+    let server = Server::start(&[
+        ("OTEL_EXPORTER_OTLP_METRICS_ENDPOINT", url.as_str()),
+        ("OTEL_METRICS_EXPORTER", "otlp,prometheus"),
+        ("OTEL_METRIC_EXPORT_INTERVAL", "100"),
+        ("SHUTDOWN_TIMEOUT", "2s"),
+    ]);
+    let client = reqwest::Client::new();
+    assert_eq!(status(&client, &server, "/api/activities/home").await, 200);
+    server
+        .wait_for_stderr("telemetry: otlp-metrics failing:", Duration::from_secs(10))
+        .await;
+    for _ in 0..20 {
+        assert_eq!(status(&client, &server, "/api/activities/home").await, 200);
+    }
+    let health = server.health().await;
+    assert!(
+        health["sinks"]["otlp-metrics"]["failed"].as_u64().unwrap() >= 1,
+        "{health}"
+    );
+    let started = std::time::Instant::now();
+    let server = server.stop(Duration::from_secs(10)).await;
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        started.elapsed()
+    );
+    assert!(
+        server
+            .stderr()
+            .contains("telemetry: not delivered: otlp-metrics")
+    );
+}
+
+#[tokio::test]
+async fn many_handles_are_one_series_per_route() {
+    let server = Server::start(&[]);
+    let client = reqwest::Client::new();
+    for n in 0..200 {
+        let path = format!("/api/activities/@someone{n}");
+        let _ = status(&client, &server, &path).await;
+    }
+    let (_, text) = scrape(&client, &server, None).await;
+    let samples = parse("text", &text);
+    let counts: Vec<&Value> = samples
+        .iter()
+        .filter(|s| s["name"] == format!("{DURATION}_count").as_str())
+        .filter(|s| s["labels"]["http_route"] == "/api/activities/@{handle}")
+        .collect();
+    assert_eq!(counts.len(), 1, "one series for 200 handles: {counts:?}");
+    assert_eq!(counts[0]["value"], 200.0);
+}
