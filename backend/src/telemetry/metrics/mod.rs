@@ -3,8 +3,9 @@
 //! pushed every `OTEL_METRIC_EXPORT_INTERVAL` to OTLP (`otlp`, with
 //! opentelemetry-otlp's exporter) and the console (`console`) as
 //! `OTEL_METRICS_EXPORTER` names them, and to CloudWatch as EMF records
-//! (`emf`) with `CLOUDWATCH_METRICS=emf`. Each exporter has a reader of its
-//! own, in its own temporality; `push` drives the pushed ones.
+//! (`emf`) or to its OTLP endpoint, signed (`cloudwatch_otlp`), as
+//! `CLOUDWATCH_METRICS` says. Each exporter has a reader of its own, in its
+//! own temporality; `push` drives the pushed ones.
 //!
 //! Instruments, with OpenTelemetry's semantic-convention names and units:
 //! `http.server.request.duration` (histogram, seconds; `http.request.method`,
