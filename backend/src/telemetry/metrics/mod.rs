@@ -513,57 +513,46 @@ pub fn start(
         interval: settings.export_interval,
         timeout: settings.export_timeout,
     };
-    let mut readers = Vec::new();
+    let mut readers = Readers::default();
     let mut pushed = Vec::new();
-    let mut add = |(reader, parts): (Option<SharedReader>, SinkParts)| {
-        readers.extend(reader);
-        pushed.push(parts);
-    };
-    add(match (on(MetricsExporter::Otlp), &otlp) {
-        (Ok(()), Some(destination)) => start_otlp(destination, settings, otlp_settings, schedule)?,
+    pushed.push(match (on(MetricsExporter::Otlp), &otlp) {
+        (Ok(()), Some(destination)) => {
+            let reader = readers.get(settings.temporality.sdk());
+            start_otlp(destination, settings, otlp_settings, schedule, reader)?
+        }
         // Never (Ok, None): OTLP is on only with somewhere to send.
-        (result, _) => (
-            None,
-            SinkParts::announce_off("otlp-metrics", result.err().unwrap_or_default()),
-        ),
+        (result, _) => SinkParts::announce_off("otlp-metrics", result.err().unwrap_or_default()),
     });
     if on(MetricsExporter::Console).is_ok() {
-        let reader = SharedReader::new(Temporality::Delta);
+        let reader = readers.get(Temporality::Delta);
         eprintln!(
             "telemetry: console-metrics on: stdout every {}",
             humantime::format_duration(schedule.interval)
         );
         let stats = SinkStats::new("console-metrics", "stdout".into());
-        let pusher = push::spawn(stats, reader.clone(), schedule, || {
-            Ok(console::ConsoleExporter)
-        })?;
-        add((Some(reader), SinkParts::on(pusher)));
+        let pusher = push::spawn(stats, reader, schedule, || Ok(console::ConsoleExporter))?;
+        pushed.push(SinkParts::on(pusher));
     }
     let requests_cell: Arc<OnceLock<Arc<RequestMetrics>>> = Arc::default();
-    add(match (settings.cloudwatch, log_lines) {
-        (CloudWatchMetrics::Off, _) => (
-            None,
-            SinkParts::off("cloudwatch-metrics", "CLOUDWATCH_METRICS=off"),
-        ),
-        (_, _) if shared.sdk_disabled => (
-            None,
-            SinkParts::announce_off("cloudwatch-metrics", "OTEL_SDK_DISABLED=true"),
-        ),
-        (CloudWatchMetrics::Emf, None) => (
-            None,
-            SinkParts::announce_off(
-                "cloudwatch-metrics",
-                "CLOUDWATCH_METRICS=emf writes to the CloudWatch Logs stream, and cloudwatch is off",
-            ),
+    pushed.push(match (settings.cloudwatch, log_lines) {
+        (CloudWatchMetrics::Off, _) => {
+            SinkParts::off("cloudwatch-metrics", "CLOUDWATCH_METRICS=off")
+        }
+        (_, _) if shared.sdk_disabled => {
+            SinkParts::announce_off("cloudwatch-metrics", "OTEL_SDK_DISABLED=true")
+        }
+        (CloudWatchMetrics::Emf, None) => SinkParts::announce_off(
+            "cloudwatch-metrics",
+            "CLOUDWATCH_METRICS=emf writes to the CloudWatch Logs stream, and cloudwatch is off",
         ),
         (CloudWatchMetrics::Otlp, _) => match cloudwatch_otlp::url(settings) {
-            Some(url) => start_cloudwatch_otlp(&url, settings, schedule)?,
-            None => (
-                None,
-                SinkParts::announce_off(
-                    "cloudwatch-metrics",
-                    "CLOUDWATCH_METRICS=otlp needs a region: set AWS_REGION, or CLOUDWATCH_METRICS_ENDPOINT",
-                ),
+            Some(url) => {
+                let reader = readers.get(settings.temporality.sdk());
+                start_cloudwatch_otlp(&url, settings, schedule, reader)?
+            }
+            None => SinkParts::announce_off(
+                "cloudwatch-metrics",
+                "CLOUDWATCH_METRICS=otlp needs a region: set AWS_REGION, or CLOUDWATCH_METRICS_ENDPOINT",
             ),
         },
         (CloudWatchMetrics::Emf, Some(lines)) => {
@@ -574,15 +563,14 @@ pub fn start(
                 requests: Arc::clone(&requests_cell),
                 since: Mutex::new(SystemTime::now()),
             };
-            start_emf(exporter, schedule)?
+            start_emf(exporter, schedule, readers.get(Temporality::Delta))?
         }
     });
     let prometheus = on(MetricsExporter::Prometheus);
     let prometheus_reader = prometheus
         .is_ok()
-        .then(|| SharedReader::new(Temporality::Cumulative));
-    readers.extend(prometheus_reader.clone());
-    let provider = readers.into_iter().fold(
+        .then(|| readers.get(Temporality::Cumulative));
+    let provider = readers.all().fold(
         SdkMeterProvider::builder().with_resource(shared.resource.clone()),
         |provider, reader| provider.with_reader(reader),
     );
@@ -630,15 +618,45 @@ pub fn start(
     Ok(parts)
 }
 
-/// OTLP metrics to `destination`: the reader and the part.
+/// The provider's readers. Every exporter that wants cumulative values
+/// shares one reader (collecting a cumulative reader changes nothing, so
+/// Prometheus and OTLP can both read it), since each reader is another
+/// aggregation every record lands in: a second one cost a request 0.3k
+/// instructions (bench/README.md, "Metrics"). A delta reader is reset by
+/// each collect, so each delta exporter has its own.
+#[derive(Default)]
+struct Readers {
+    cumulative: Option<SharedReader>,
+    own: Vec<SharedReader>,
+}
+
+impl Readers {
+    fn get(&mut self, temporality: Temporality) -> SharedReader {
+        if temporality == Temporality::Cumulative {
+            return self
+                .cumulative
+                .get_or_insert_with(|| SharedReader::new(Temporality::Cumulative))
+                .clone();
+        }
+        let reader = SharedReader::new(temporality);
+        self.own.push(reader.clone());
+        reader
+    }
+
+    fn all(self) -> impl Iterator<Item = SharedReader> {
+        self.cumulative.into_iter().chain(self.own)
+    }
+}
+
+/// OTLP metrics to `destination` through `reader`.
 fn start_otlp(
     destination: &otlp::Destination,
     settings: &MetricsSettings,
     otlp_settings: &OtlpSettings,
     schedule: Schedule,
-) -> Result<(Option<SharedReader>, SinkParts), TelemetryError> {
+    reader: SharedReader,
+) -> Result<SinkParts, TelemetryError> {
     let temporality = settings.temporality.sdk();
-    let reader = SharedReader::new(temporality);
     eprintln!(
         "telemetry: otlp-metrics on: {}, every {}, {}",
         destination.shown,
@@ -649,19 +667,19 @@ fn start_otlp(
         "otlp-metrics",
         format!("{} ({})", destination.url, otlp_settings.protocol_name()),
     );
-    let pusher = push::spawn(stats, reader.clone(), schedule, || {
+    let pusher = push::spawn(stats, reader, schedule, || {
         otlp::exporter(destination, otlp_settings, temporality, schedule.timeout)
     })?;
-    Ok((Some(reader), SinkParts::on(pusher)))
+    Ok(SinkParts::on(pusher))
 }
 
-/// EMF records into the CloudWatch stream: the reader and the part, which
-/// is shut down before the stream it writes into.
+/// EMF records into the CloudWatch stream, read from `reader`; the part is
+/// shut down before the stream it writes into.
 fn start_emf(
     exporter: emf::EmfExporter,
     schedule: Schedule,
-) -> Result<(Option<SharedReader>, SinkParts), TelemetryError> {
-    let reader = SharedReader::new(Temporality::Delta);
+    reader: SharedReader,
+) -> Result<SinkParts, TelemetryError> {
     eprintln!(
         "telemetry: cloudwatch-metrics on: EMF records in the cloudwatch stream, namespace {}, every {}",
         exporter.namespace,
@@ -671,26 +689,26 @@ fn start_emf(
         "cloudwatch-metrics",
         format!("EMF, namespace {}", exporter.namespace),
     );
-    let pusher = push::spawn(stats, reader.clone(), schedule, || Ok(exporter))?;
-    Ok((Some(reader), SinkParts::on(pusher).feeding()))
+    let pusher = push::spawn(stats, reader, schedule, || Ok(exporter))?;
+    Ok(SinkParts::on(pusher).feeding())
 }
 
-/// CloudWatch's OTLP endpoint at `url`, signed: the reader and the part.
+/// CloudWatch's OTLP endpoint at `url`, signed, read from `reader`.
 fn start_cloudwatch_otlp(
     url: &str,
     settings: &MetricsSettings,
     schedule: Schedule,
-) -> Result<(Option<SharedReader>, SinkParts), TelemetryError> {
+    reader: SharedReader,
+) -> Result<SinkParts, TelemetryError> {
     let temporality = settings.temporality.sdk();
-    let reader = SharedReader::new(temporality);
     eprintln!(
         "telemetry: cloudwatch-metrics on: {url} (OTLP, SigV4), every {}, {}",
         humantime::format_duration(schedule.interval),
         format!("{temporality:?}").to_lowercase()
     );
     let stats = SinkStats::new("cloudwatch-metrics", format!("{url} (OTLP, SigV4)"));
-    let pusher = push::spawn(stats, reader.clone(), schedule, || {
+    let pusher = push::spawn(stats, reader, schedule, || {
         cloudwatch_otlp::exporter(url, temporality, schedule.timeout)
     })?;
-    Ok((Some(reader), SinkParts::on(pusher)))
+    Ok(SinkParts::on(pusher))
 }
