@@ -166,8 +166,7 @@ impl<E: PushMetricExporter> Driver<E> {
     }
 
     fn failed(&self, points: usize, message: String) {
-        self.stats
-            .record_error(&SendError::new(message, true).with_hint(None));
+        self.stats.record_error(&SendError::new(message, true));
         self.stats.record_failed(points);
     }
 }
