@@ -670,7 +670,7 @@ fn start_otlp(
         format!("{} ({})", destination.url, otlp_settings.protocol_name()),
     );
     let pusher = push::spawn(stats, reader, schedule, || {
-        otlp::exporter(destination, otlp_settings, temporality, schedule.timeout)
+        otlp::exporter(destination, otlp_settings, temporality)
     })?;
     Ok(SinkParts::on(pusher))
 }

@@ -54,12 +54,14 @@ impl Destination {
 }
 
 /// The exporter; call on the driver's runtime (tonic's channel needs one).
+/// Each attempt takes at most `OTEL_EXPORTER_OTLP_TIMEOUT`, as the traces'
+/// do; the driver bounds a whole push, retries included.
 pub(super) fn exporter(
     destination: &Destination,
     otlp: &OtlpSettings,
     temporality: Temporality,
-    timeout: std::time::Duration,
 ) -> Result<MetricExporter, TelemetryError> {
+    let timeout = otlp.otlp_timeout;
     let builder = MetricExporter::builder().with_temporality(temporality);
     let built = match otlp.otlp_protocol {
         OtlpProtocol::HttpProtobuf => builder
