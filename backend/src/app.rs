@@ -59,12 +59,15 @@ async fn method_not_allowed() -> Response {
     ApiError::MethodNotAllowed.into_response()
 }
 
+/// CORS for the frontend's and the backend's own origins. The layer is
+/// cloned with each route's service twice a request; as a list the origins
+/// are a `Vec` copied each time, behind a predicate an `Arc`.
 fn cors(config: &Config) -> CorsLayer {
+    let origins = Arc::new([config.frontend_url.clone(), config.backend_url.clone()]);
     CorsLayer::new()
-        .allow_origin(AllowOrigin::list([
-            config.frontend_url.clone(),
-            config.backend_url.clone(),
-        ]))
+        .allow_origin(AllowOrigin::predicate(move |origin, _| {
+            origins.contains(origin)
+        }))
         .allow_methods([Method::OPTIONS, Method::GET, Method::HEAD, Method::POST])
         .allow_headers([
             HeaderName::from_static("content-type"),
