@@ -8,8 +8,9 @@
 //! a thread of its own with no Tokio runtime, where the OTLP exporter's
 //! async HTTP client and its gRPC channel cannot run, and it has no
 //! deadline to share with the other sinks' shutdown. This one runs on its
-//! own thread with its own single-threaded runtime, like every sink's queue
-//! worker: nothing it does can block a request.
+//! own thread with its own single-threaded runtime, as every sink's queue
+//! worker does (`queue::on_own_thread`): nothing it does can block a
+//! request.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -20,7 +21,7 @@ use opentelemetry_sdk::metrics::reader::MetricReader;
 use opentelemetry_sdk::metrics::{ManualReader, Temporality};
 use tokio::sync::mpsc;
 
-use crate::telemetry::queue::{Flush, SendError, SinkStats, worker_deadline};
+use crate::telemetry::queue::{Flush, SendError, SinkStats, on_own_thread, worker_deadline};
 use crate::telemetry::sink::TelemetryError;
 
 /// A reader for one exporter, in its temporality; shared between the
@@ -93,23 +94,17 @@ where
     E: PushMetricExporter,
     F: FnOnce() -> Result<E, TelemetryError>,
 {
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()?;
-    let exporter = {
-        let _entered = runtime.enter();
-        make()?
-    };
     let (control, stops) = mpsc::unbounded_channel();
-    let driver = Driver {
-        exporter,
-        reader,
-        schedule,
-        stats: Arc::clone(&stats),
-    };
-    std::thread::Builder::new()
-        .name(format!("sink-{}", stats.name()))
-        .spawn(move || runtime.block_on(driver.run(stops)))?;
+    let driver_stats = Arc::clone(&stats);
+    on_own_thread(stats.name(), make, move |exporter| {
+        Driver {
+            exporter,
+            reader,
+            schedule,
+            stats: driver_stats,
+        }
+        .run(stops)
+    })?;
     Ok(Pusher { control, stats })
 }
 

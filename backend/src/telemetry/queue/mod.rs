@@ -285,13 +285,6 @@ where
     F: FnOnce() -> Result<S, E>,
     E: From<std::io::Error>,
 {
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()?;
-    let sink = {
-        let _entered = runtime.enter();
-        make_sink()?
-    };
     let waiting = Arc::new(Waiting {
         backlog: Mutex::new(Backlog {
             items: VecDeque::with_capacity(config.max_batch),
@@ -303,28 +296,48 @@ where
         batch_ready: tokio::sync::Notify::new(),
         closed: AtomicBool::new(false),
     });
+    let (control_tx, control_rx) = mpsc::unbounded_channel();
+    let worker_stats = Arc::clone(&stats);
+    let worker_waiting = Arc::clone(&waiting);
+    on_own_thread(stats.name(), make_sink, move |sink| {
+        Worker::new(sink, config, worker_stats, worker_waiting, control_rx).run()
+    })?;
     let backlog = Arc::downgrade(&waiting);
     stats.watch_depth(Depth(Box::new(move || {
         backlog
             .upgrade()
             .map_or(0, |waiting| waiting.lock().items.len() as u64)
     })));
-    let (control_tx, control_rx) = mpsc::unbounded_channel();
-    let worker = Worker::new(
-        sink,
-        config,
-        Arc::clone(&stats),
-        Arc::clone(&waiting),
-        control_rx,
-    );
-    std::thread::Builder::new()
-        .name(format!("sink-{}", stats.name()))
-        .spawn(move || runtime.block_on(worker.run()))?;
     Ok(QueueSender {
         waiting,
         control: control_tx,
         stats,
     })
+}
+
+/// A sink's own thread (`sink-{name}`) with its own single-threaded
+/// runtime: `make` runs on that runtime, so clients that need one (tonic,
+/// reqwest) can be built there, then the thread drives `run(made)` to its
+/// end. The queue's workers and the metrics' push drivers run this way.
+pub(crate) fn on_own_thread<M, R, Made, Run, E>(name: &str, make: M, run: R) -> Result<(), E>
+where
+    M: FnOnce() -> Result<Made, E>,
+    R: FnOnce(Made) -> Run + Send + 'static,
+    Made: Send + 'static,
+    Run: Future<Output = ()>,
+    E: From<std::io::Error>,
+{
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let made = {
+        let _entered = runtime.enter();
+        make()?
+    };
+    std::thread::Builder::new()
+        .name(format!("sink-{name}"))
+        .spawn(move || runtime.block_on(run(made)))?;
+    Ok(())
 }
 
 #[cfg(test)]
