@@ -54,6 +54,7 @@ use opentelemetry::metrics::{
     ObservableUpDownCounter,
 };
 use opentelemetry::trace::TraceId;
+use opentelemetry_sdk::metrics::exporter::PushMetricExporter;
 use opentelemetry_sdk::metrics::{SdkMeterProvider, Temporality};
 
 use self::push::{Schedule, SharedReader};
@@ -518,22 +519,26 @@ pub fn start(
     let mut readers = Readers::default();
     let mut pushed = Vec::new();
     pushed.push(match (on(MetricsExporter::Otlp), &otlp) {
-        (Ok(()), Some(destination)) => {
-            let reader = readers.get(settings.temporality.sdk());
-            start_otlp(destination, settings, otlp_settings, schedule, reader)?
-        }
+        (Ok(()), Some(destination)) => start_pushed(
+            "otlp-metrics",
+            format!("{} ({})", destination.url, otlp_settings.protocol_name()),
+            &format!("{},", destination.shown),
+            readers.get(settings.temporality.sdk()),
+            schedule,
+            || otlp::exporter(destination, otlp_settings, settings.temporality.sdk()),
+        )?,
         // Never (Ok, None): OTLP is on only with somewhere to send.
         (result, _) => SinkParts::announce_off("otlp-metrics", result.err().unwrap_or_default()),
     });
     if on(MetricsExporter::Console).is_ok() {
-        let reader = readers.get(Temporality::Delta);
-        eprintln!(
-            "telemetry: console-metrics on: stdout every {}",
-            humantime::format_duration(schedule.interval)
-        );
-        let stats = SinkStats::new("console-metrics", "stdout".into());
-        let pusher = push::spawn(stats, reader, schedule, || Ok(console::ConsoleExporter))?;
-        pushed.push(SinkParts::on(pusher));
+        pushed.push(start_pushed(
+            "console-metrics",
+            "stdout".into(),
+            "stdout",
+            readers.get(Temporality::Delta),
+            schedule,
+            || Ok(console::ConsoleExporter),
+        )?);
     }
     let requests_cell: Arc<OnceLock<Arc<RequestMetrics>>> = Arc::default();
     pushed.push(match (settings.cloudwatch, log_lines) {
@@ -548,10 +553,14 @@ pub fn start(
             "CLOUDWATCH_METRICS=emf writes to the CloudWatch Logs stream, and cloudwatch is off",
         ),
         (CloudWatchMetrics::Otlp, _) => match cloudwatch_otlp::url(settings) {
-            Some(url) => {
-                let reader = readers.get(settings.temporality.sdk());
-                start_cloudwatch_otlp(&url, settings, schedule, reader)?
-            }
+            Some(url) => start_pushed(
+                "cloudwatch-metrics",
+                format!("{url} (OTLP, SigV4)"),
+                &format!("{url} (OTLP, SigV4),"),
+                readers.get(settings.temporality.sdk()),
+                schedule,
+                || cloudwatch_otlp::exporter(&url, settings.temporality.sdk(), schedule.timeout),
+            )?,
             None => SinkParts::announce_off(
                 "cloudwatch-metrics",
                 "CLOUDWATCH_METRICS=otlp needs a region: set AWS_REGION, or CLOUDWATCH_METRICS_ENDPOINT",
@@ -565,7 +574,21 @@ pub fn start(
                 requests: Arc::clone(&requests_cell),
                 since: Mutex::new(SystemTime::now()),
             };
-            start_emf(exporter, schedule, readers.get(Temporality::Delta))?
+            let destination = format!("EMF, namespace {}", exporter.namespace);
+            let detail = format!(
+                "EMF records in the cloudwatch stream, namespace {},",
+                exporter.namespace
+            );
+            // Shut down before the stream it writes into.
+            start_pushed(
+                "cloudwatch-metrics",
+                destination,
+                &detail,
+                readers.get(Temporality::Delta),
+                schedule,
+                || Ok(exporter),
+            )?
+            .feeding()
         }
     });
     let prometheus = on(MetricsExporter::Prometheus);
@@ -650,67 +673,26 @@ impl Readers {
     }
 }
 
-/// OTLP metrics to `destination` through `reader`.
-fn start_otlp(
-    destination: &otlp::Destination,
-    settings: &MetricsSettings,
-    otlp_settings: &OtlpSettings,
-    schedule: Schedule,
+/// A pushed exporter, read from `reader` every interval: prints its
+/// start-up line (`{name} on: {detail} every {interval}, {temporality}`)
+/// and answers its part, which the health check shows with `destination`.
+fn start_pushed<E, F>(
+    name: &'static str,
+    destination: String,
+    detail: &str,
     reader: SharedReader,
-) -> Result<SinkParts, TelemetryError> {
-    let temporality = settings.temporality.sdk();
+    schedule: Schedule,
+    make: F,
+) -> Result<SinkParts, TelemetryError>
+where
+    E: PushMetricExporter,
+    F: FnOnce() -> Result<E, TelemetryError>,
+{
     eprintln!(
-        "telemetry: otlp-metrics on: {}, every {}, {}",
-        destination.shown,
+        "telemetry: {name} on: {detail} every {}, {}",
         humantime::format_duration(schedule.interval),
-        format!("{temporality:?}").to_lowercase()
+        format!("{:?}", reader.temporality).to_lowercase()
     );
-    let stats = SinkStats::new(
-        "otlp-metrics",
-        format!("{} ({})", destination.url, otlp_settings.protocol_name()),
-    );
-    let pusher = push::spawn(stats, reader, schedule, || {
-        otlp::exporter(destination, otlp_settings, temporality)
-    })?;
-    Ok(SinkParts::on(pusher))
-}
-
-/// EMF records into the CloudWatch stream, read from `reader`; the part is
-/// shut down before the stream it writes into.
-fn start_emf(
-    exporter: emf::EmfExporter,
-    schedule: Schedule,
-    reader: SharedReader,
-) -> Result<SinkParts, TelemetryError> {
-    eprintln!(
-        "telemetry: cloudwatch-metrics on: EMF records in the cloudwatch stream, namespace {}, every {}",
-        exporter.namespace,
-        humantime::format_duration(schedule.interval)
-    );
-    let stats = SinkStats::new(
-        "cloudwatch-metrics",
-        format!("EMF, namespace {}", exporter.namespace),
-    );
-    let pusher = push::spawn(stats, reader, schedule, || Ok(exporter))?;
-    Ok(SinkParts::on(pusher).feeding())
-}
-
-/// CloudWatch's OTLP endpoint at `url`, signed, read from `reader`.
-fn start_cloudwatch_otlp(
-    url: &str,
-    settings: &MetricsSettings,
-    schedule: Schedule,
-    reader: SharedReader,
-) -> Result<SinkParts, TelemetryError> {
-    let temporality = settings.temporality.sdk();
-    eprintln!(
-        "telemetry: cloudwatch-metrics on: {url} (OTLP, SigV4), every {}, {}",
-        humantime::format_duration(schedule.interval),
-        format!("{temporality:?}").to_lowercase()
-    );
-    let stats = SinkStats::new("cloudwatch-metrics", format!("{url} (OTLP, SigV4)"));
-    let pusher = push::spawn(stats, reader, schedule, || {
-        cloudwatch_otlp::exporter(url, temporality, schedule.timeout)
-    })?;
+    let pusher = push::spawn(SinkStats::new(name, destination), reader, schedule, make)?;
     Ok(SinkParts::on(pusher))
 }

@@ -27,37 +27,44 @@ use crate::telemetry::sink::TelemetryError;
 /// A reader for one exporter, in its temporality; shared between the
 /// provider (which owns its readers) and the exporter's driver.
 #[derive(Debug, Clone)]
-pub(super) struct SharedReader(pub Arc<ManualReader>);
+pub(super) struct SharedReader {
+    reader: Arc<ManualReader>,
+    /// What it was asked for, as the start-up line says it.
+    pub temporality: Temporality,
+}
 
 impl SharedReader {
     pub fn new(temporality: Temporality) -> Self {
-        SharedReader(Arc::new(
-            ManualReader::builder()
-                .with_temporality(temporality)
-                .build(),
-        ))
+        SharedReader {
+            reader: Arc::new(
+                ManualReader::builder()
+                    .with_temporality(temporality)
+                    .build(),
+            ),
+            temporality,
+        }
     }
 }
 
 impl MetricReader for SharedReader {
     fn register_pipeline(&self, pipeline: std::sync::Weak<opentelemetry_sdk::metrics::Pipeline>) {
-        self.0.register_pipeline(pipeline);
+        self.reader.register_pipeline(pipeline);
     }
 
     fn collect(&self, rm: &mut ResourceMetrics) -> opentelemetry_sdk::error::OTelSdkResult {
-        self.0.collect(rm)
+        self.reader.collect(rm)
     }
 
     fn force_flush(&self) -> opentelemetry_sdk::error::OTelSdkResult {
-        self.0.force_flush()
+        self.reader.force_flush()
     }
 
     fn shutdown_with_timeout(&self, timeout: Duration) -> opentelemetry_sdk::error::OTelSdkResult {
-        self.0.shutdown_with_timeout(timeout)
+        self.reader.shutdown_with_timeout(timeout)
     }
 
     fn temporality(&self, kind: opentelemetry_sdk::metrics::InstrumentKind) -> Temporality {
-        self.0.temporality(kind)
+        self.reader.temporality(kind)
     }
 }
 
