@@ -20,6 +20,7 @@ use support::otlp::{
     TEMPORALITY_DELTA,
 };
 use support::server::Server;
+use support::sigv4::SignedEndpoint;
 
 const DURATION: &str = "http_server_request_duration_seconds";
 
@@ -700,84 +701,35 @@ fn cloudwatch_emf_without_the_cloudwatch_sink_says_why() {
     ));
 }
 
-/// A stand-in for CloudWatch's OTLP metrics endpoint: it recomputes each
-/// request's SigV4 signature (service `monitoring`) with the secret it was
-/// given, refuses a mismatch with 403, and keeps what it accepted.
-struct SignedMetricsEndpoint {
-    url: String,
-    accepted: std::sync::Arc<std::sync::Mutex<Vec<MetricExport>>>,
-    refused: std::sync::Arc<std::sync::atomic::AtomicUsize>,
-    task: tokio::task::JoinHandle<()>,
+/// What a CloudWatch OTLP stand-in accepted, decoded.
+fn metric_exports(endpoint: &SignedEndpoint) -> Vec<MetricExport> {
+    use prost::Message;
+    endpoint
+        .accepted()
+        .into_iter()
+        .map(|accepted| {
+            let request =
+                opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest::decode(
+                    accepted.body,
+                )
+                .expect("OTLP protobuf");
+            MetricExport {
+                headers: accepted.headers,
+                points: support::otlp::flatten_metrics(&request),
+                decoded: true,
+            }
+        })
+        .collect()
 }
 
-impl Drop for SignedMetricsEndpoint {
-    fn drop(&mut self) {
-        self.task.abort();
-    }
-}
-
-impl SignedMetricsEndpoint {
-    async fn start(secret: &'static str) -> SignedMetricsEndpoint {
-        use axum::body::Bytes;
-        use axum::http::{HeaderMap, StatusCode};
-        use prost::Message;
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let url = format!("http://{}/v1/metrics", listener.local_addr().unwrap());
-        let accepted = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
-        let refused = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
-        let app = {
-            let (url, accepted, refused) = (url.clone(), accepted.clone(), refused.clone());
-            axum::Router::new().route(
-                "/v1/metrics",
-                axum::routing::post(move |headers: HeaderMap, body: Bytes| async move {
-                    let header = |name: &str| {
-                        headers
-                            .get(name)
-                            .and_then(|v| v.to_str().ok())
-                            .unwrap_or("")
-                            .to_owned()
-                    };
-                    let expected = support::sigv4::expected_authorization(
-                        "monitoring",
-                        secret,
-                        &url,
-                        &header("x-amz-date"),
-                        &header("content-type"),
-                        &body,
-                    );
-                    if header("authorization") != expected {
-                        refused.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-                        return StatusCode::FORBIDDEN;
-                    }
-                    let request =
-                        opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest::decode(body)
-                            .expect("OTLP protobuf");
-                    accepted.lock().unwrap().push(MetricExport {
-                        headers: headers
-                            .iter()
-                            .map(|(k, v)| (k.to_string(), v.to_str().unwrap_or("").to_owned()))
-                            .collect(),
-                        points: support::otlp::flatten_metrics(&request),
-                        decoded: true,
-                    });
-                    StatusCode::OK
-                }),
-            )
-        };
-        let task = tokio::spawn(async move {
-            axum::serve(listener, app).await.unwrap();
-        });
-        SignedMetricsEndpoint {
-            url,
-            accepted,
-            refused,
-            task,
-        }
-    }
+/// A stand-in for CloudWatch's OTLP metrics endpoint, checking SigV4 for
+/// service `monitoring` with `secret`.
+async fn cloudwatch_endpoint(secret: &'static str) -> SignedEndpoint {
+    SignedEndpoint::start("monitoring", "/v1/metrics", secret).await
 }
 
 fn cloudwatch_otlp_env<'a>(
-    endpoint: &'a SignedMetricsEndpoint,
+    endpoint: &'a SignedEndpoint,
     interval: &'a str,
 ) -> Vec<(&'a str, &'a str)> {
     vec![
@@ -799,7 +751,7 @@ fn cloudwatch_otlp_env<'a>(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cloudwatch_otlp_metrics_are_signed_with_sigv4_and_carry_no_otlp_headers() {
-    let endpoint = SignedMetricsEndpoint::start("right-secret").await;
+    let endpoint = cloudwatch_endpoint("right-secret").await;
     let server = Server::start(&cloudwatch_otlp_env(&endpoint, "3600000"));
     assert!(server.stderr().contains(&format!(
         "telemetry: cloudwatch-metrics on: {} (OTLP, SigV4)",
@@ -810,13 +762,8 @@ async fn cloudwatch_otlp_metrics_are_signed_with_sigv4_and_carry_no_otlp_headers
         assert_eq!(status(&client, &server, "/api/activities/home").await, 200);
     }
     let server = server.stop(Duration::from_secs(20)).await;
-    assert_eq!(
-        endpoint.refused.load(std::sync::atomic::Ordering::SeqCst),
-        0,
-        "{}",
-        server.stderr()
-    );
-    let accepted = endpoint.accepted.lock().unwrap().clone();
+    assert_eq!(endpoint.refused(), 0, "{}", server.stderr());
+    let accepted = metric_exports(&endpoint);
     assert_eq!(accepted.len(), 1, "the last interval, at shutdown");
     assert!(!accepted[0].headers.contains_key("x-honeycomb-team"));
     let home = durations(&accepted[0], HOME, 200);
@@ -826,7 +773,7 @@ async fn cloudwatch_otlp_metrics_are_signed_with_sigv4_and_carry_no_otlp_headers
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cloudwatch_otlp_metrics_refused_for_a_bad_signature_are_counted() {
-    let endpoint = SignedMetricsEndpoint::start("another-secret").await;
+    let endpoint = cloudwatch_endpoint("another-secret").await;
     let server = Server::start(&cloudwatch_otlp_env(&endpoint, "100"));
     let client = reqwest::Client::new();
     assert_eq!(status(&client, &server, "/api/activities/home").await, 200);
@@ -836,7 +783,7 @@ async fn cloudwatch_otlp_metrics_refused_for_a_bad_signature_are_counted() {
             Duration::from_secs(10),
         )
         .await;
-    assert!(endpoint.refused.load(std::sync::atomic::Ordering::SeqCst) >= 1);
+    assert!(endpoint.refused() >= 1);
     let health = server.health().await;
     assert!(
         health["sinks"]["cloudwatch-metrics"]["failed"]

@@ -10,6 +10,7 @@ use std::time::Duration;
 use serde_json::Value;
 use support::otlp::{Behavior, OtlpReceiver, SPAN_KIND_SERVER};
 use support::server::Server;
+use support::sigv4::SignedEndpoint;
 use support::xray::{Datagram, XrayDaemon, all_parts};
 
 const SCHEMA: &str = include_str!("fixtures/xray-segmentdocument-schema-v1.0.0.json");
@@ -383,81 +384,26 @@ fn bad_x_ray_settings_stop_start_up() {
     }
 }
 
-/// A stand-in for X-Ray's OTLP endpoint: it recomputes each request's SigV4
-/// signature with the credentials it was given and refuses a mismatch.
-struct SignedOtlpEndpoint {
-    url: String,
-    accepted:
-        std::sync::Arc<std::sync::Mutex<Vec<opentelemetry_proto::tonic::trace::v1::ResourceSpans>>>,
-    refused: std::sync::Arc<std::sync::atomic::AtomicUsize>,
-    task: tokio::task::JoinHandle<()>,
-}
-
-impl Drop for SignedOtlpEndpoint {
-    fn drop(&mut self) {
-        self.task.abort();
-    }
-}
-
-impl SignedOtlpEndpoint {
-    async fn start(secret: &'static str) -> SignedOtlpEndpoint {
-        use axum::body::Bytes;
-        use axum::http::{HeaderMap, StatusCode};
-        use prost::Message;
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let url = format!("http://{}/v1/traces", listener.local_addr().unwrap());
-        let accepted = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
-        let refused = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
-        let app = {
-            let (url, accepted, refused) = (url.clone(), accepted.clone(), refused.clone());
-            axum::Router::new().route(
-                "/v1/traces",
-                axum::routing::post(move |headers: HeaderMap, body: Bytes| async move {
-                    let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok()).unwrap_or("").to_owned();
-                    let expected = support::sigv4::expected_authorization(
-                        "xray",
-                        secret,
-                        &url,
-                        &header("x-amz-date"),
-                        &header("content-type"),
-                        &body,
-                    );
-                    if header("authorization") != expected {
-                        refused.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-                        return StatusCode::FORBIDDEN;
-                    }
-                    let request =
-                        opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest::decode(body)
-                            .expect("OTLP protobuf");
-                    accepted.lock().unwrap().extend(request.resource_spans);
-                    StatusCode::OK
-                }),
+/// The names of the spans an X-Ray OTLP stand-in accepted.
+fn span_names(endpoint: &SignedEndpoint) -> Vec<String> {
+    use prost::Message;
+    endpoint
+        .accepted()
+        .into_iter()
+        .map(|accepted| {
+            opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest::decode(
+                accepted.body,
             )
-        };
-        let task = tokio::spawn(async move {
-            axum::serve(listener, app).await.unwrap();
-        });
-        SignedOtlpEndpoint {
-            url,
-            accepted,
-            refused,
-            task,
-        }
-    }
-
-    fn span_names(&self) -> Vec<String> {
-        self.accepted
-            .lock()
-            .unwrap()
-            .iter()
-            .flat_map(|r| r.scope_spans.iter())
-            .flat_map(|s| s.spans.iter())
-            .map(|s| s.name.clone())
-            .collect()
-    }
+            .expect("OTLP protobuf")
+        })
+        .flat_map(|request| request.resource_spans)
+        .flat_map(|r| r.scope_spans)
+        .flat_map(|s| s.spans)
+        .map(|s| s.name)
+        .collect()
 }
 
-fn otlp_mode_env<'a>(endpoint: &'a SignedOtlpEndpoint, rules: &'a str) -> Vec<(&'a str, &'a str)> {
+fn otlp_mode_env<'a>(endpoint: &'a SignedEndpoint, rules: &'a str) -> Vec<(&'a str, &'a str)> {
     vec![
         ("XRAY_MODE", "otlp"),
         ("XRAY_OTLP_ENDPOINT", endpoint.url.as_str()),
@@ -472,7 +418,7 @@ fn otlp_mode_env<'a>(endpoint: &'a SignedOtlpEndpoint, rules: &'a str) -> Vec<(&
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn otlp_mode_signs_with_sigv4() {
-    let endpoint = SignedOtlpEndpoint::start("right-secret").await;
+    let endpoint = SignedEndpoint::start("xray", "/v1/traces", "right-secret").await;
     let dir = tempfile::tempdir().unwrap();
     let rules = rules_file(&dir, 1.0);
     let server = Server::start(&otlp_mode_env(&endpoint, &rules));
@@ -481,13 +427,8 @@ async fn otlp_mode_signs_with_sigv4() {
         .unwrap();
     assert_eq!(response.status(), 200);
     let server = server.stop(Duration::from_secs(10)).await;
-    assert_eq!(
-        endpoint.refused.load(std::sync::atomic::Ordering::SeqCst),
-        0,
-        "{}",
-        server.stderr()
-    );
-    let names = endpoint.span_names();
+    assert_eq!(endpoint.refused(), 0, "{}", server.stderr());
+    let names = span_names(&endpoint);
     assert!(
         names.contains(&"GET /api/activities/home".to_owned()),
         "{names:?}"
@@ -497,7 +438,7 @@ async fn otlp_mode_signs_with_sigv4() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn otlp_mode_with_a_wrong_signature_is_refused_and_counted() {
-    let endpoint = SignedOtlpEndpoint::start("another-secret").await;
+    let endpoint = SignedEndpoint::start("xray", "/v1/traces", "another-secret").await;
     let dir = tempfile::tempdir().unwrap();
     let rules = rules_file(&dir, 1.0);
     let server = Server::start(&otlp_mode_env(&endpoint, &rules));
@@ -526,7 +467,7 @@ async fn otlp_mode_with_a_wrong_signature_is_refused_and_counted() {
             .contains("403"),
         "{report}"
     );
-    assert!(endpoint.span_names().is_empty());
+    assert!(span_names(&endpoint).is_empty());
     server.stop(Duration::from_secs(10)).await;
 }
 
