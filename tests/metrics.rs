@@ -467,6 +467,26 @@ async fn otlp_metrics_over_grpc_in_delta_send_the_last_interval_at_shutdown() {
     assert_eq!((home[0].count, home[0].temporality), (4, TEMPORALITY_DELTA));
 }
 
+/// With OTLP metrics failing: once the first failure is announced,
+/// requests are still answered, and the health check (answered) counts
+/// the failed pushes.
+async fn failing_pushes_leave_requests_alone(server: &Server) -> Value {
+    let client = reqwest::Client::new();
+    assert_eq!(status(&client, server, "/api/activities/home").await, 200);
+    server
+        .wait_for_stderr("telemetry: otlp-metrics failing:", Duration::from_secs(10))
+        .await;
+    for _ in 0..20 {
+        assert_eq!(status(&client, server, "/api/activities/home").await, 200);
+    }
+    let health = server.health().await;
+    assert!(
+        health["sinks"]["otlp-metrics"]["failed"].as_u64().unwrap() >= 1,
+        "{health}"
+    );
+    health
+}
+
 #[tokio::test]
 async fn a_metrics_receiver_that_fails_costs_requests_nothing_and_is_counted() {
     let receiver = OtlpReceiver::http(Behavior::Status(500)).await;
@@ -485,19 +505,7 @@ async fn a_metrics_receiver_that_fails_costs_requests_nothing_and_is_counted() {
             .stderr()
             .contains("telemetry: prometheus off (not in OTEL_METRICS_EXPORTER)")
     );
-    let client = reqwest::Client::new();
-    assert_eq!(status(&client, &server, "/api/activities/home").await, 200);
-    server
-        .wait_for_stderr("telemetry: otlp-metrics failing:", Duration::from_secs(10))
-        .await;
-    for _ in 0..20 {
-        assert_eq!(status(&client, &server, "/api/activities/home").await, 200);
-    }
-    let health = server.health().await;
-    assert!(
-        health["sinks"]["otlp-metrics"]["failed"].as_u64().unwrap() >= 1,
-        "{health}"
-    );
+    let health = failing_pushes_leave_requests_alone(&server).await;
     assert!(
         health["sinks"]["otlp-metrics"]["last_error"]
             .as_str()
@@ -857,19 +865,7 @@ async fn a_refused_metrics_destination_is_counted_and_shutdown_keeps_its_deadlin
         ("OTEL_METRIC_EXPORT_INTERVAL", "100"),
         ("SHUTDOWN_TIMEOUT", "2s"),
     ]);
-    let client = reqwest::Client::new();
-    assert_eq!(status(&client, &server, "/api/activities/home").await, 200);
-    server
-        .wait_for_stderr("telemetry: otlp-metrics failing:", Duration::from_secs(10))
-        .await;
-    for _ in 0..20 {
-        assert_eq!(status(&client, &server, "/api/activities/home").await, 200);
-    }
-    let health = server.health().await;
-    assert!(
-        health["sinks"]["otlp-metrics"]["failed"].as_u64().unwrap() >= 1,
-        "{health}"
-    );
+    failing_pushes_leave_requests_alone(&server).await;
     let started = std::time::Instant::now();
     let server = server.stop(Duration::from_secs(10)).await;
     assert!(
