@@ -654,41 +654,47 @@ async fn honeycomb_auth(headers: HeaderMap) -> Response {
     .into_response()
 }
 
-async fn http_export(
-    State(shared): State<Arc<Shared>>,
-    headers: HeaderMap,
+/// The body as `T` (named `what` in the refusal) when it is
+/// `application/x-protobuf` and decodes; else the refusal (415, or 400).
+fn decode_protobuf<T: prost::Message + Default>(
+    headers: &HeaderMap,
     body: Bytes,
-) -> Response {
+    what: &str,
+) -> Result<T, (StatusCode, String)> {
     let is_protobuf = headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.split(';').next())
         .is_some_and(|v| v.trim().eq_ignore_ascii_case("application/x-protobuf"));
     if !is_protobuf {
-        shared.record(&headers, None);
-        return (
+        return Err((
             StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            "expected content-type: application/x-protobuf",
-        )
-            .into_response();
+            "expected content-type: application/x-protobuf".into(),
+        ));
     }
-    let request = match ExportTraceServiceRequest::decode(body) {
-        Ok(request) => request,
-        Err(e) => {
-            shared.record(&headers, None);
-            return (
-                StatusCode::BAD_REQUEST,
-                format!("bad ExportTraceServiceRequest: {e}"),
-            )
-                .into_response();
-        }
+    T::decode(body).map_err(|e| (StatusCode::BAD_REQUEST, format!("bad {what}: {e}")))
+}
+
+/// The OTLP/HTTP answer `behavior` asks for; `success` is the protobuf
+/// response body of an accepted export.
+async fn http_answer(shared: &Shared, behavior: Behavior, success: Vec<u8>) -> Response {
+    let accepted = |status| {
+        (
+            status,
+            [(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("application/x-protobuf"),
+            )],
+            success,
+        )
+            .into_response()
     };
-    match shared.record(&headers, Some(&request)) {
-        Behavior::Accept => protobuf_success(StatusCode::OK),
+    match behavior {
+        Behavior::Accept => accepted(StatusCode::OK),
         Behavior::Status(code) => {
             let status = StatusCode::from_u16(code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
             if status.is_success() {
-                protobuf_success(status)
+                accepted(status)
             } else if status == StatusCode::TOO_MANY_REQUESTS {
                 // As the OTLP/HTTP spec has a throttling server answer.
                 (
@@ -708,17 +714,41 @@ async fn http_export(
     }
 }
 
-fn protobuf_success(status: StatusCode) -> Response {
-    let body = ExportTraceServiceResponse::default().encode_to_vec();
-    (
-        status,
-        [(
-            header::CONTENT_TYPE,
-            HeaderValue::from_static("application/x-protobuf"),
-        )],
-        body,
-    )
-        .into_response()
+/// The OTLP/gRPC answer `behavior` asks for.
+async fn grpc_answer<T: Default>(
+    shared: &Shared,
+    behavior: Behavior,
+) -> Result<tonic::Response<T>, tonic::Status> {
+    match behavior {
+        Behavior::Accept => Ok(tonic::Response::new(T::default())),
+        Behavior::Status(code) => match grpc_status(code) {
+            None => Ok(tonic::Response::new(T::default())),
+            Some(status) => Err(status),
+        },
+        Behavior::Hang => {
+            shared.hang().await;
+            Err(tonic::Status::unavailable("receiver shut down"))
+        }
+    }
+}
+
+async fn http_export(
+    State(shared): State<Arc<Shared>>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    match decode_protobuf::<ExportTraceServiceRequest>(&headers, body, "ExportTraceServiceRequest")
+    {
+        Ok(request) => {
+            let behavior = shared.record(&headers, Some(&request));
+            let success = ExportTraceServiceResponse::default().encode_to_vec();
+            http_answer(&shared, behavior, success).await
+        }
+        Err(refused) => {
+            shared.record(&headers, None);
+            refused.into_response()
+        }
+    }
 }
 
 struct GrpcTraces(Arc<Shared>);
@@ -730,17 +760,8 @@ impl TraceService for GrpcTraces {
         request: tonic::Request<ExportTraceServiceRequest>,
     ) -> Result<tonic::Response<ExportTraceServiceResponse>, tonic::Status> {
         let headers = request.metadata().clone().into_headers();
-        match self.0.record(&headers, Some(request.get_ref())) {
-            Behavior::Accept => Ok(tonic::Response::new(ExportTraceServiceResponse::default())),
-            Behavior::Status(code) => match grpc_status(code) {
-                None => Ok(tonic::Response::new(ExportTraceServiceResponse::default())),
-                Some(status) => Err(status),
-            },
-            Behavior::Hang => {
-                self.0.hang().await;
-                Err(tonic::Status::unavailable("receiver shut down"))
-            }
-        }
+        let behavior = self.0.record(&headers, Some(request.get_ref()));
+        grpc_answer(&self.0, behavior).await
     }
 }
 
@@ -871,29 +892,20 @@ async fn http_metrics(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    let request = ExportMetricsServiceRequest::decode(body).ok();
-    let behavior = shared.record_metrics(&headers, request.as_ref());
-    if request.is_none() {
-        return (StatusCode::BAD_REQUEST, "bad ExportMetricsServiceRequest").into_response();
-    }
-    match behavior {
-        Behavior::Status(code) if !(200..300).contains(&code) => {
-            let status = StatusCode::from_u16(code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-            (status, format!("injected failure (HTTP {code})")).into_response()
+    match decode_protobuf::<ExportMetricsServiceRequest>(
+        &headers,
+        body,
+        "ExportMetricsServiceRequest",
+    ) {
+        Ok(request) => {
+            let behavior = shared.record_metrics(&headers, Some(&request));
+            let success = ExportMetricsServiceResponse::default().encode_to_vec();
+            http_answer(&shared, behavior, success).await
         }
-        Behavior::Hang => {
-            shared.hang().await;
-            (StatusCode::SERVICE_UNAVAILABLE, "receiver shut down").into_response()
+        Err(refused) => {
+            shared.record_metrics(&headers, None);
+            refused.into_response()
         }
-        _ => (
-            StatusCode::OK,
-            [(
-                header::CONTENT_TYPE,
-                HeaderValue::from_static("application/x-protobuf"),
-            )],
-            ExportMetricsServiceResponse::default().encode_to_vec(),
-        )
-            .into_response(),
     }
 }
 
@@ -906,16 +918,7 @@ impl MetricsService for GrpcMetrics {
         request: tonic::Request<ExportMetricsServiceRequest>,
     ) -> Result<tonic::Response<ExportMetricsServiceResponse>, tonic::Status> {
         let headers = request.metadata().clone().into_headers();
-        match self.0.record_metrics(&headers, Some(request.get_ref())) {
-            Behavior::Status(code) => match grpc_status(code) {
-                None => Ok(tonic::Response::new(ExportMetricsServiceResponse::default())),
-                Some(status) => Err(status),
-            },
-            Behavior::Hang => {
-                self.0.hang().await;
-                Err(tonic::Status::unavailable("receiver shut down"))
-            }
-            Behavior::Accept => Ok(tonic::Response::new(ExportMetricsServiceResponse::default())),
-        }
+        let behavior = self.0.record_metrics(&headers, Some(request.get_ref()));
+        grpc_answer(&self.0, behavior).await
     }
 }
