@@ -7,7 +7,7 @@
 mod support;
 
 use std::collections::HashMap;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use serde_json::Value;
 use support::otlp::{
@@ -183,10 +183,13 @@ async fn a_trace_is_its_spans_nested_server_service_store_and_makes_no_trace_of_
 async fn a_query_agrees_with_the_otlp_receivers_copy_of_the_same_spans() {
     let receiver = OtlpReceiver::http(Behavior::Accept).await;
     let endpoint = receiver.endpoint();
+    // OTLP records every request: the explorer's traces a second, for
+    // when it alone needs spans, turns none of them away.
     let server = Server::start(&[
         ("OTEL_TRACES_EXPORTER", "otlp"),
         ("OTEL_EXPORTER_OTLP_ENDPOINT", &endpoint),
         ("OTEL_BSP_SCHEDULE_DELAY", "20"),
+        ("TRACE_EXPLORER_TRACES_PER_SECOND", "1"),
     ]);
     let mut ids = Vec::new();
     for round in 0..12 {
@@ -195,7 +198,8 @@ async fn a_query_agrees_with_the_otlp_receivers_copy_of_the_same_spans() {
             ids.push(traced(&server, "/api/activities/@andrewbrown").await);
         }
     }
-    listing(&server, "", &ids).await;
+    let list = listing(&server, "", &ids).await;
+    assert_eq!(list["recorded"]["unrecorded_requests"], 0, "{list:#}");
     let received = receiver
         .wait_for_spans_where(
             |spans| {
@@ -456,4 +460,95 @@ async fn what_it_keeps_is_bounded_and_the_oldest_traces_leave_whole() {
     }
     let (status, _) = get(&server, &format!("/_explorer/api/traces/{}", ids[0])).await;
     assert_eq!(status, 404);
+}
+
+/// Requests `path` (a create when `body` is given); answers the trace id
+/// the answer names, `None` when it names none (the request made no span).
+async fn maybe_traced(server: &Server, path: &str, body: Option<Value>) -> Option<String> {
+    let client = reqwest::Client::new();
+    let request = match body {
+        Some(body) => client.post(server.url(path)).json(&body),
+        None => client.get(server.url(path)),
+    };
+    let response = request.send().await.unwrap();
+    assert_eq!(response.status(), 200, "{path}");
+    response
+        .headers()
+        .contains_key("x-amzn-trace-id")
+        .then(|| answered_trace_id(&response))
+}
+
+#[tokio::test]
+async fn alone_it_records_its_requests_a_second_and_the_rest_make_no_span() {
+    let server = Server::start(&[("TRACE_EXPLORER_TRACES_PER_SECOND", "3")]);
+    let create = || Some(serde_json::json!({"message": "gated", "ttl": "1-hour"}));
+    let began = Instant::now();
+    let began_unix_ms = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_secs_f64()
+        * 1000.0;
+    let (mut kept, mut reads_away, mut creates_away) = (Vec::new(), 0, 0);
+    // Reads make their store spans on the request's thread, creates on the
+    // writer's: neither may leave a span behind when turned away.
+    while reads_away < 4 || creates_away < 4 {
+        assert!(
+            began.elapsed() < Duration::from_secs(30),
+            "never turned away"
+        );
+        match maybe_traced(&server, "/api/activities/home", None).await {
+            Some(id) => kept.push(id),
+            None => reads_away += 1,
+        }
+        match maybe_traced(&server, "/api/activities", create()).await {
+            Some(id) => kept.push(id),
+            None => creates_away += 1,
+        }
+    }
+    let seconds = began.elapsed().as_secs() + 1;
+    assert!(kept.len() as u64 <= 3 * (seconds + 1), "{kept:?}");
+    // Once a new second admits a request, every span of the requests
+    // before it is queued ahead of its own.
+    let last = loop {
+        if let Some(id) = maybe_traced(&server, "/api/activities/home", None).await {
+            break id;
+        }
+        reads_away += 1;
+    };
+    kept.push(last.clone());
+    let list = listing(&server, "", std::slice::from_ref(&last)).await;
+    // Every trace listed since the requests began is a whole request kept
+    // (or a readiness check): no turned-away request left spans that would
+    // list as a trace of their own. Before them, the start-up's.
+    for trace in list["traces"].as_array().unwrap() {
+        if trace["start_unix_ms"].as_f64().unwrap() < began_unix_ms {
+            continue;
+        }
+        let id = trace["trace_id"].as_str().unwrap();
+        assert!(
+            !trace["status_code"].is_null(),
+            "a span with no request: {list:#}"
+        );
+        assert!(
+            kept.iter().any(|k| k == id) || trace["route"] == "/api/health-check",
+            "{trace}"
+        );
+    }
+    let away = list["recorded"]["unrecorded_requests"].as_u64().unwrap();
+    assert!(away >= reads_away + creates_away, "{list:#}");
+    assert_eq!(list["recorded"]["traces_per_second"], 3);
+    // A kept create has its store spans, made on the writer's thread.
+    let create = listed(&list)
+        .into_iter()
+        .find(|id| {
+            list["traces"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|t| t["trace_id"] == id.as_str() && t["route"] == "/api/activities")
+        })
+        .expect("a create kept");
+    let (_, trace) = get(&server, &format!("/_explorer/api/traces/{create}")).await;
+    let spans = trace["spans"].as_array().unwrap();
+    assert!(spans.iter().any(|s| s["kind"] == "client"), "{trace:#}");
 }

@@ -207,6 +207,14 @@ fn bad_settings_stop_start_up_with_one_line_naming_the_variable() {
             vec![("TRACE_EXPLORER_MAX_BYTES", "lots")],
             "TRACE_EXPLORER_MAX_BYTES=\"lots\" is invalid",
         ),
+        (
+            vec![("TRACE_EXPLORER_TRACES_PER_SECOND", "0")],
+            "TRACE_EXPLORER_TRACES_PER_SECOND=\"0\" is invalid",
+        ),
+        (
+            vec![("TRACE_EXPLORER_TRACES_PER_SECOND", "-5")],
+            "TRACE_EXPLORER_TRACES_PER_SECOND=\"-5\" is invalid",
+        ),
     ];
     for (env, expected) in cases {
         let (code, _, stderr) = run_to_end(&env, &[]);

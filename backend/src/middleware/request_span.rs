@@ -14,8 +14,8 @@ use axum::middleware::Next;
 use axum::response::Response;
 use http::header::{HOST, USER_AGENT};
 use opentelemetry::KeyValue;
-use tracing::Instrument;
 use tracing::field::Empty;
+use tracing::{Instrument, Span};
 
 use crate::error::InternalCause;
 use crate::telemetry::scrub::scrub_query;
@@ -101,26 +101,32 @@ pub async fn trace_request(
     };
     let user_agent = header_text(&request, USER_AGENT).to_owned();
     let client = client_address(&request);
-    let span = tracing::info_span!(
-        "request",
-        otel.name = method.as_str(),
-        otel.kind = "server",
-        http.request.method = method.as_str(),
-        url.path = path.as_str(),
-        url.scheme = scheme,
-        server.address = server_address,
-        server.port = server_port,
-        client.address = client.as_str(),
-        user_agent.original = user_agent.as_str(),
-        network.protocol.version = protocol_version(&request),
-        http.method = Empty,
-        http.target = Empty,
-        http.scheme = Empty,
-        http.host = Empty,
-        http.user_agent = Empty,
-        http.flavor = Empty,
-        http.client_ip = Empty,
-    );
+    // A request the one sink needing spans turns away records none at all.
+    let recorded = settings.gate.as_ref().is_none_or(|gate| gate.admit());
+    let span = if recorded {
+        tracing::info_span!(
+            "request",
+            otel.name = method.as_str(),
+            otel.kind = "server",
+            http.request.method = method.as_str(),
+            url.path = path.as_str(),
+            url.scheme = scheme,
+            server.address = server_address,
+            server.port = server_port,
+            client.address = client.as_str(),
+            user_agent.original = user_agent.as_str(),
+            network.protocol.version = protocol_version(&request),
+            http.method = Empty,
+            http.target = Empty,
+            http.scheme = Empty,
+            http.host = Empty,
+            http.user_agent = Empty,
+            http.flavor = Empty,
+            http.client_ip = Empty,
+        )
+    } else {
+        Span::none()
+    };
     if settings.http_dup_semconv {
         span.record("http.method", method.as_str());
         // The query as the client sent it, but for secret parameters' values.
@@ -166,7 +172,11 @@ pub async fn trace_request(
     // The instrumented future keeps the span for afterwards: a clone would
     // cost a reference count, and a trip through every layer when dropped.
     let mut handled = std::pin::pin!(next.run(request).instrument(span));
-    let mut response = handled.as_mut().await;
+    let mut response = if recorded {
+        handled.as_mut().await
+    } else {
+        spans::without_spans(handled.as_mut()).await
+    };
     let span = handled.span();
 
     let status = response.status();

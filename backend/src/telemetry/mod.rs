@@ -164,7 +164,14 @@ fn resource(config: &TelemetryConfig) -> Resource {
 /// what the app needs.
 fn install(parts: Vec<SinkParts>, config: &TelemetryConfig) -> Result<Telemetry, TelemetryError> {
     // Log lines and error reports carry trace ids only where spans are recorded.
-    let traced = parts.iter().any(SinkParts::needs_spans);
+    let needing: Vec<&SinkParts> = parts.iter().filter(|part| part.needs_spans()).collect();
+    let traced = !needing.is_empty();
+    // A sink's gate decides which requests record spans only where that
+    // sink alone needs them: any other needs every request's.
+    let gate = match needing.as_slice() {
+        [only] => only.gate.clone(),
+        _ => None,
+    };
     let mut sampler: Box<dyn ShouldSample> = Box::new(sampler(config));
     let mut span_sinks = Vec::new();
     let mut log_layers = Vec::new();
@@ -175,8 +182,10 @@ fn install(parts: Vec<SinkParts>, config: &TelemetryConfig) -> Result<Telemetry,
     let mut health_watches = Vec::new();
     let mut routes = OpenApiRouter::default();
     let mut untraced_routes = OpenApiRouter::default();
+    let gated = gate.is_some();
     let mut requests = RequestTelemetry {
         http_dup_semconv: config.http_dup_semconv(),
+        gate,
         ..RequestTelemetry::default()
     };
     for part in parts {
@@ -229,6 +238,7 @@ fn install(parts: Vec<SinkParts>, config: &TelemetryConfig) -> Result<Telemetry,
     tracing_subscriber::registry()
         .with(log_layers)
         .with(span_layer)
+        .with(gated.then_some(spans::UnrecordedGate))
         .try_init()
         .map_err(|_| TelemetryError::AlreadyInstalled)?;
     let health = Health::new(entries);

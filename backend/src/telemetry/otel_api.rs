@@ -85,13 +85,19 @@ impl TracerProvider for Provider {
 }
 
 /// The SDK's tracer, except that a span without an OpenTelemetry parent
-/// gets the current `tracing` span as its parent.
+/// gets the current `tracing` span as its parent, and a span made in a
+/// request that records none is non-recording.
 struct BridgedTracer(SdkTracer);
 
 impl Tracer for BridgedTracer {
     type Span = Span;
 
     fn build_with_context(&self, builder: SpanBuilder, parent: &Context) -> Span {
+        if spans::unrecorded() {
+            return self
+                .0
+                .build_with_context(builder, &parent.with_telemetry_suppressed());
+        }
         if parent.has_active_span() {
             return self.0.build_with_context(builder, parent);
         }
@@ -101,5 +107,24 @@ impl Tracer for BridgedTracer {
                 .build_with_context(builder, &parent.with_remote_span_context(current)),
             None => self.0.build_with_context(builder, parent),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use opentelemetry::trace::{Span as _, Tracer as _, TracerProvider as _};
+    use opentelemetry_sdk::trace::{Sampler, SdkTracerProvider};
+
+    use super::*;
+
+    #[tokio::test]
+    async fn a_span_made_in_a_request_that_records_none_does_not_record() {
+        let provider = SdkTracerProvider::builder()
+            .with_sampler(Sampler::AlwaysOn)
+            .build();
+        let tracer = BridgedTracer(provider.tracer("lib"));
+        assert!(tracer.start("lib.work").is_recording());
+        let inside = spans::without_spans(async { tracer.start("lib.work").is_recording() });
+        assert!(!inside.await);
     }
 }

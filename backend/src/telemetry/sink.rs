@@ -209,6 +209,14 @@ pub trait LogLines: Send + Sync {
     fn write(&self, timestamp_ms: i64, line: String);
 }
 
+/// Decides, as a request begins, whether it records spans at all: offered
+/// by a sink that keeps only some requests' traces (the trace explorer,
+/// under load). It applies only when that sink is the one that needs spans;
+/// a request it turns away makes no span (see `spans::without_spans`).
+pub trait RecordGate: Send + Sync {
+    fn admit(&self) -> bool;
+}
+
 /// A sink's part in every request (Rollbar's error reports), run by the
 /// request middleware inside the request's server span.
 pub trait RequestHook: Send + Sync {
@@ -281,6 +289,9 @@ pub struct RequestTelemetry {
     pub hooks: Arc<[Arc<dyn RequestHook>]>,
     /// Each request's duration and status, and the requests in flight.
     pub meter: Option<Arc<dyn RequestMeter>>,
+    /// Whether a request records spans, when one sink alone needs them and
+    /// keeps only some (see [`RecordGate`]); `None`: every request does.
+    pub gate: Option<Arc<dyn RecordGate>>,
 }
 
 impl Default for RequestTelemetry {
@@ -290,6 +301,7 @@ impl Default for RequestTelemetry {
             answer_sampled: SpanContext::is_sampled,
             hooks: Arc::new([]),
             meter: None,
+            gate: None,
         }
     }
 }
@@ -371,6 +383,8 @@ pub struct SinkParts {
     pub feeds: bool,
     pub logs: Option<LogLayer>,
     pub spans: Option<Arc<dyn SpanSink>>,
+    /// Which requests record spans, when this sink alone needs them.
+    pub gate: Option<Arc<dyn RecordGate>>,
     pub sampler: Option<SamplerWrap>,
     pub answer_sampled: Option<fn(&SpanContext) -> bool>,
     pub request_hook: Option<Arc<dyn RequestHook>>,
@@ -424,6 +438,7 @@ impl SinkParts {
             feeds: false,
             logs: None,
             spans: None,
+            gate: None,
             sampler: None,
             answer_sampled: None,
             request_hook: None,
@@ -448,6 +463,11 @@ impl SinkParts {
 
     pub fn with_spans(mut self, sink: Arc<dyn SpanSink>) -> Self {
         self.spans = Some(sink);
+        self
+    }
+
+    pub fn with_gate(mut self, gate: Arc<dyn RecordGate>) -> Self {
+        self.gate = Some(gate);
         self
     }
 

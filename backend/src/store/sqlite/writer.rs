@@ -19,10 +19,10 @@ use std::sync::{Arc, Mutex, PoisonError};
 
 use rusqlite::Connection;
 use tokio::sync::oneshot;
-use tracing::Span;
 
 use super::{StoreError, shared_error, store_error};
 use crate::store::StoreResult;
+use crate::telemetry::spans::Caller;
 
 /// The most writes one transaction commits.
 const MAX_BATCH: usize = 64;
@@ -94,11 +94,11 @@ where
     F: FnOnce(&mut Connection) -> rusqlite::Result<T> + Send + 'static,
 {
     let (answer, answered) = oneshot::channel();
-    let span = Span::current();
+    let caller = Caller::current();
     let run = move |conn: &mut Connection| -> Answer {
         // A panicking write must not end the thread every write needs;
         // its savepoint rolls back as it unwinds.
-        let result = catch_unwind(AssertUnwindSafe(|| span.in_scope(|| work(conn))))
+        let result = catch_unwind(AssertUnwindSafe(|| caller.in_scope(|| work(conn))))
             .unwrap_or_else(|_| Err(panicked()));
         Box::new(move |commit_failed: Option<&rusqlite::Error>| {
             let result = match commit_failed {

@@ -18,8 +18,10 @@ use utoipa_axum::routes;
 
 use super::buffer::Buffer;
 use super::links::LinkMaker;
+use super::reservoir::Reservoir;
 use super::views::{
-    self, ListFilter, MAX_BUCKETS, MAX_LIMIT, QueryAnswer, QueryParams, TraceList, TraceView,
+    self, ListFilter, MAX_BUCKETS, MAX_LIMIT, QueryAnswer, QueryParams, Recorded, TraceList,
+    TraceView,
 };
 use crate::error::{ApiError, ApiPath};
 use crate::openapi::TELEMETRY;
@@ -30,6 +32,7 @@ const NO_SUCH_TRACE: &str = "no such trace in the explorer (never seen, or evict
 struct Explorer {
     buffer: Arc<Mutex<Buffer>>,
     links: LinkMaker,
+    reservoir: Arc<Reservoir>,
 }
 
 impl Explorer {
@@ -50,7 +53,11 @@ fn within(name: &str, value: Option<usize>, most: usize) -> Result<(), ApiError>
     }
 }
 
-pub fn routes(buffer: Arc<Mutex<Buffer>>, links: LinkMaker) -> OpenApiRouter {
+pub fn routes(
+    buffer: Arc<Mutex<Buffer>>,
+    links: LinkMaker,
+    reservoir: Arc<Reservoir>,
+) -> OpenApiRouter {
     OpenApiRouter::new()
         .routes(routes!(bare))
         .routes(routes!(page))
@@ -59,7 +66,11 @@ pub fn routes(buffer: Arc<Mutex<Buffer>>, links: LinkMaker) -> OpenApiRouter {
         .routes(routes!(list))
         .routes(routes!(trace))
         .routes(routes!(query))
-        .with_state(Arc::new(Explorer { buffer, links }))
+        .with_state(Arc::new(Explorer {
+            buffer,
+            links,
+            reservoir,
+        }))
 }
 
 /// Only this origin's scripts and styles; no frames; links leak no path.
@@ -156,7 +167,11 @@ async fn list(
 ) -> Result<Json<TraceList>, ApiError> {
     let Query(filter) = filter?;
     within("limit", filter.limit, MAX_LIMIT)?;
-    Ok(Json(views::list(&explorer.buffer(), &filter)))
+    let recorded = Recorded {
+        traces_per_second: explorer.reservoir.per_second(),
+        unrecorded_requests: explorer.reservoir.turned_away(),
+    };
+    Ok(Json(views::list(&explorer.buffer(), &filter, recorded)))
 }
 
 #[derive(Deserialize, IntoParams)]

@@ -11,6 +11,7 @@
 mod api;
 mod buffer;
 mod links;
+mod reservoir;
 mod views;
 
 use std::sync::{Arc, Mutex};
@@ -21,6 +22,7 @@ use clap::builder::BoolishValueParser;
 
 use self::buffer::{Buffer, Limits};
 use self::links::LinkMaker;
+use self::reservoir::Reservoir;
 use super::queue::{self, QueueConfig, QueueSender, SendError, Sink, SinkStats};
 use super::sink::{Shared, SharedSpan, SinkParts, SpanSink, TelemetryError};
 use crate::config::TelemetryConfig;
@@ -38,6 +40,9 @@ pub struct ExplorerSettings {
     /// Bytes of spans the trace explorer keeps at most (`32MiB`, `512KiB`)
     #[arg(long = "trace-explorer-max-bytes", env = "TRACE_EXPLORER_MAX_BYTES", value_name = "TRACE_EXPLORER_MAX_BYTES", default_value = "32MiB", value_parser = parse_bytes)]
     pub max_bytes: usize,
+    /// Requests a second the trace explorer records when it alone needs spans (no trace or log sink on); past it a request makes no span
+    #[arg(long = "trace-explorer-traces-per-second", env = "TRACE_EXPLORER_TRACES_PER_SECOND", value_name = "TRACE_EXPLORER_TRACES_PER_SECOND", default_value_t = 100, value_parser = clap::value_parser!(u32).range(1..))]
+    pub traces_per_second: u32,
 }
 
 impl ExplorerSettings {
@@ -114,9 +119,10 @@ pub fn start(config: &TelemetryConfig, shared: &Shared) -> Result<SinkParts, Tel
         )
     };
     eprintln!(
-        "telemetry: trace explorer on at /_explorer/ (keeps {} spans, {:.1} MiB at most, in memory{exposed})",
+        "telemetry: trace explorer on at /_explorer/ (keeps {} spans, {:.1} MiB at most, in memory; records {} requests a second at most when alone{exposed})",
         limits.spans,
-        limits.bytes as f64 / f64::from(1 << 20)
+        limits.bytes as f64 / f64::from(1 << 20),
+        settings.traces_per_second
     );
     let buffer = Arc::new(Mutex::new(Buffer::new(limits)));
     let keeper = Keeper(Arc::clone(&buffer));
@@ -130,7 +136,9 @@ pub fn start(config: &TelemetryConfig, shared: &Shared) -> Result<SinkParts, Tel
         || Ok::<_, TelemetryError>(keeper),
     )?;
     let links = LinkMaker::new(config, shared);
+    let reservoir = Arc::new(Reservoir::new(settings.traces_per_second));
     Ok(SinkParts::on(spans.clone())
         .with_spans(Arc::new(ExplorerSpans(spans)))
-        .with_untraced_routes(api::routes(buffer, links)))
+        .with_gate(Arc::clone(&reservoir) as _)
+        .with_untraced_routes(api::routes(buffer, links, reservoir)))
 }

@@ -85,6 +85,16 @@ pub struct Buffered {
     pub evicted_traces: u64,
 }
 
+/// How many requests the explorer records when it alone needs spans.
+#[derive(Debug, Clone, Copy, Serialize, ToSchema)]
+pub struct Recorded {
+    /// `TRACE_EXPLORER_TRACES_PER_SECOND`: past it, in a second, a request
+    /// makes no span, when no other sink needs spans.
+    pub traces_per_second: u32,
+    /// Requests not recorded for that since the start.
+    pub unrecorded_requests: u64,
+}
+
 /// `GET /_explorer/api/traces`.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct TraceList {
@@ -93,6 +103,7 @@ pub struct TraceList {
     /// Every root `http.route` kept, sorted.
     pub routes: Vec<String>,
     pub buffered: Buffered,
+    pub recorded: Recorded,
     /// What the page says about the data it shows.
     pub notice: &'static str,
 }
@@ -200,7 +211,7 @@ fn matches(filter: &ListFilter, kept: &Kept, summary: &TraceSummary) -> bool {
 }
 
 /// The traces that pass `filter`, newest first.
-pub fn list(buffer: &Buffer, filter: &ListFilter) -> TraceList {
+pub fn list(buffer: &Buffer, filter: &ListFilter, recorded: Recorded) -> TraceList {
     let mut routes: Vec<String> = Vec::new();
     let mut traces: Vec<TraceSummary> = buffer
         .traces()
@@ -227,6 +238,7 @@ pub fn list(buffer: &Buffer, filter: &ListFilter) -> TraceList {
             max_spans: buffer.limits().spans,
             evicted_traces: counts.evicted_traces,
         },
+        recorded,
         notice: NOTICE,
     }
 }
@@ -687,7 +699,11 @@ mod tests {
 
     #[test]
     fn the_list_is_newest_first_with_each_root_summed_up() {
-        let list = list(&buffer(), &ListFilter::default());
+        let recorded = Recorded {
+            traces_per_second: 100,
+            unrecorded_requests: 7,
+        };
+        let list = list(&buffer(), &ListFilter::default(), recorded);
         assert_eq!(ids(&list), [id(4), id(3), id(2), id(1)]);
         let newest = &list.traces[0];
         assert_eq!(newest.name, "GET /show");
@@ -701,12 +717,17 @@ mod tests {
         assert_eq!(list.routes, ["/home", "/show"]);
         assert_eq!(list.buffered.traces, 4);
         assert_eq!(list.buffered.spans, 12);
+        assert_eq!(list.recorded.unrecorded_requests, 7);
     }
 
     #[test]
     fn the_list_filters_by_route_status_duration_and_attribute() {
         let buffer = buffer();
-        let with = |filter: ListFilter| ids(&list(&buffer, &filter));
+        let recorded = Recorded {
+            traces_per_second: 100,
+            unrecorded_requests: 0,
+        };
+        let with = |filter: ListFilter| ids(&list(&buffer, &filter, recorded));
         let route = |r: &str| Some(r.to_owned());
         assert_eq!(
             with(ListFilter {

@@ -45,10 +45,12 @@ mod fields;
 mod handle;
 #[cfg(test)]
 mod tests;
+mod unrecorded;
 
 pub use self::handle::{
     Answer, add_event, record_answer, span_context, start_root, with_root_extensions,
 };
+pub use self::unrecorded::{Caller, UnrecordedGate, unrecorded, without_spans};
 
 use self::fields::{Fields, Owner};
 use super::ids::XrayIdGenerator;

@@ -256,6 +256,11 @@ async function tracesView(params, stale, refocus) {
   summary.className = 'summary';
   summary.textContent = `Showing ${traces.length} trace${traces.length === 1 ? '' : 's'}, newest first. `
     + `Buffer: ${b.traces ?? '?'} traces, ${b.spans ?? '?'} of at most ${b.max_spans ?? '?'} spans, ${b.evicted_traces ?? 0} traces evicted.`;
+  const r = data.recorded || {};
+  if (r.unrecorded_requests) {
+    summary.textContent += ` Recording at most ${r.traces_per_second} requests a second (TRACE_EXPLORER_TRACES_PER_SECOND, as no other sink records spans): `
+      + `${r.unrecorded_requests} request${r.unrecorded_requests === 1 ? ' was' : 's were'} not recorded.`;
+  }
   if (!traces.length) {
     const filtered = TRACE_FILTERS.some((n) => value(n));
     results.replaceChildren(el('p', { class: 'empty', text: filtered && b.traces
