@@ -76,15 +76,19 @@ pub struct Recording {
     dropped_events: u32,
     links: Vec<Link>,
     status: Status,
+    /// Whether a sink takes spans at all (see [`SpanLayer`]'s `keeps`).
+    kept: bool,
 }
 
 impl Recording {
-    /// Whether fields and events are worth keeping: the span is sampled, or
-    /// its root has not decided yet.
+    /// Whether fields and events are worth keeping: a sink takes spans, and
+    /// the span is sampled or its root has not decided yet.
     fn recording(&self) -> bool {
-        self.decision
-            .as_ref()
-            .is_none_or(|(flags, _)| flags.is_sampled())
+        self.kept
+            && self
+                .decision
+                .as_ref()
+                .is_none_or(|(flags, _)| flags.is_sampled())
     }
 
     fn span_context(&self) -> SpanContext {
@@ -136,6 +140,12 @@ pub struct SpanLayer {
     sampler: Arc<dyn ShouldSample>,
     router: Arc<SpanRouter>,
     scope: InstrumentationScope,
+    /// Whether any sink takes spans. With none (log lines and error
+    /// reports alone need spans, for their ids: CloudWatch Logs or the
+    /// console's logs alone, as in `cargo run`), a span keeps its ids and
+    /// its trace's decision, and no field, event or link becomes an
+    /// attribute that nobody would read.
+    keeps: bool,
 }
 
 impl SpanLayer {
@@ -143,6 +153,7 @@ impl SpanLayer {
         SpanLayer {
             ids: XrayIdGenerator::default(),
             sampler,
+            keeps: !router.is_empty(),
             router,
             scope: InstrumentationScope::builder(env!("CARGO_PKG_NAME")).build(),
         }
@@ -220,9 +231,10 @@ where
             .filter(|_| remote.is_none())
             .map(|sc| (sc.trace_flags(), sc.trace_state().clone()));
         let mut fields = Fields::default();
-        if decision
-            .as_ref()
-            .is_none_or(|(flags, _)| flags.is_sampled())
+        if self.keeps
+            && decision
+                .as_ref()
+                .is_none_or(|(flags, _)| flags.is_sampled())
         {
             fields.attributes.reserve_exact(meta.fields().len());
             attrs.record(&mut fields);
@@ -245,6 +257,7 @@ where
             dropped_events: 0,
             links: Vec::new(),
             status: fields.status.unwrap_or(Status::Unset),
+            kept: self.keeps,
         };
         if let Some(caller) = &remote {
             self.decide(&mut recording, Some(caller));

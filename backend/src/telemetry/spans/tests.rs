@@ -177,6 +177,46 @@ fn an_unsampled_trace_has_ids_but_exports_nothing() {
 }
 
 #[test]
+fn with_no_sink_taking_spans_a_span_keeps_its_ids_and_nothing_else() {
+    let layer = SpanLayer::new(Arc::new(Sampler::AlwaysOn), Arc::default());
+    let subscriber = tracing_subscriber::registry().with(layer);
+    tracing::subscriber::with_default(subscriber, || {
+        let root = tracing::info_span!("request", http.request.method = "GET");
+        let started = start_root(&root, None, None).expect("the layer records the span");
+        assert!(started.is_valid() && started.is_sampled());
+        root.in_scope(|| {
+            let child = tracing::info_span!("child", field = "unkept", later = Empty);
+            child.record("later", 7);
+            child.in_scope(|| tracing::error!(detail = "unkept", "failed"));
+            let context = span_context(&child).expect("the child has ids");
+            assert_eq!(context.trace_id(), started.trace_id());
+            assert!(context.is_sampled());
+            let kept = handle::with_recording(&child, |_, recording| {
+                (
+                    recording.attributes.len(),
+                    recording.events.len(),
+                    recording.status.clone(),
+                )
+            });
+            assert_eq!(kept, Some((0, 0, Status::Unset)));
+        });
+        record_answer(
+            &root,
+            &Answer {
+                method: "GET",
+                route: Some("/home"),
+                status: http::StatusCode::INTERNAL_SERVER_ERROR,
+                old_status_name: false,
+            },
+        );
+        let kept = handle::with_recording(&root, |_, recording| {
+            (recording.attributes.len(), recording.name.clone())
+        });
+        assert_eq!(kept, Some((0, Cow::Borrowed("request"))));
+    });
+}
+
+#[test]
 fn a_root_joins_the_callers_trace() {
     let remote = SpanContext::new(
         TraceId::from(0x1234),
