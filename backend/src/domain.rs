@@ -36,7 +36,16 @@ pub fn api_time(at: DateTime<Utc>) -> String {
 }
 
 /// `2026-11-21T10:00:00.123456+00:00`
-const API_TIME_LEN: usize = 32;
+pub const API_TIME_LEN: usize = 32;
+
+/// A timestamp as log lines spell it, `2026-11-21T10:00:00.123456Z`
+/// (chrono's `to_rfc3339_opts(Micros, true)`), written into `text` as the
+/// API's is; `None` for the times chrono spells differently.
+pub fn log_time_into(at: DateTime<Utc>, text: &mut [u8; API_TIME_LEN]) -> Option<&str> {
+    api_time_into(at, text)?;
+    text[26] = b'Z';
+    std::str::from_utf8(&text[..27]).ok()
+}
 
 /// A timestamp as the API spells it, written into `text` digit by digit:
 /// every feed item carries two, and chrono's general formatter cost a
@@ -286,6 +295,10 @@ mod tests {
         fn api_times_are_spelled_as_chrono_spells_them(micros in -70_000_000_000_000_000i64..300_000_000_000_000_000) {
             let at = DateTime::from_timestamp_micros(micros).unwrap();
             proptest::prop_assert_eq!(api_time(at), at.to_rfc3339_opts(SecondsFormat::Micros, false));
+            let mut text = [0; API_TIME_LEN];
+            if let Some(logged) = log_time_into(at, &mut text) {
+                proptest::prop_assert_eq!(logged, at.to_rfc3339_opts(SecondsFormat::Micros, true));
+            }
         }
     }
 

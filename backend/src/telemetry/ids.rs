@@ -48,9 +48,43 @@ fn put_xray_trace_id(out: &mut [u8], trace_id: TraceId) {
 
 /// The X-Ray spelling of a trace id: `1-5759e988-bd862e3fe1be46a994272793`.
 pub fn xray_trace_id(trace_id: TraceId) -> String {
-    let mut text = [0; XRAY_TRACE_ID_LEN];
-    put_xray_trace_id(&mut text, trace_id);
-    text.iter().copied().map(char::from).collect()
+    IdsText::new(trace_id, SpanId::INVALID)
+        .xray_trace_id()
+        .to_owned()
+}
+
+/// A trace id, a span id and the X-Ray trace id as text, written into one
+/// buffer: every log line carries all three, and formatting them
+/// (`{:032x}`, `{:016x}`, a `String` each) cost a line 2.7k instructions.
+pub struct IdsText([u8; 32 + 16 + XRAY_TRACE_ID_LEN]);
+
+impl IdsText {
+    pub fn new(trace_id: TraceId, span_id: SpanId) -> Self {
+        let mut text = [0; 32 + 16 + XRAY_TRACE_ID_LEN];
+        put_hex(&mut text[..32], &trace_id.to_bytes());
+        put_hex(&mut text[32..48], &span_id.to_bytes());
+        put_xray_trace_id(&mut text[48..], trace_id);
+        IdsText(text)
+    }
+
+    fn part(&self, range: std::ops::Range<usize>) -> &str {
+        std::str::from_utf8(&self.0[range]).expect("hex digits and dashes are ASCII")
+    }
+
+    /// 32 lowercase hex digits.
+    pub fn trace_id(&self) -> &str {
+        self.part(0..32)
+    }
+
+    /// 16 lowercase hex digits.
+    pub fn span_id(&self) -> &str {
+        self.part(32..48)
+    }
+
+    /// `1-{8 hex}-{24 hex}`.
+    pub fn xray_trace_id(&self) -> &str {
+        self.part(48..48 + XRAY_TRACE_ID_LEN)
+    }
 }
 
 /// The `X-Amzn-Trace-Id` answer: `Root={X-Ray trace id};Parent={span id};Sampled={0|1}`,
@@ -105,5 +139,15 @@ mod tests {
             "Root=1-00000000-00000000000000000000000f;Parent=00000000000000a0;Sampled=0"
         );
         assert_eq!(xray_trace_id(trace), "1-5759e988-bd862e3fe1be46a994272793");
+    }
+
+    #[test]
+    fn ids_as_text_are_the_formatted_ids() {
+        let trace = TraceId::from_hex("0059e988bd862e3fe1be46a99427279f").unwrap();
+        let span = SpanId::from_hex("03995c3f42cd8ad0").unwrap();
+        let text = IdsText::new(trace, span);
+        assert_eq!(text.trace_id(), format!("{trace:032x}"));
+        assert_eq!(text.span_id(), format!("{span:016x}"));
+        assert_eq!(text.xray_trace_id(), "1-0059e988-bd862e3fe1be46a99427279f");
     }
 }

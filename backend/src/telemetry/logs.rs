@@ -4,27 +4,36 @@
 use std::fmt::{self, Write as _};
 
 use chrono::{DateTime, SecondsFormat, Utc};
-use opentelemetry::trace::TraceId;
-use serde_json::{Map, Value};
+use opentelemetry::trace::{SpanId, TraceId};
+use serde::{Serialize, Serializer};
+use serde_json::Value;
 use tracing::field::{Field, Visit};
 use tracing::{Event, Level, Subscriber};
 use tracing_subscriber::layer::Context;
 use tracing_subscriber::registry::LookupSpan;
 
-use super::ids::xray_trace_id;
+use super::ids::IdsText;
 use super::spans::Recording;
+use crate::domain::{API_TIME_LEN, log_time_into};
 
 /// The trace a log event belongs to.
 pub struct TraceIds {
     pub trace_id: TraceId,
-    pub span_id: opentelemetry::trace::SpanId,
+    pub span_id: SpanId,
 }
 
-/// Collects an event's message and fields.
+/// Collects an event's message and fields: each field under its name as
+/// tracing spells it (`&'static`), not copied into a `String` key of a map.
 #[derive(Default)]
 struct Fields {
     message: String,
-    fields: Map<String, Value>,
+    fields: Vec<(&'static str, Value)>,
+}
+
+impl Fields {
+    fn put(&mut self, field: &Field, value: Value) {
+        self.fields.push((field.name(), value));
+    }
 }
 
 impl Visit for Fields {
@@ -32,29 +41,24 @@ impl Visit for Fields {
         if field.name() == "message" {
             self.message = value.to_owned();
         } else {
-            self.fields
-                .insert(field.name().to_owned(), Value::from(value));
+            self.put(field, Value::from(value));
         }
     }
 
     fn record_i64(&mut self, field: &Field, value: i64) {
-        self.fields
-            .insert(field.name().to_owned(), Value::from(value));
+        self.put(field, Value::from(value));
     }
 
     fn record_u64(&mut self, field: &Field, value: u64) {
-        self.fields
-            .insert(field.name().to_owned(), Value::from(value));
+        self.put(field, Value::from(value));
     }
 
     fn record_f64(&mut self, field: &Field, value: f64) {
-        self.fields
-            .insert(field.name().to_owned(), Value::from(value));
+        self.put(field, Value::from(value));
     }
 
     fn record_bool(&mut self, field: &Field, value: bool) {
-        self.fields
-            .insert(field.name().to_owned(), Value::from(value));
+        self.put(field, Value::from(value));
     }
 
     fn record_debug(&mut self, field: &Field, value: &dyn fmt::Debug) {
@@ -62,9 +66,17 @@ impl Visit for Fields {
         if field.name() == "message" {
             self.message = text;
         } else {
-            self.fields
-                .insert(field.name().to_owned(), Value::from(text));
+            self.put(field, Value::from(text));
         }
+    }
+}
+
+/// Fields as a JSON object, in their order (sorted by name).
+struct FieldMap<'a>(&'a [(&'static str, Value)]);
+
+impl Serialize for FieldMap<'_> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_map(self.0.iter().map(|(key, value)| (key, value)))
     }
 }
 
@@ -75,7 +87,8 @@ pub struct LogRecord {
     pub level: Level,
     pub target: &'static str,
     pub message: String,
-    pub fields: Map<String, Value>,
+    /// Sorted by name (a field named twice keeps both).
+    pub fields: Vec<(&'static str, Value)>,
     pub ids: Option<TraceIds>,
 }
 
@@ -87,6 +100,7 @@ impl LogRecord {
     {
         let mut fields = Fields::default();
         event.record(&mut fields);
+        fields.fields.sort_by_key(|(key, _)| *key);
         let meta = event.metadata();
         LogRecord {
             timestamp: Utc::now(),
@@ -102,35 +116,47 @@ impl LogRecord {
     /// `trace_id`, `span_id`, `xray_trace_id` when traced; keys in
     /// alphabetical order. Written straight from the record: building a
     /// `serde_json::Value` first (a copy of the message and of every field)
-    /// was a sixth of the CloudWatch sink's cost a request.
+    /// was a sixth of the CloudWatch sink's cost a request; the ids and the
+    /// time are written digit by digit into buffers on the stack.
     pub fn to_json(&self) -> String {
-        #[derive(serde::Serialize)]
+        #[derive(Serialize)]
         struct Json<'a> {
-            fields: &'a Map<String, Value>,
+            fields: FieldMap<'a>,
             level: &'a str,
             message: &'a str,
             #[serde(skip_serializing_if = "Option::is_none")]
-            span_id: Option<String>,
+            span_id: Option<&'a str>,
             target: &'a str,
-            timestamp: String,
+            timestamp: &'a str,
             #[serde(skip_serializing_if = "Option::is_none")]
-            trace_id: Option<String>,
+            trace_id: Option<&'a str>,
             #[serde(skip_serializing_if = "Option::is_none")]
-            xray_trace_id: Option<String>,
+            xray_trace_id: Option<&'a str>,
         }
-        let ids = self.ids.as_ref();
+        let ids = self
+            .ids
+            .as_ref()
+            .map(|ids| IdsText::new(ids.trace_id, ids.span_id));
+        let mut time = [0; API_TIME_LEN];
+        let spelled;
+        let timestamp = match log_time_into(self.timestamp, &mut time) {
+            Some(text) => text,
+            None => {
+                spelled = self.timestamp.to_rfc3339_opts(SecondsFormat::Micros, true);
+                &spelled
+            }
+        };
         let json = Json {
-            fields: &self.fields,
+            fields: FieldMap(&self.fields),
             level: self.level.as_str(),
             message: &self.message,
-            span_id: ids.map(|ids| format!("{:016x}", ids.span_id)),
+            span_id: ids.as_ref().map(IdsText::span_id),
             target: self.target,
-            timestamp: self.timestamp.to_rfc3339_opts(SecondsFormat::Micros, true),
-            trace_id: ids.map(|ids| format!("{:032x}", ids.trace_id)),
-            xray_trace_id: ids.map(|ids| xray_trace_id(ids.trace_id)),
+            timestamp,
+            trace_id: ids.as_ref().map(IdsText::trace_id),
+            xray_trace_id: ids.as_ref().map(IdsText::xray_trace_id),
         };
-        // Borrowed strings and a map of strings to values: nothing here
-        // can fail to serialize.
+        // Borrowed strings and values: nothing here can fail to serialize.
         serde_json::to_string(&json).expect("a log record always serializes")
     }
 
@@ -147,12 +173,13 @@ impl LogRecord {
             let _ = write!(line, " {key}={value}");
         }
         if let Some(ids) = &self.ids {
+            let ids = IdsText::new(ids.trace_id, ids.span_id);
             let _ = write!(
                 line,
-                " trace_id={:032x} span_id={:016x} xray_trace_id={}",
-                ids.trace_id,
-                ids.span_id,
-                xray_trace_id(ids.trace_id)
+                " trace_id={} span_id={} xray_trace_id={}",
+                ids.trace_id(),
+                ids.span_id(),
+                ids.xray_trace_id()
             );
         }
         line
@@ -172,16 +199,13 @@ where
 
 #[cfg(test)]
 mod tests {
-    use opentelemetry::trace::SpanId;
     use serde_json::json;
 
     use super::*;
 
     #[test]
     fn a_json_line_has_every_part_keys_in_order_and_ids_only_when_traced() {
-        let mut fields = Map::new();
-        fields.insert("status".into(), json!(200));
-        fields.insert("path".into(), json!("/api/\"quoted\"\n"));
+        let fields = vec![("path", json!("/api/\"quoted\"\n")), ("status", json!(200))];
         let mut record = LogRecord {
             timestamp: DateTime::from_timestamp_micros(1_796_515_134_146_149).unwrap(),
             level: Level::INFO,

@@ -195,7 +195,11 @@ where
             return;
         }
         let record = LogRecord::from_event(event, &ctx);
-        let mut extra = record.fields;
+        let mut extra: Map<String, Value> = record
+            .fields
+            .into_iter()
+            .map(|(key, value)| (key.to_owned(), value))
+            .collect();
         extra.insert("target".into(), Value::from(record.target));
         let site = format!(
             "event {} {}:{}",
