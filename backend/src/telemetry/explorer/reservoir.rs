@@ -1,8 +1,8 @@
 //! The explorer's traces a second. Where the explorer alone needs spans
 //! (no trace or log sink is on), recording every request's spans would be
 //! most of what it costs a loaded server: `tracing`'s registry and the span
-//! layer, a fifth of a cached read, before the explorer keeps anything
-//! (bench/README.md, "The trace explorer"). So it records the first
+//! layer, about 16k instructions on a cached read's 35k, before the
+//! explorer keeps anything (bench/README.md, "The trace explorer"). So it records the first
 //! `TRACE_EXPLORER_TRACES_PER_SECOND` requests of each second and turns the
 //! rest away before they make a span. A learner's few requests a second are
 //! all kept; under load the list holds a steady sample, and the page says
