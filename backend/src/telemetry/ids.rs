@@ -48,9 +48,9 @@ fn put_xray_trace_id(out: &mut [u8], trace_id: TraceId) {
 
 /// The X-Ray spelling of a trace id: `1-5759e988-bd862e3fe1be46a994272793`.
 pub fn xray_trace_id(trace_id: TraceId) -> String {
-    IdsText::new(trace_id, SpanId::INVALID)
-        .xray_trace_id()
-        .to_owned()
+    let mut text = [0; XRAY_TRACE_ID_LEN];
+    put_xray_trace_id(&mut text, trace_id);
+    String::from_utf8(text.to_vec()).expect("hex digits and dashes are ASCII")
 }
 
 /// A trace id, a span id and the X-Ray trace id as text, written into one
