@@ -1,13 +1,15 @@
 //! The [`Store`] methods: each runs a few statements from `queries` on the
 //! reader inline or as one write on the writer thread.
 
+use std::sync::PoisonError;
+
 use chrono::{DateTime, Utc};
 use rusqlite::{Connection, params};
 use uuid::Uuid;
 
-use super::SqliteStore;
 use super::queries::*;
 use super::rows::{activity_from, message_from, message_group_from, micros, reply_from, uuid_at};
+use super::{SqliteStore, store_error};
 use crate::domain::{Activity, Handle, Message, MessageGroup, Reply};
 use crate::store::{
     NewActivity, NewMessage, NewReply, Store, StoreFuture, StoreVersion, conversation_pair,
@@ -44,21 +46,38 @@ fn with_replies(
     Ok(activities)
 }
 
+/// `local` with what SQLite says of the commits of every other connection.
+fn data_version(conn: &Connection, local: u64) -> rusqlite::Result<StoreVersion> {
+    let shared: i64 = conn
+        .prepare_cached(DATA_VERSION)?
+        .query_row([], |row| row.get(0))?;
+    Ok(StoreVersion::new(local, shared as u64))
+}
+
 fn display_name(conn: &Connection, handle: &Handle) -> rusqlite::Result<Option<String>> {
     USER_DISPLAY_NAME.row(conn, [handle.as_str()], |row| row.get(0))
 }
 
 impl Store for SqliteStore {
     fn version(&self) -> StoreFuture<'_, StoreVersion> {
-        self.read(|conn| {
-            // The local count first: a write counted after this read began
-            // moves one half or the other.
-            let local = self.writes.load(std::sync::atomic::Ordering::Acquire);
-            let shared: i64 = conn
-                .prepare_cached(DATA_VERSION)?
-                .query_row([], |row| row.get(0))?;
-            Ok(StoreVersion::new(local, shared as u64))
-        })
+        // The local count first: a write counted after this began moves
+        // one half or the other.
+        let local = self.writes.load(std::sync::atomic::Ordering::Acquire);
+        let Some(wal_index) = &self.wal_index else {
+            return self.read(move |conn| data_version(conn, local));
+        };
+        // The header before the database: a commit between the two is in
+        // the version read, and moves the header the next look compares.
+        let mut wal_index = wal_index.lock().unwrap_or_else(PoisonError::into_inner);
+        let header = wal_index.header();
+        let version = match wal_index.unchanged(header.as_ref(), local) {
+            Some(version) => Ok(version),
+            None => {
+                let conn = self.reader.lock().unwrap_or_else(PoisonError::into_inner);
+                data_version(&conn, local).inspect(|&version| wal_index.remember(header, version))
+            }
+        };
+        Box::pin(std::future::ready(version.map_err(store_error)))
     }
 
     fn ping(&self) -> StoreFuture<'_, ()> {

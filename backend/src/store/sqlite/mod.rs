@@ -12,6 +12,7 @@ mod migrate;
 mod queries;
 mod rows;
 mod seed;
+mod wal_index;
 mod writer;
 
 use std::path::Path;
@@ -23,6 +24,7 @@ use rusqlite::config::DbConfig;
 use rusqlite::{Connection, ErrorCode, OpenFlags};
 
 use super::{BoxError, OpenError, StoreError, StoreFuture};
+use wal_index::WalIndex;
 use writer::Writer;
 
 /// The setting the database path comes from, named when it cannot be opened.
@@ -61,6 +63,9 @@ pub struct SqliteStore {
     /// on the same file alike, but an in-memory database has one
     /// connection, whose own commits it does not count.
     writes: Arc<AtomicU64>,
+    /// Tells whether anything was committed since the version was last
+    /// read, without a read transaction; none for an in-memory database.
+    wal_index: Option<Arc<Mutex<WalIndex>>>,
 }
 
 impl SqliteStore {
@@ -97,8 +102,8 @@ impl SqliteStore {
         migrate::migrate(&mut conn).map_err(open_error)?;
         seed::seed_if_empty(&mut conn, now).map_err(open_error)?;
         let writer = Arc::new(Mutex::new(conn));
-        let reader = if path == ":memory:" {
-            Arc::clone(&writer)
+        let (reader, wal_index) = if path == ":memory:" {
+            (Arc::clone(&writer), None)
         } else {
             let reader = Connection::open_with_flags(
                 path,
@@ -106,7 +111,18 @@ impl SqliteStore {
             )
             .map_err(open_error)?;
             tune(&reader).map_err(open_error)?;
-            Arc::new(Mutex::new(reader))
+            // Without it every version is read from the database: slower,
+            // never stale.
+            let wal_index = WalIndex::open(Path::new(path))
+                .inspect_err(|err| {
+                    tracing::warn!(
+                        "the feed cache reads the database's version on every read: \
+                         cannot open {path}-shm: {err}"
+                    );
+                })
+                .ok()
+                .map(|index| Arc::new(Mutex::new(index)));
+            (Arc::new(Mutex::new(reader)), wal_index)
         };
         let writes = Arc::new(AtomicU64::new(0));
         let writes_to =
@@ -117,6 +133,7 @@ impl SqliteStore {
             writes_to,
             reader,
             writes,
+            wal_index,
         })
     }
 
@@ -168,6 +185,8 @@ fn kind_of(err: &rusqlite::Error) -> fn(BoxError) -> StoreError {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::domain::Handle;
+    use crate::store::{Store, StoreVersion};
 
     #[test]
     fn busy_is_unavailable_a_broken_constraint_a_conflict_the_rest_internal() {
@@ -214,6 +233,60 @@ mod tests {
         let path = dir.path().join("cruddur.db");
         let store = SqliteStore::open(path.to_str().unwrap(), Utc::now()).unwrap();
         (store, dir)
+    }
+
+    /// Another process's commit, as SQLite sees it: another connection.
+    fn commit_elsewhere(dir: &tempfile::TempDir) {
+        let other = Connection::open(dir.path().join("cruddur.db")).unwrap();
+        other
+            .execute("UPDATE users SET display_name = display_name || '!'", [])
+            .unwrap();
+    }
+
+    #[tokio::test]
+    async fn the_version_moves_with_a_commit_of_another_connection_and_only_then() {
+        let (store, dir) = on_a_temporary_file();
+        let first = store.version().await.unwrap();
+        assert_eq!(store.version().await.unwrap(), first);
+        commit_elsewhere(&dir);
+        let second = store.version().await.unwrap();
+        assert_ne!(second, first, "another connection's commit");
+        assert_eq!(store.version().await.unwrap(), second);
+    }
+
+    #[tokio::test]
+    async fn the_wal_index_header_moves_with_every_commit_and_answers_the_version_until_then() {
+        let (store, dir) = on_a_temporary_file();
+        let mut index = WalIndex::open(&dir.path().join("cruddur.db")).unwrap();
+        let header = index.header();
+        assert!(header.is_some(), "the two copies agree at rest");
+        assert_eq!(index.header(), header, "and stay while nothing commits");
+        let version = StoreVersion::new(3, 7);
+        assert_eq!(
+            index.unchanged(header.as_ref(), 3),
+            None,
+            "nothing seen yet"
+        );
+        index.remember(header, version);
+        assert_eq!(index.unchanged(index.header().as_ref(), 3), Some(version));
+        assert_eq!(index.unchanged(header.as_ref(), 4), None, "a local commit");
+        assert_eq!(index.unchanged(None, 3), None, "a header being written");
+
+        commit_elsewhere(&dir);
+        let moved = index.header();
+        assert!(
+            moved.is_some() && moved != header,
+            "another connection's commit"
+        );
+        assert_eq!(index.unchanged(moved.as_ref(), 3), None);
+        store.version().await.unwrap();
+        store
+            .ensure_user(&"wal".parse::<Handle>().unwrap(), "Wal")
+            .await
+            .unwrap();
+        assert_ne!(index.header(), moved, "the writer thread's commit");
+        index.remember(None, version);
+        assert_eq!(index.unchanged(index.header().as_ref(), 3), None);
     }
 
     crate::store::behaviour::behaviour_suite!(
