@@ -4,10 +4,10 @@
 //! The feed cache asks for the store's version on every read. Through
 //! SQLite that is `PRAGMA data_version` in a read transaction: locking and
 //! unlocking the database file and the WAL index, four `fcntl` calls and
-//! the pager's work around them, 4.4 µs of a cached read's 20 in
-//! `bench/run` (bench/README.md, "Data path"). While no commit has
-//! happened since the last such look, its answer still holds; this module
-//! tells that with one `pread` of the `-shm` file.
+//! the pager's work around them: about a quarter of a cached read's CPU
+//! (bench/README.md, "Data path", step 5). While no commit has happened
+//! since the last such look, its answer still holds; this module tells
+//! that with one `pread` of the `-shm` file.
 //!
 //! The `-shm` file of a WAL database starts with the WAL-index header,
 //! twice (SQLite's file format, "The WAL-Index Format"): 48 bytes holding

@@ -5,9 +5,9 @@
 //! [`MAX_PER_CALL`] at a time, rather than a `send` each. Every datagram
 //! still crosses the network stack, but one system call carries many, and
 //! the daemon, woken by the first, reads the rest without being woken
-//! again: a `send` each cost the sink's thread about 6 µs of kernel time a
+//! again: a `send` each cost the sink's thread 6 to 7 µs of kernel time a
 //! trace in `bench/run`'s "every sink on" row, more than translating it
-//! (bench/README.md, "X-Ray").
+//! (bench/README.md, "Data path", step 6).
 
 use std::io;
 
