@@ -128,6 +128,7 @@ impl Sink<SharedSpan> for DaemonSink {
         let address = self.address.to_string();
         let socket = self.socket().await?;
         let mut sent = 0;
+        let mut failure = None;
         while sent < payload.len() {
             let attempt =
                 match socket.try_io(Interest::WRITABLE, || send_some(socket, &payload[sent..])) {
@@ -139,18 +140,31 @@ impl Sink<SharedSpan> for DaemonSink {
             match attempt {
                 Ok(count) => sent += count,
                 Err(err) => {
-                    // Resolve again next time: the daemon may have moved.
-                    self.socket = None;
-                    return Err(SendError {
-                        message: format!("X-Ray daemon {address}: {err}"),
-                        retryable: false,
-                        retry_after: None,
-                        hint: Some(NO_DAEMON),
-                    });
+                    failure = Some(err);
+                    break;
                 }
             }
         }
-        Ok(())
+        // A datagram nobody received comes back as an error on the socket
+        // (the port unreachable). `sendmmsg` reports one only when the
+        // call's first datagram meets it, and then it is gone: the batch
+        // may seem sent whole while the daemon was absent, the error of its
+        // last datagram still pending, to fail the first batch once it is
+        // back. Taking it here counts this batch as failed instead.
+        if failure.is_none() {
+            failure = socket.take_error().unwrap_or_else(Some);
+        }
+        let Some(err) = failure else {
+            return Ok(());
+        };
+        // Resolve again next time: the daemon may have moved.
+        self.socket = None;
+        Err(SendError {
+            message: format!("X-Ray daemon {address}: {err}"),
+            retryable: false,
+            retry_after: None,
+            hint: Some(NO_DAEMON),
+        })
     }
 }
 
@@ -187,6 +201,36 @@ fn send_some(socket: &UdpSocket, datagrams: &[String]) -> io::Result<usize> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn a_batch_to_an_absent_daemon_fails_and_the_next_one_after_it_is_back_arrives() {
+        let address = {
+            let taken = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+            taken.local_addr().unwrap()
+        };
+        let naming = Naming {
+            fallback: "cruddur".into(),
+            pattern: None,
+        };
+        let mut sink = DaemonSink::new(DaemonAddress::parse(&address.to_string()).unwrap(), naming);
+        let payload: Vec<String> = (0..100)
+            .map(|n| format!("{HEADER}{{\"n\": {n}}}"))
+            .collect();
+        for _ in 0..3 {
+            let failed = sink.send(&payload).await.unwrap_err();
+            assert!(failed.message.contains("refused"), "{}", failed.message);
+        }
+        let daemon = std::net::UdpSocket::bind(address).unwrap();
+        daemon
+            .set_read_timeout(Some(std::time::Duration::from_secs(10)))
+            .unwrap();
+        sink.send(&payload).await.unwrap();
+        let mut buffer = [0; 1024];
+        for datagram in &payload {
+            let length = daemon.recv(&mut buffer).unwrap();
+            assert_eq!(&buffer[..length], datagram.as_bytes());
+        }
+    }
 
     #[tokio::test]
     async fn a_batch_longer_than_one_call_arrives_whole_and_in_order() {
