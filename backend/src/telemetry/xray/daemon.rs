@@ -5,9 +5,10 @@
 //! [`MAX_PER_CALL`] at a time, rather than a `send` each. Every datagram
 //! still crosses the network stack, but one system call carries many, and
 //! the daemon, woken by the first, reads the rest without being woken
-//! again: a `send` each cost the sink's thread 6 to 7 µs of kernel time a
-//! trace in `bench/run`'s "every sink on" row, more than translating it
-//! (bench/README.md, "Data path", step 6).
+//! again: in `bench/run`'s "every sink on" row the sink's thread spent
+//! 4.4 to 4.6 µs a trace in the kernel with a `send` each, more than on
+//! translating it, and 3.3 to 3.6 with `sendmmsg` (bench/README.md, "Data
+//! path", step 6).
 
 use std::io;
 
