@@ -279,7 +279,6 @@ mod tests {
             "another connection's commit"
         );
         assert_eq!(index.unchanged(moved.as_ref(), 3), None);
-        store.version().await.unwrap();
         store
             .ensure_user(&"wal".parse::<Handle>().unwrap(), "Wal")
             .await
