@@ -92,8 +92,20 @@ impl Recording {
     }
 
     fn span_context(&self) -> SpanContext {
+        self.as_parent().span_context()
+    }
+
+    /// What a child takes from this span: one copy of the trace state (a
+    /// `SpanContext` first, then the state copied out of it, was two, of 3
+    /// allocations each, for every span of every request).
+    fn as_parent(&self) -> Parent {
         let (flags, state) = self.decision.clone().unwrap_or_default();
-        SpanContext::new(self.trace_id, self.span_id, flags, false, state)
+        Parent {
+            trace_id: self.trace_id,
+            span_id: self.span_id,
+            flags,
+            state,
+        }
     }
 
     /// The span's trace and span ids (log lines carry them).
@@ -106,6 +118,31 @@ impl Recording {
             self.events.push(event);
         } else {
             self.dropped_events = self.dropped_events.saturating_add(1);
+        }
+    }
+}
+
+/// A new span's parent, as the new span keeps it.
+struct Parent {
+    trace_id: TraceId,
+    span_id: SpanId,
+    flags: TraceFlags,
+    state: TraceState,
+}
+
+impl Parent {
+    fn span_context(self) -> SpanContext {
+        SpanContext::new(self.trace_id, self.span_id, self.flags, false, self.state)
+    }
+}
+
+impl From<&SpanContext> for Parent {
+    fn from(sc: &SpanContext) -> Self {
+        Parent {
+            trace_id: sc.trace_id(),
+            span_id: sc.span_id(),
+            flags: sc.trace_flags(),
+            state: sc.trace_state().clone(),
         }
     }
 }
@@ -184,16 +221,16 @@ impl SpanLayer {
         span.decision = Some((flags, result.trace_state));
     }
 
-    /// The span context of a span this layer records, deciding its trace's
-    /// sampling first if it has not been.
-    fn started<S>(&self, span: &tracing_subscriber::registry::SpanRef<'_, S>) -> Option<SpanContext>
+    /// A span this layer records as a parent, deciding its trace's sampling
+    /// first if it has not been.
+    fn started<S>(&self, span: &tracing_subscriber::registry::SpanRef<'_, S>) -> Option<Parent>
     where
         S: for<'a> LookupSpan<'a>,
     {
         let mut extensions = span.extensions_mut();
         let recording = extensions.get_mut::<Recording>()?;
         self.decide(recording, None);
-        Some(recording.span_context())
+        Some(recording.as_parent())
     }
 }
 
@@ -221,15 +258,18 @@ where
         let (parent, remote) = match otel {
             Some(otel) => {
                 let remote = otel.is_remote().then(Context::current);
-                (Some(otel), remote)
+                (Some(Parent::from(&otel)), remote)
             }
             None => (parent.and_then(|parent| self.started(&parent)), None),
         };
         let meta = attrs.metadata();
-        let decision = parent
-            .as_ref()
-            .filter(|_| remote.is_none())
-            .map(|sc| (sc.trace_flags(), sc.trace_state().clone()));
+        let (parent_ids, decision) = match parent {
+            Some(parent) => (
+                Some((parent.trace_id, parent.span_id)),
+                remote.is_none().then_some((parent.flags, parent.state)),
+            ),
+            None => (None, None),
+        };
         let mut fields = Fields::default();
         if self.keeps
             && decision
@@ -240,13 +280,9 @@ where
             attrs.record(&mut fields);
         }
         let mut recording = Recording {
-            trace_id: parent
-                .as_ref()
-                .map_or_else(|| self.ids.new_trace_id(), SpanContext::trace_id),
+            trace_id: parent_ids.map_or_else(|| self.ids.new_trace_id(), |(trace, _)| trace),
             span_id: self.ids.new_span_id(),
-            parent_span_id: parent
-                .as_ref()
-                .map_or(SpanId::INVALID, SpanContext::span_id),
+            parent_span_id: parent_ids.map_or(SpanId::INVALID, |(_, span)| span),
             parent_is_remote: remote.is_some(),
             decision,
             name: fields.name.unwrap_or(Cow::Borrowed(meta.name())),
@@ -282,7 +318,11 @@ where
     }
 
     fn on_follows_from(&self, id: &Id, follows: &Id, ctx: LayerContext<'_, S>) {
-        let Some(follows) = ctx.span(follows).and_then(|span| self.started(&span)) else {
+        let Some(follows) = ctx
+            .span(follows)
+            .and_then(|span| self.started(&span))
+            .map(Parent::span_context)
+        else {
             return;
         };
         let Some(span) = ctx.span(id) else { return };
@@ -332,7 +372,10 @@ where
         if !recording.recording() {
             return;
         }
-        let span_context = recording.span_context();
+        // The recording ends here: its trace state moves into the span.
+        let (flags, state) = recording.decision.take().unwrap_or_default();
+        let span_context =
+            SpanContext::new(recording.trace_id, recording.span_id, flags, false, state);
         let mut events = SpanEvents::default();
         events.events = recording.events;
         events.dropped_count = recording.dropped_events;
