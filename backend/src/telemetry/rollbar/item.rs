@@ -365,15 +365,17 @@ pub fn encode(mut data: Value) -> Vec<u8> {
     json!({ "data": data }).to_string().into_bytes()
 }
 
-/// Frames whose method names the panic machinery rather than the code that
-/// panicked: the standard library (also its trait impls, `<alloc::...>`)
-/// and this module's hook.
-fn is_machinery(method: &str) -> bool {
-    let path = method.trim_start_matches('<');
+/// Frames of the panic machinery rather than of the code that panicked: the
+/// standard library (also its trait impls, `<alloc::...>`) and this
+/// module's hook. The hook is known by its file as well: a build whose
+/// debug info is line tables only names it `{closure#0}`, with no path.
+fn is_machinery(frame: &Frame) -> bool {
+    let path = frame.method.trim_start_matches('<');
     ["std::", "core::", "alloc::", "rust_begin_unwind", "__rust"]
         .iter()
         .any(|prefix| path.starts_with(prefix))
         || path.contains("telemetry::rollbar::")
+        || frame.filename.contains("src/telemetry/rollbar/")
 }
 
 /// Frames out of `std::backtrace::Backtrace`'s text, oldest first, without
@@ -402,10 +404,7 @@ pub fn frames_from_backtrace(text: &str) -> Vec<Frame> {
             });
         }
     }
-    let skip = newest_first
-        .iter()
-        .take_while(|f| is_machinery(&f.method))
-        .count();
+    let skip = newest_first.iter().take_while(|f| is_machinery(f)).count();
     let mut frames: Vec<Frame> = newest_first.split_off(skip);
     frames.reverse();
     frames

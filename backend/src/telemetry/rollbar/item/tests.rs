@@ -182,6 +182,29 @@ fn backtrace_frames_are_oldest_first_without_the_panic_machinery() {
     assert_eq!(frames[0].lineno, None);
 }
 
+/// The same panic from a build whose debug info is line tables only: the
+/// hook's frame has no path, only its file says whose it is.
+const BACKTRACE_LINE_TABLES: &str = "   0: std::backtrace::Backtrace::force_capture
+             at /rustc/abc/library/std/src/backtrace.rs:312:13
+   1: {closure#0}
+             at ./backend/src/telemetry/rollbar/mod.rs:274:43
+   2: std::panicking::panic_with_hook
+             at /rustc/abc/library/std/src/panicking.rs:842:13
+   3: rollbar_panic::boom::{{closure}}
+             at ./tests/rollbar_panic.rs:22:5
+   4: poll<F>
+             at /cargo/registry/src/axum-0.8.9/src/handler/mod.rs:217:38
+";
+
+#[test]
+fn the_hook_is_left_out_when_debug_info_has_no_paths() {
+    let frames = frames_from_backtrace(BACKTRACE_LINE_TABLES);
+    let newest = frames.last().expect("frames");
+    assert_eq!(newest.method, "rollbar_panic::boom::{{closure}}");
+    assert_eq!(newest.filename, "./tests/rollbar_panic.rs");
+    assert_eq!(frames.len(), 2);
+}
+
 #[test]
 fn large_items_are_cut_to_fit_frames_first() {
     let frames: Vec<Frame> = (0..5000)
