@@ -99,7 +99,12 @@ impl Recording {
     /// `SpanContext` first, then the state copied out of it, was two, of 3
     /// allocations each, for every span of every request).
     fn as_parent(&self) -> Parent {
-        let (flags, state) = self.decision.clone().unwrap_or_default();
+        self.parent_with(self.decision.clone())
+    }
+
+    /// This span as a parent, with `decision` for its trace's.
+    fn parent_with(&self, decision: Option<(TraceFlags, TraceState)>) -> Parent {
+        let (flags, state) = decision.unwrap_or_default();
         Parent {
             trace_id: self.trace_id,
             span_id: self.span_id,
@@ -263,13 +268,15 @@ where
             None => (parent.and_then(|parent| self.started(&parent)), None),
         };
         let meta = attrs.metadata();
-        let (parent_ids, decision) = match parent {
-            Some(parent) => (
-                Some((parent.trace_id, parent.span_id)),
-                remote.is_none().then_some((parent.flags, parent.state)),
-            ),
-            None => (None, None),
-        };
+        let trace_id = parent
+            .as_ref()
+            .map_or_else(|| self.ids.new_trace_id(), |parent| parent.trace_id);
+        let parent_span_id = parent
+            .as_ref()
+            .map_or(SpanId::INVALID, |parent| parent.span_id);
+        let decision = parent
+            .filter(|_| remote.is_none())
+            .map(|parent| (parent.flags, parent.state));
         let mut fields = Fields::default();
         if self.keeps
             && decision
@@ -280,9 +287,9 @@ where
             attrs.record(&mut fields);
         }
         let mut recording = Recording {
-            trace_id: parent_ids.map_or_else(|| self.ids.new_trace_id(), |(trace, _)| trace),
+            trace_id,
             span_id: self.ids.new_span_id(),
-            parent_span_id: parent_ids.map_or(SpanId::INVALID, |(_, span)| span),
+            parent_span_id,
             parent_is_remote: remote.is_some(),
             decision,
             name: fields.name.unwrap_or(Cow::Borrowed(meta.name())),
@@ -373,9 +380,8 @@ where
             return;
         }
         // The recording ends here: its trace state moves into the span.
-        let (flags, state) = recording.decision.take().unwrap_or_default();
-        let span_context =
-            SpanContext::new(recording.trace_id, recording.span_id, flags, false, state);
+        let decision = recording.decision.take();
+        let span_context = recording.parent_with(decision).span_context();
         let mut events = SpanEvents::default();
         events.events = recording.events;
         events.dropped_count = recording.dropped_events;
