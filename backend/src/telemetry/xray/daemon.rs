@@ -126,7 +126,6 @@ impl Sink<SharedSpan> for DaemonSink {
     }
 
     async fn send(&mut self, payload: &Vec<String>) -> Result<(), SendError> {
-        let address = self.address.to_string();
         let socket = self.socket().await?;
         let mut sent = 0;
         let mut failure = None;
@@ -161,7 +160,7 @@ impl Sink<SharedSpan> for DaemonSink {
         // Resolve again next time: the daemon may have moved.
         self.socket = None;
         Err(SendError {
-            message: format!("X-Ray daemon {address}: {err}"),
+            message: format!("X-Ray daemon {}: {err}", self.address),
             retryable: false,
             retry_after: None,
             hint: Some(NO_DAEMON),
@@ -203,17 +202,21 @@ fn send_some(socket: &UdpSocket, datagrams: &[String]) -> io::Result<usize> {
 mod tests {
     use super::*;
 
+    fn sink_to(address: std::net::SocketAddr) -> DaemonSink {
+        let naming = Naming {
+            fallback: "cruddur".into(),
+            pattern: None,
+        };
+        DaemonSink::new(DaemonAddress::parse(&address.to_string()).unwrap(), naming)
+    }
+
     #[tokio::test]
     async fn a_batch_to_an_absent_daemon_fails_and_the_next_one_after_it_is_back_arrives() {
         let address = {
             let taken = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
             taken.local_addr().unwrap()
         };
-        let naming = Naming {
-            fallback: "cruddur".into(),
-            pattern: None,
-        };
-        let mut sink = DaemonSink::new(DaemonAddress::parse(&address.to_string()).unwrap(), naming);
+        let mut sink = sink_to(address);
         let payload: Vec<String> = (0..100)
             .map(|n| format!("{HEADER}{{\"n\": {n}}}"))
             .collect();
@@ -239,12 +242,7 @@ mod tests {
         daemon
             .set_read_timeout(Some(std::time::Duration::from_secs(10)))
             .unwrap();
-        let address = DaemonAddress::parse(&daemon.local_addr().unwrap().to_string()).unwrap();
-        let naming = Naming {
-            fallback: "cruddur".into(),
-            pattern: None,
-        };
-        let mut sink = DaemonSink::new(address, naming);
+        let mut sink = sink_to(daemon.local_addr().unwrap());
         let payload: Vec<String> = (0..150)
             .map(|n| format!("{HEADER}{{\"n\": {n}, \"pad\": \"{}\"}}", "x".repeat(n)))
             .collect();
