@@ -14,14 +14,17 @@ need() { # need COMMAND DEBIAN_PACKAGE
 
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
 
-start_sink() { # start_sink PORT LOG: the OTLP sink and X-Ray stand-in; sets SINK_PID
+# The telemetry destinations' stand-in (bench/stand_in.rs, built by the
+# sourcing script): OTLP/HTTP, X-Ray's UDP and CloudWatch Logs on one port.
+STAND_IN=$ROOT/target/release/examples/stand_in
+start_sink() { # start_sink PORT LOG: starts the stand-in; sets SINK_PID
   # It shares core 1 with wrk so the server's CPU numbers stay its own.
   local i
-  taskset -c 1 python3 "$ROOT/bench/otlp_sink.py" "$1" >"$2" 2>&1 &
+  taskset -c 1 "$STAND_IN" "$1" >"$2" 2>&1 &
   # shellcheck disable=SC2034  # read by the sourcing script
   SINK_PID=$!
   for ((i = 0; i < 100; i++)); do
     curl -s -o /dev/null --max-time 1 "http://127.0.0.1:$1/" && return; sleep 0.1  # GET: not counted
   done
-  die "otlp sink did not start (log: $2)"
+  die "the stand-in did not start (log: $2)"
 }
