@@ -24,9 +24,10 @@ use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 
 use axum::Router;
 use axum::body::Bytes;
-use axum::extract::State;
+use axum::extract::{DefaultBodyLimit, State};
 use axum::http::header::CONTENT_TYPE;
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::{HeaderMap, HeaderName, StatusCode};
+use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use tokio::signal::unix::{SignalKind, signal};
 
@@ -60,18 +61,15 @@ impl Counts {
     }
 }
 
-const PROTOBUF: [(axum::http::HeaderName, &str); 1] = [(CONTENT_TYPE, "application/x-protobuf")];
+const PROTOBUF: [(HeaderName, &str); 1] = [(CONTENT_TYPE, "application/x-protobuf")];
 
-async fn traces(
-    State(counts): State<Arc<Counts>>,
-    body: Bytes,
-) -> impl axum::response::IntoResponse {
+async fn traces(State(counts): State<Arc<Counts>>, body: Bytes) -> impl IntoResponse {
     counts.traces.fetch_add(1, Relaxed);
     counts.trace_bytes.fetch_add(body.len() as u64, Relaxed);
     PROTOBUF
 }
 
-async fn metrics(State(counts): State<Arc<Counts>>) -> impl axum::response::IntoResponse {
+async fn metrics(State(counts): State<Arc<Counts>>, _body: Bytes) -> impl IntoResponse {
     counts.metrics.fetch_add(1, Relaxed);
     PROTOBUF
 }
@@ -80,8 +78,7 @@ async fn cloudwatch(
     State(counts): State<Arc<Counts>>,
     headers: HeaderMap,
     body: Bytes,
-) -> axum::response::Response {
-    use axum::response::IntoResponse;
+) -> Response {
     let target = headers
         .get("x-amz-target")
         .and_then(|value| value.to_str().ok())
@@ -115,6 +112,7 @@ async fn run(port: u16) -> std::io::Result<()> {
         .route("/v1/traces", post(traces))
         .route("/v1/metrics", post(metrics))
         .route("/", post(cloudwatch).get(|| async { "stand-in" }))
+        .layer(DefaultBodyLimit::disable())
         .with_state(counts.clone());
     let listener = tokio::net::TcpListener::bind(address).await?;
     let (mut term, mut int) = (
